@@ -1,0 +1,48 @@
+"""What the contract tests hold on to: one bundle per backend, and the fixed test clock."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tokensvc.storage.protocols import ClientStore, CodeStore, GrantStore, UserStore
+
+NOW = 1_700_000_000.0  # every test's "now": stores take the time from their caller
+
+
+class FakeClock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class CodeBackend:
+    name: str
+    store: CodeStore
+    # Let `seconds` pass as far as the store's expiry is concerned.
+    advance: Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Stores:
+    name: str
+    clients: ClientStore
+    users: UserStore
+    grants: GrantStore
+
+    async def count_tokens(self, grant_id: str) -> int:
+        """Refresh-token rows in a family (memory's helper is sync, Postgres's async)."""
+        count = self.grants.count_tokens(grant_id)  # type: ignore[attr-defined]
+        if inspect.isawaitable(count):
+            count = await count
+        return int(count)
+
+    async def warm(self, connections: int) -> None:
+        """Have `connections` pooled connections open, so that a race between that many calls
+        is decided by the store and not serialised by connection set-up."""
+        await asyncio.gather(*(self.grants.ping() for _ in range(connections)))

@@ -1,0 +1,108 @@
+"""Backends for the contract suites: each test runs once per backend of its protocol.
+
+* codes: memory (injected clock) and Redis (`RedisCodes`, a dedicated database flushed before
+  every test, real 1 s TTLs);
+* clients, users, grants: memory and Postgres (one migrated database per test module,
+  truncated before every test).
+
+Real servers come from the session fixtures in `tests/conftest.py`; a backend's server is only
+started when a test actually asks for that backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.contract.backends import CodeBackend, FakeClock, Stores
+from tests.servers import create_database
+from tokensvc.storage.memory import MemoryClients, MemoryCodes, MemoryGrants, MemoryUsers
+from tokensvc.storage.migrate import migrate
+from tokensvc.storage.postgres import Postgres
+from tokensvc.storage.redis_codes import RedisCodes
+
+CONTRACT_REDIS_DB = 9  # not 0: other suites share the session's Redis
+POOL_SIZE = 32  # enough connections for the 30-way rotation race to be a real race
+
+
+def run_sync(coro_fn: Callable[[], Awaitable[object]]) -> object:
+    """Run a coroutine to completion from synchronous (fixture) code, on a private loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn())).result()  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- codes
+
+
+@pytest.fixture(scope="session")
+def contract_redis_url(redis_url: str) -> str:
+    return urlunsplit(urlsplit(redis_url)._replace(path=f"/{CONTRACT_REDIS_DB}"))
+
+
+@pytest.fixture
+async def redis_codes(contract_redis_url: str) -> AsyncIterator[RedisCodes]:
+    # A pool that allows the 50-way consume race its 50 connections.
+    client = aioredis.Redis.from_url(
+        contract_redis_url, max_connections=64, socket_timeout=2.0, socket_connect_timeout=1.0
+    )
+    store = RedisCodes(client)
+    try:
+        await client.flushdb()
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def codes(request: pytest.FixtureRequest) -> CodeBackend:
+    if request.param == "memory":
+        clock = FakeClock()
+
+        async def tick(seconds: float) -> None:
+            clock.now += seconds
+
+        return CodeBackend("memory", MemoryCodes(clock), tick)
+    return CodeBackend("redis", request.getfixturevalue("redis_codes"), asyncio.sleep)
+
+
+# --------------------------------------------------------------------------- clients/users/grants
+
+
+@pytest.fixture(scope="module")
+def contract_database_url(request: pytest.FixtureRequest, postgres_admin_url: str) -> Iterator[str]:
+    """A freshly created and migrated database for this test module."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    name = "contract_" + re.sub(r"[^a-z0-9_]", "_", module.lower())[:50]
+    url = create_database(postgres_admin_url, name)
+    run_sync(lambda: migrate(url))
+    yield url
+
+
+_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens"
+
+
+@pytest.fixture
+async def postgres(contract_database_url: str) -> AsyncIterator[Postgres]:
+    db = await Postgres.connect(contract_database_url, max_size=POOL_SIZE)
+    try:
+        async with db.connection() as conn:
+            await conn.execute(_TRUNCATE)
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def stores(request: pytest.FixtureRequest) -> Stores:
+    if request.param == "memory":
+        clients, grants = MemoryClients(), MemoryGrants()
+        clients.on_remove = grants.forget_client  # how memory keeps "remove" cascading
+        return Stores("memory", clients, MemoryUsers(), grants)
+    db: Postgres = request.getfixturevalue("postgres")
+    return Stores("postgres", db.clients, db.users, db.grants)

@@ -1,0 +1,249 @@
+"""GrantStore contract (issue, rotate, revoke_grant): memory and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.contract.backends import NOW, Stores
+from tokensvc.models import Client, Grant, RefreshState, Successor
+from tokensvc.opaque import lookup_hash
+from tokensvc.storage.protocols import Rejected, Repeated, Rotated, SuccessorFactory
+
+TTL = 3600.0
+
+
+class Factory:
+    """A successor factory that records the states it was shown."""
+
+    def __init__(self, name: str, expires_at: float = NOW + 2 * TTL) -> None:
+        self.token_hash = lookup_hash(name)
+        self.box = f"sealed response for {name}".encode()
+        self.expires_at = expires_at
+        self.seen: list[RefreshState] = []
+
+    def __call__(self, state: RefreshState) -> Successor:
+        self.seen.append(state)
+        return Successor(self.token_hash, self.expires_at, self.box)
+
+
+def refuse(state: RefreshState) -> Successor:
+    raise LookupError("client disabled meanwhile")
+
+
+def never(state: RefreshState) -> Successor:
+    raise AssertionError("the successor factory must not be called for a dead token")
+
+
+async def issued(
+    stores: Stores, grant_id: str = "grant-1", name: str = "rt-0", expires_at: float = NOW + TTL
+) -> tuple[Grant, bytes]:
+    """A client, a grant and its first refresh token (the hash of `name`)."""
+    await stores.clients.add(
+        Client("client-1", "App", "client_secret_basic", frozenset({"refresh_token"}))
+    )
+    grant = Grant(
+        grant_id=grant_id,
+        client_id="client-1",
+        sub="user-1",
+        scope="openid offline_access",
+        auth_time=int(NOW) - 60,
+        acr="1",
+        amr=("pwd", "otp"),
+        sid="sid-9",
+        claims={"email": "u@example.com", "email_verified": True, "groups": ["a", "b"]},
+    )
+    token_hash = lookup_hash(name)
+    assert await stores.grants.issue(grant, token_hash, expires_at, NOW) is True
+    return grant, token_hash
+
+
+async def rotate(
+    stores: Stores, token_hash: bytes, now: float, grace: float, factory: SuccessorFactory
+) -> object:
+    return await stores.grants.rotate(token_hash, now, grace, factory)
+
+
+# --------------------------------------------------------------------------- issue
+
+
+async def test_issue_stores_grant_and_first_token(stores: Stores) -> None:
+    await issued(stores)
+    assert await stores.count_tokens("grant-1") == 1
+
+
+async def test_issue_after_revoke_stores_the_grant_revoked(stores: Stores) -> None:
+    """A code replay that overtakes the code's first exchange revokes the grant first; the
+    exchange's `issue` then reports the grant dead and its token never rotates."""
+    await stores.clients.add(Client("client-1", "App", "none", frozenset({"refresh_token"})))
+    await stores.grants.revoke_grant("grant-early", NOW)
+    grant = Grant("grant-early", "client-1", "user-1", "openid", int(NOW))
+    assert await stores.grants.issue(grant, lookup_hash("rt-x"), NOW + TTL, NOW + 1) is False
+    assert await stores.count_tokens("grant-early") == 1
+    assert await rotate(stores, lookup_hash("rt-x"), NOW + 2, 5, never) == Rejected()
+    await stores.grants.revoke_grant("grant-early", NOW + 3)  # still idempotent
+    assert await rotate(stores, lookup_hash("rt-x"), NOW + 4, 5, never) == Rejected()
+
+
+async def test_revocation_after_issue_and_before_it_end_the_same(stores: Stores) -> None:
+    _, t0 = await issued(stores, "grant-late")
+    await stores.grants.revoke_grant("grant-late", NOW + 1)
+    assert await rotate(stores, t0, NOW + 2, 5, never) == Rejected()
+    assert await stores.count_tokens("grant-late") == 1
+
+
+# --------------------------------------------------------------------------- rotate
+
+
+async def test_rotate_happy_path(stores: Stores) -> None:
+    grant, t0 = await issued(stores)
+    first = Factory("rt-1")
+    outcome = await rotate(stores, t0, NOW + 10, 5, first)
+
+    assert isinstance(outcome, Rotated)
+    expected = RefreshState(t0, grant, NOW + TTL, None, None, False)
+    assert outcome.state == expected
+    assert first.seen == [expected]
+    assert await stores.count_tokens("grant-1") == 2
+
+    # The successor is live and rotates in turn, within the same family and grant.
+    second = Factory("rt-2")
+    outcome2 = await rotate(stores, first.token_hash, NOW + 20, 5, second)
+    assert isinstance(outcome2, Rotated)
+    assert outcome2.state == RefreshState(
+        first.token_hash, grant, first.expires_at, None, None, False
+    )
+    assert await stores.count_tokens("grant-1") == 3
+
+
+async def test_unknown_token_is_rejected(stores: Stores) -> None:
+    assert await rotate(stores, lookup_hash("never-issued"), NOW, 5, never) == Rejected()
+
+
+async def test_expired_token_is_rejected(stores: Stores) -> None:
+    _, t0 = await issued(stores, expires_at=NOW + 10)
+    assert await rotate(stores, t0, NOW + 10, 5, never) == Rejected()
+    assert await rotate(stores, t0, NOW + 11, 5, never) == Rejected()
+    assert await stores.count_tokens("grant-1") == 1
+
+
+async def test_refusing_successor_factory_writes_nothing(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    with pytest.raises(LookupError):
+        await rotate(stores, t0, NOW + 1, 5, refuse)
+    assert await stores.count_tokens("grant-1") == 1
+    # Still live: neither retired nor revoked.
+    assert isinstance(await rotate(stores, t0, NOW + 2, 5, Factory("rt-1")), Rotated)
+
+
+async def test_repeat_within_grace_gets_the_same_sealed_response(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    winner = Factory("rt-1")
+    assert isinstance(await rotate(stores, t0, NOW + 1, 5, winner), Rotated)
+    late = Factory("rt-late")
+    assert await rotate(stores, t0, NOW + 5.9, 5, late) == Repeated(winner.box)
+    assert late.seen == []
+    assert await stores.count_tokens("grant-1") == 2
+
+
+async def test_thirty_concurrent_rotations_create_one_successor(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    factories = [Factory(f"rt-succ-{i}") for i in range(30)]
+    await stores.warm(30)
+    outcomes = await asyncio.gather(*(rotate(stores, t0, NOW + 1, 5, f) for f in factories))
+
+    winners = [i for i, o in enumerate(outcomes) if isinstance(o, Rotated)]
+    assert len(winners) == 1
+    winner = factories[winners[0]]
+    repeats = [o for o in outcomes if isinstance(o, Repeated)]
+    assert len(repeats) == 29
+    assert all(o.sealed_response == winner.box for o in repeats)
+    assert await stores.count_tokens("grant-1") == 2
+
+    # Only the winner's successor was stored.
+    loser = factories[(winners[0] + 1) % 30]
+    assert await rotate(stores, loser.token_hash, NOW + 2, 5, never) == Rejected()
+    assert isinstance(await rotate(stores, winner.token_hash, NOW + 2, 5, Factory("n")), Rotated)
+
+
+async def test_thirty_concurrent_rotations_without_grace_let_one_succeed(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    factories = [Factory(f"rt-succ-{i}") for i in range(30)]
+    await stores.warm(30)
+    outcomes = await asyncio.gather(*(rotate(stores, t0, NOW + 1, 0, f) for f in factories))
+
+    winners = [i for i, o in enumerate(outcomes) if isinstance(o, Rotated)]
+    assert len(winners) == 1
+    losers = [o for o in outcomes if not isinstance(o, Rotated)]
+    assert len(losers) == 29
+    assert all(isinstance(o, Rejected) for o in losers)
+    # A loser's presentation is reuse: it revokes the family (later losers then merely find it
+    # revoked), so the winner's successor is dead too.
+    assert Rejected(reused=True) in losers
+    winner = factories[winners[0]]
+    assert await rotate(stores, winner.token_hash, NOW + 2, 0, never) == Rejected()
+
+
+async def test_reuse_after_grace_revokes_the_whole_family(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    t1 = Factory("rt-1")
+    assert isinstance(await rotate(stores, t0, NOW + 1, 5, t1), Rotated)
+    t2 = Factory("rt-2")
+    assert isinstance(await rotate(stores, t1.token_hash, NOW + 2, 5, t2), Rotated)
+
+    # t0 presented again long after its rotation: reuse.
+    assert await rotate(stores, t0, NOW + 6, 5, never) == Rejected(reused=True)
+    # The newest token of the family is dead too, and so is every older one.
+    assert await rotate(stores, t2.token_hash, NOW + 7, 5, never) == Rejected()
+    assert await rotate(stores, t1.token_hash, NOW + 7, 5, never) == Rejected()
+    # Repeats of the revoked token stay rejected (no grace after revocation).
+    assert await rotate(stores, t0, NOW + 7, 5, never) == Rejected()
+
+
+async def test_repeat_at_exactly_grace_is_reuse(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    assert isinstance(await rotate(stores, t0, NOW + 1, 5, Factory("rt-1")), Rotated)
+    assert await rotate(stores, t0, NOW + 6, 5, never) == Rejected(reused=True)
+
+
+async def test_zero_grace_sequential_repeat_is_reuse(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    t1 = Factory("rt-1")
+    assert isinstance(await rotate(stores, t0, NOW + 1, 0, t1), Rotated)
+    assert await rotate(stores, t0, NOW + 1, 0, never) == Rejected(reused=True)
+    assert await rotate(stores, t1.token_hash, NOW + 1, 0, never) == Rejected()
+
+
+# --------------------------------------------------------------------------- revoke
+
+
+async def test_revoke_grant_kills_every_token_and_is_idempotent(stores: Stores) -> None:
+    _, t0 = await issued(stores)
+    t1 = Factory("rt-1")
+    assert isinstance(await rotate(stores, t0, NOW + 1, 5, t1), Rotated)
+
+    await stores.grants.revoke_grant("grant-1", NOW + 2)
+    await stores.grants.revoke_grant("grant-1", NOW + 3)
+
+    assert await rotate(stores, t1.token_hash, NOW + 4, 5, never) == Rejected()
+    # Even inside the grace window a revoked family yields nothing.
+    assert await rotate(stores, t0, NOW + 2.5, 5, never) == Rejected()
+
+
+async def test_revoke_unknown_grant_twice_is_fine(stores: Stores) -> None:
+    await stores.grants.revoke_grant("grant-ghost", NOW)
+    await stores.grants.revoke_grant("grant-ghost", NOW + 1)
+    assert await stores.count_tokens("grant-ghost") == 0
+
+
+async def test_revocation_leaves_other_families_alone(stores: Stores) -> None:
+    _, a0 = await issued(stores, "grant-a", "rt-a")
+    _, b0 = await issued(stores, "grant-b", "rt-b")
+    await stores.grants.revoke_grant("grant-a", NOW + 1)
+    assert await rotate(stores, a0, NOW + 2, 5, never) == Rejected()
+    assert isinstance(await rotate(stores, b0, NOW + 2, 5, Factory("rt-b1")), Rotated)
+
+
+async def test_ping(stores: Stores) -> None:
+    assert await stores.grants.ping() is None

@@ -1,0 +1,107 @@
+"""A store that cannot reach its server raises `StoreUnavailable`, quickly, for every method:
+never a driver exception, never a hang. Pointed at a closed loopback port (deterministic)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.contract.backends import NOW
+from tests.servers import free_port
+from tokensvc.errors import StoreUnavailable
+from tokensvc.models import Client, CodeRecord, Grant, User
+from tokensvc.opaque import lookup_hash
+from tokensvc.storage.migrate import migrate
+from tokensvc.storage.postgres import Postgres
+from tokensvc.storage.redis_codes import RedisCodes
+
+GRANT = Grant("g", "c", "s", "openid", int(NOW))
+QUICK = 3.0  # seconds: an outage must become a 503 promptly
+
+
+async def assert_unavailable(store: str, call: Callable[[], Awaitable[object]]) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        await call()
+    assert caught.value.store == store
+    assert caught.value.__cause__ is not None  # the driver error is kept for the log
+    assert time.monotonic() - started < QUICK
+
+
+@pytest.fixture
+def closed_port() -> int:
+    return free_port()  # nothing listens there
+
+
+async def test_redis_codes_unreachable(closed_port: int) -> None:
+    codes = RedisCodes.from_url(f"redis://127.0.0.1:{closed_port}/0")
+    record = CodeRecord(GRANT, "https://app.example/cb", NOW + 60)
+    try:
+        await assert_unavailable("redis", lambda: codes.put(lookup_hash("c"), record, 60))
+        await assert_unavailable("redis", lambda: codes.consume(lookup_hash("c")))
+        await assert_unavailable("redis", codes.ping)
+    finally:
+        await codes.close()
+
+
+async def test_postgres_connect_unreachable(closed_port: int) -> None:
+    dsn = f"postgresql://postgres@127.0.0.1:{closed_port}/postgres"
+    await assert_unavailable("postgres", lambda: Postgres.connect(dsn))
+
+
+async def test_migrate_unreachable(closed_port: int) -> None:
+    dsn = f"postgresql://postgres@127.0.0.1:{closed_port}/postgres"
+    await assert_unavailable("postgres", lambda: migrate(dsn))
+
+
+@pytest.fixture
+async def lazy_postgres(closed_port: int) -> AsyncIterator[Postgres]:
+    """A pool that connects on first use (`min_size=0`): how a service starts while its
+    database is down."""
+    db = await Postgres.connect(
+        f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", min_size=0
+    )
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_postgres_stores_unreachable(lazy_postgres: Postgres) -> None:
+    db = lazy_postgres
+    client = Client("c", "App", "none", frozenset({"authorization_code"}))
+    calls: list[Callable[[], Awaitable[object]]] = [
+        db.ping,
+        lambda: db.clients.get("c"),
+        lambda: db.clients.add(client),
+        db.clients.list,
+        lambda: db.clients.remove("c"),
+        db.clients.ping,
+        lambda: db.users.add(User("s", "u", "$argon2id$x")),
+        lambda: db.users.by_username("u"),
+        lambda: db.users.by_sub("s"),
+        db.users.ping,
+        lambda: db.grants.issue(GRANT, lookup_hash("t"), NOW + 60, NOW),
+        lambda: db.grants.rotate(lookup_hash("t"), NOW, 5, lambda state: None),  # type: ignore[arg-type,return-value]
+        lambda: db.grants.revoke_grant("g", NOW),
+        lambda: db.grants.count_tokens("g"),
+        db.grants.ping,
+    ]
+    for call in calls:
+        await assert_unavailable("postgres", call)
+
+
+async def test_postgres_silent_server_times_out() -> None:
+    """A peer that accepts TCP but never answers (a hung server, a black-holing proxy)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes handshakes; nobody ever reads
+        port = listener.getsockname()[1]
+        db = await Postgres.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", min_size=0)
+        try:
+            await assert_unavailable("postgres", lambda: db.clients.get("c"))
+        finally:
+            await db.close()

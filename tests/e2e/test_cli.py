@@ -1,0 +1,806 @@
+"""The `tokensvc` command line as an operator runs it: real subprocesses, a real Postgres
+database per test, real Redis, real sockets (SPEC: Command line).
+
+Every failure the SPEC calls bad input must be one line on stderr, exit status 2, and leave
+nothing written; every long-running process is killed in `finally`, whatever happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from argon2 import PasswordHasher
+from joserfc import jwt
+from joserfc.jwk import KeySet as JoseKeySet
+
+from tests.servers import create_database, free_port, run_sync
+from tokensvc.opaque import verify_secret
+from tokensvc.signing.keys import keyset_from_jwks
+
+E2E_REDIS_DB = 5  # not 0: other suites share the session's Redis
+INTERNAL_TOKEN = "e2e-internal-token-0123456789abcdef"
+RUN_TIMEOUT = 30.0  # seconds for one short command
+START_TIMEOUT = 15.0  # seconds for a service to answer
+STOP_TIMEOUT = 5.0  # seconds for a service to exit after a signal
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+
+
+def _tokensvc_command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m tokensvc`."""
+    script = Path(sys.executable).with_name("tokensvc")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    found = shutil.which("tokensvc")
+    if found and Path(found).parent == Path(sys.executable).parent:
+        return [found]
+    return [sys.executable, "-m", "tokensvc"]
+
+
+TOKENSVC = _tokensvc_command()
+
+
+def base_env(**settings: str) -> dict[str, str]:
+    """The test's environment without any TOKENSVC_ variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    env.update(settings)
+    return env
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        lines = self.stdout.splitlines()
+        assert len(lines) == 1, f"expected one JSON line on stdout, got {self.stdout!r}"
+        return json.loads(lines[0])
+
+    def ok(self) -> Result:
+        assert self.returncode == 0, f"exit {self.returncode}: {self.stderr}"
+        return self
+
+    def bad_input(self) -> str:
+        """SPEC: a one-line error on stderr, exit status 2, nothing on stdout."""
+        assert self.returncode == 2, f"exit {self.returncode}: {self.stderr}"
+        lines = self.stderr.splitlines()
+        assert len(lines) == 1, f"expected one line on stderr, got {self.stderr!r}"
+        assert "Traceback" not in self.stderr
+        assert self.stdout == ""
+        return lines[0]
+
+
+def run(args: Sequence[str], env: dict[str, str], stdin: str | None = None) -> Result:
+    done = subprocess.run(
+        [*TOKENSVC, *args],
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return run_sync(fetch)
+
+
+def table_text(url: str, table: str) -> list[str]:
+    """Every row of `table`, all columns cast to text: where a plaintext could hide."""
+    return [row[0] for row in query(url, f"SELECT t::text FROM {table} t")]  # noqa: S608
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_sync(drop)
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    name = f"e2e_cli_{uuid.uuid4().hex[:12]}"
+    url = create_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def empty_db(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, unmigrated database of its own."""
+    with fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def db(empty_db: str) -> str:
+    """A fresh database migrated by `tokensvc migrate`."""
+    run(["migrate"], base_env(TOKENSVC_DATABASE_URL=empty_db)).ok()
+    return empty_db
+
+
+@pytest.fixture
+def env(db: str) -> dict[str, str]:
+    return base_env(TOKENSVC_DATABASE_URL=db)
+
+
+@dataclass
+class Populated:
+    """A migrated database shared by the bad-input tests: one client, no users. Bad input
+    writes nothing, so every test of the module must find it exactly so."""
+
+    db: str
+    env: dict[str, str]
+    client_id: str
+
+    def assert_unchanged(self) -> None:
+        assert client_ids(self.env) == [self.client_id]
+        assert [r["client_id"] for r in query(self.db, "SELECT client_id FROM clients")] == [
+            self.client_id
+        ]
+        assert query(self.db, "SELECT sub FROM users") == []
+
+
+@pytest.fixture(scope="module")
+def populated(postgres_admin_url: str) -> Iterator[Populated]:
+    with fresh_database(postgres_admin_url) as db:
+        env = base_env(TOKENSVC_DATABASE_URL=db)
+        run(["migrate"], env).ok()
+        client_id = run(["client", "add", "--name", "Existing", "--grant-type",
+                         "client_credentials"], env).ok().json()["client_id"]
+        populated = Populated(db, env, client_id)
+        populated.assert_unchanged()
+        yield populated
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+def test_migrate_applies_once_then_reports_up_to_date(empty_db: str) -> None:
+    env = base_env(TOKENSVC_DATABASE_URL=empty_db)
+    first = run(["migrate"], env).ok()
+    versions = sorted(p.stem for p in SCHEMA_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    assert versions, "no migrations found in schema/"
+    assert first.stdout == ""
+    assert "applied" in first.stderr
+    for version in versions:
+        assert version in first.stderr
+    recorded = [r["version"] for r in query(empty_db, "SELECT version FROM schema_migrations")]
+    assert sorted(recorded) == versions
+    tables = {r["tablename"] for r in query(
+        empty_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"clients", "users", "grants", "refresh_tokens", "schema_migrations"} <= tables
+
+    second = run(["migrate"], env).ok()
+    assert second.stdout == ""
+    assert second.stderr.strip() == "schema is up to date"
+    again = [r["version"] for r in query(empty_db, "SELECT version FROM schema_migrations")]
+    assert sorted(again) == versions
+
+
+def test_migrate_rejected_by_the_server_is_one_line_and_rolled_back(empty_db: str) -> None:
+    # A table in the way makes 0001 fail inside its transaction.
+    query(empty_db, "CREATE TABLE users (id int)")
+    result = run(["migrate"], base_env(TOKENSVC_DATABASE_URL=empty_db))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("tokensvc: migration 0001")
+    assert query(empty_db, "SELECT version FROM schema_migrations") == []
+    assert query(empty_db, "SELECT to_regclass('clients') AS t")[0]["t"] is None
+
+
+def test_migrate_unreachable_database_is_one_line() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    line = run(["migrate"], base_env(TOKENSVC_DATABASE_URL=url)).bad_input()
+    assert "postgres" in line
+
+
+def test_migrate_needs_a_database_url() -> None:
+    assert "TOKENSVC_DATABASE_URL" in run(["migrate"], base_env()).bad_input()
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def client_ids(env: dict[str, str]) -> list[str]:
+    listing = run(["client", "list"], env).ok().json()
+    assert isinstance(listing, list)
+    return [c["client_id"] for c in listing]
+
+
+def test_client_add_confidential_prints_the_secret_once_and_stores_a_hash(
+    env: dict[str, str], db: str
+) -> None:
+    out = run(
+        ["client", "add", "--name", "Billing", "--grant-type", "client_credentials",
+         "--scope", "api:read"],
+        env,
+    ).ok().json()
+    assert isinstance(out, dict)
+    client_id, secret = out["client_id"], out["client_secret"]
+    assert isinstance(secret, str) and len(secret) >= 43
+    assert out["name"] == "Billing"
+    assert out["grant_types"] == ["client_credentials"]
+    assert out["scopes"] == ["api:read"]
+    assert out["public"] is False
+
+    rows = query(db, "SELECT * FROM clients")
+    assert len(rows) == 1 and rows[0]["client_id"] == client_id
+    assert not any(secret in text for text in table_text(db, "clients"))
+    assert verify_secret(secret, rows[0]["secret_hash"])
+
+    listing = run(["client", "list"], env).ok()
+    assert secret not in listing.stdout
+    assert rows[0]["secret_hash"] not in listing.stdout
+    (listed,) = listing.json()
+    assert listed["client_id"] == client_id
+    assert "client_secret" not in listed
+
+
+def test_client_add_public_has_no_secret(env: dict[str, str], db: str) -> None:
+    out = run(
+        ["client", "add", "--name", "SPA", "--public", "--grant-type", "authorization_code",
+         "--redirect-uri", "https://x/cb"],
+        env,
+    ).ok().json()
+    assert "client_secret" not in out
+    assert out["public"] is True
+    assert out["token_endpoint_auth_method"] == "none"
+    assert out["redirect_uris"] == ["https://x/cb"]
+    (row,) = query(db, "SELECT secret_hash FROM clients WHERE client_id = $1", out["client_id"])
+    assert row["secret_hash"] is None
+    listed = run(["client", "list"], env).ok().json()
+    assert [c["client_id"] for c in listed] == [out["client_id"]]
+    assert listed[0]["redirect_uris"] == ["https://x/cb"]
+
+
+def test_client_list_empty(env: dict[str, str]) -> None:
+    assert run(["client", "list"], env).ok().json() == []
+
+
+def test_client_remove(env: dict[str, str]) -> None:
+    keep = run(["client", "add", "--name", "Keep", "--grant-type", "client_credentials"],
+               env).ok().json()["client_id"]
+    gone = run(["client", "add", "--name", "Gone", "--grant-type", "client_credentials"],
+               env).ok().json()["client_id"]
+    assert sorted(client_ids(env)) == sorted([keep, gone])
+
+    assert run(["client", "remove", gone], env).ok().json() == {"removed": gone}
+    assert client_ids(env) == [keep]
+
+    line = run(["client", "remove", gone], env).bad_input()
+    assert gone in line
+    run(["client", "remove", "no-such-client"], env).bad_input()
+    assert client_ids(env) == [keep]
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--name", "X", "--grant-type", "implicit"], "implicit"),
+        (["--grant-type", "client_credentials"], "--name"),
+        (["--name", "X"], "--grant-type"),
+        (["--name", "X", "--public", "--grant-type", "client_credentials"], "client_credentials"),
+        (["--name", "X", "--grant-type", "authorization_code"], "--redirect-uri"),
+        (["--name", "X", "--grant-type", "authorization_code",
+          "--redirect-uri", "http://app.example.com/cb"], "http"),
+        (["--name", "X", "--grant-type", "authorization_code",
+          "--redirect-uri", "https://app.example.com/cb#x"], "fragment"),
+        (["--name", "X", "--grant-type", "authorization_code",
+          "--redirect-uri", "http://[::1"], "redirect URI"),
+        (["--name", "X", "--grant-type", "client_credentials", "--scope", 'api"read'], "--scope"),
+        (["--name", "X", "--grant-type", "client_credentials", "--auth-method", "jwt"],
+         "--auth-method"),
+        (["--name", "X", "--grant-type", "client_credentials", "--bogus"], "--bogus"),
+    ],
+)
+def test_client_add_bad_input_writes_nothing(
+    populated: Populated, args: list[str], mentions: str
+) -> None:
+    line = run(["client", "add", *args], populated.env).bad_input()
+    assert line.startswith("tokensvc: ")
+    assert mentions in line
+    populated.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["client", "add", "--name", "X", "--grant-type", "client_credentials"],
+        ["client", "list"],
+        ["client", "remove", "abc"],
+        ["user", "add", "--username", "dave", "--password-stdin"],
+    ],
+)
+def test_store_commands_need_a_database_url(populated: Populated, args: list[str]) -> None:
+    line = run(args, base_env(), stdin="long enough password\n").bad_input()
+    assert "TOKENSVC_DATABASE_URL" in line
+    populated.assert_unchanged()
+
+
+@pytest.mark.parametrize("args", [[], ["client"], ["client", "frobnicate"], ["nonsense"]])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    run(args, base_env()).bad_input()
+
+
+# --------------------------------------------------------------------------- users
+
+
+def test_user_add_stores_an_argon2id_hash(env: dict[str, str], db: str) -> None:
+    password = "correct horse battery staple"
+    result = run(["user", "add", "--username", "alice", "--password-stdin",
+                  "--email", "alice@example.com", "--name", "Alice"], env, stdin=password + "\n")
+    out = result.ok().json()
+    assert set(out) == {"sub"}
+    assert password not in result.stdout + result.stderr
+
+    (row,) = query(db, "SELECT * FROM users")
+    assert row["sub"] == out["sub"]
+    assert row["username"] == "alice"
+    assert row["email"] == "alice@example.com"
+    assert row["name"] == "Alice"
+    assert row["password_hash"].startswith("$argon2id$")
+    assert PasswordHasher().verify(row["password_hash"], password)  # newline stripped
+    assert not any(password in text for text in table_text(db, "users"))
+
+
+def test_user_add_duplicate_username(env: dict[str, str], db: str) -> None:
+    first = run(["user", "add", "--username", "bob", "--password-stdin"], env,
+                stdin="first password\n").ok().json()
+    line = run(["user", "add", "--username", "bob", "--password-stdin"], env,
+               stdin="second password\n").bad_input()
+    assert "bob" in line
+    (row,) = query(db, "SELECT sub, password_hash FROM users")
+    assert row["sub"] == first["sub"]
+    assert PasswordHasher().verify(row["password_hash"], "first password")
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (["--username", "carol", "--password-stdin"], "short\n"),
+        (["--username", "carol", "--password-stdin"], ""),
+        (["--username", "carol"], "long enough password\n"),
+        (["--username", "car ol", "--password-stdin"], "long enough password\n"),
+        (["--password-stdin"], "long enough password\n"),
+    ],
+)
+def test_user_add_bad_input_writes_nothing(
+    populated: Populated, args: list[str], stdin: str
+) -> None:
+    run(["user", "add", *args], populated.env, stdin=stdin).bad_input()
+    populated.assert_unchanged()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+PRIVATE_MEMBER = {"ES256": "d", "EdDSA": "d", "RS256": "p", "PS256": "p"}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256", "PS256"])
+def test_keys_generate(alg: str) -> None:
+    jwks = run(["keys", "generate", "--alg", alg], base_env()).ok().json()
+    (key,) = jwks["keys"]
+    assert key["active"] is True
+    assert key["alg"] == alg
+    assert key["use"] == "sig"
+    assert isinstance(key["kid"], str) and key["kid"]
+    assert PRIVATE_MEMBER[alg] in key  # a private JWKS
+    keyset = keyset_from_jwks(jwks)
+    assert keyset.kid == key["kid"]
+    (public,) = keyset.public_jwks["keys"]
+    assert "d" not in public and "p" not in public
+
+
+def test_keys_generate_defaults_to_es256() -> None:
+    (key,) = run(["keys", "generate"], base_env()).ok().json()["keys"]
+    assert key["alg"] == "ES256"
+
+
+@pytest.mark.parametrize("alg", ["HS256", "none", "es256", ""])
+def test_keys_generate_bad_alg(alg: str) -> None:
+    run(["keys", "generate", "--alg", alg], base_env()).bad_input()
+
+
+def write_generated(path: Path, alg: str = "ES256") -> dict[str, Any]:
+    jwks: dict[str, Any] = run(["keys", "generate", "--alg", alg], base_env()).ok().json()
+    path.write_text(json.dumps(jwks))
+    path.chmod(0o644)
+    return jwks
+
+
+def test_keys_rotate_adds_an_active_key_and_keeps_the_old(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    (old,) = write_generated(path)["keys"]
+
+    out = run(["keys", "rotate", str(path)], base_env()).ok().json()
+    rotated = json.loads(path.read_text())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first, new = rotated["keys"]
+    assert first == {**old, "active": False}
+    assert new["active"] is True and new["kid"] != old["kid"]
+    assert new["alg"] == "ES256" and new["use"] == "sig"
+    assert out == {"active_kid": new["kid"], "keys": 2}
+    keyset = keyset_from_jwks(rotated)
+    assert keyset.kid == new["kid"]
+    assert set(keyset.verify_keys) == {old["kid"], new["kid"]}
+
+    out = run(["keys", "rotate", str(path), "--alg", "EdDSA"], base_env()).ok().json()
+    keys = json.loads(path.read_text())["keys"]
+    assert [k["active"] for k in keys] == [False, False, True]
+    assert keys[2]["alg"] == "EdDSA" and out == {"active_kid": keys[2]["kid"], "keys": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jwks.json"]  # no temp files left
+
+
+def test_keys_rotate_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.json"
+    assert str(path) in run(["keys", "rotate", str(path)], base_env()).bad_input()
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _two_active(path: Path) -> bytes:
+    jwks = run(["keys", "generate"], base_env()).ok().json()
+    other = run(["keys", "generate"], base_env()).ok().json()
+    return json.dumps({"keys": jwks["keys"] + other["keys"]}).encode()
+
+
+def _public_only(path: Path) -> bytes:
+    jwks = run(["keys", "generate"], base_env()).ok().json()
+    (key,) = jwks["keys"]
+    key.pop("d")
+    return json.dumps(jwks).encode()
+
+
+def _bad_alg(path: Path) -> bytes:
+    jwks = run(["keys", "generate"], base_env()).ok().json()
+    jwks["keys"][0]["alg"] = "HS256"
+    return json.dumps(jwks).encode()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda _: b"",
+        lambda _: b"not json {",
+        lambda _: b"[]",
+        lambda _: b'{"keys": []}',
+        lambda _: b'{"keys": "nope"}',
+        _two_active,
+        _public_only,
+        _bad_alg,
+    ],
+    ids=["empty", "not-json", "list", "no-keys", "keys-not-list", "two-active", "public-only",
+         "bad-alg"],
+)
+def test_keys_rotate_malformed_file_is_left_unchanged(tmp_path: Path, make: Any) -> None:
+    path = tmp_path / "jwks.json"
+    content = make(path)
+    path.write_bytes(content)
+    path.chmod(0o640)
+    run(["keys", "rotate", str(path)], base_env()).bad_input()
+    assert path.read_bytes() == content
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jwks.json"]
+
+
+def test_keys_rotate_bad_alg_leaves_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    write_generated(path)
+    before = path.read_bytes()
+    run(["keys", "rotate", str(path), "--alg", "HS256"], base_env()).bad_input()
+    assert path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- services
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(url: str, *, data: dict[str, str] | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 5.0) -> Reply:
+    body = urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Reply(exc.code, exc.headers, exc.read())
+
+
+class Service:
+    """A `tokensvc` subprocess whose stdout and stderr go to files (no pipe can fill up)."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], workdir: Path) -> None:
+        self.stdout_path = workdir / "stdout.log"
+        self.stderr_path = workdir / "stderr.log"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [*TOKENSVC, *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            pytest.fail(f"tokensvc exited with {self.proc.returncode} during start:\n"
+                        f"{self.stderr()}\n{self.stdout()}")
+
+    def wait_http(self, url: str) -> Reply:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                return http(url, timeout=1.0)
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"{url} did not answer within {START_TIMEOUT}s:\n{self.stderr()}")
+
+    def wait_stdout(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = pattern.search(self.stdout())
+            if match is not None:
+                return match
+            self._check_alive()
+            time.sleep(0.05)
+        pytest.fail(f"no {pattern.pattern!r} on stdout within {START_TIMEOUT}s:\n"
+                    f"{self.stdout()}\n{self.stderr()}")
+
+    def stop(self, sig: signal.Signals) -> int:
+        """Send `sig` and return the exit status; fails if it takes longer than STOP_TIMEOUT."""
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"tokensvc did not exit within {STOP_TIMEOUT}s of {sig.name}")
+        assert time.monotonic() - started < STOP_TIMEOUT
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def _jwt_header(token: str) -> dict[str, Any]:
+    segment = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None:
+    env = base_env(TOKENSVC_DATABASE_URL=db)
+    client = run(["client", "add", "--name", "Machine", "--grant-type", "client_credentials",
+                  "--scope", "api:read"], env).ok().json()
+    client_id, secret = client["client_id"], client["client_secret"]
+    keys_file = tmp_path / "jwks.json"
+    keys_file.write_text(run(["keys", "generate"], env).ok().stdout)
+    keys_file.chmod(0o600)
+
+    port, internal_port = free_port(), free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    serve_env = base_env(
+        TOKENSVC_ISSUER=issuer,
+        TOKENSVC_KEYS_FILE=str(keys_file),
+        TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+        TOKENSVC_DATABASE_URL=db,
+        TOKENSVC_REDIS_URL=urlunsplit(urlsplit(redis_url)._replace(path=f"/{E2E_REDIS_DB}")),
+        TOKENSVC_HOST="127.0.0.1",
+        TOKENSVC_PORT=str(port),
+        TOKENSVC_INTERNAL_PORT=str(internal_port),
+        TOKENSVC_LOG_FORMAT="json",
+    )
+    service = Service(["serve", "token"], serve_env, tmp_path)
+    wrong = secret[::-1]
+    try:
+        assert service.wait_http(f"{issuer}/healthz").status == 200
+
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        reply = http(f"{issuer}/token", data={"grant_type": "client_credentials"},
+                     headers={"Authorization": f"Basic {basic}"})
+        assert reply.status == 200, reply.body
+        assert reply.headers["Cache-Control"] == "no-store"
+        tokens = reply.json()
+        assert tokens["token_type"] == "Bearer"
+        assert tokens["scope"] == "api:read"
+        access_token = tokens["access_token"]
+        header = _jwt_header(access_token)
+        assert header["typ"] == "at+jwt" and header["alg"] == "ES256"
+
+        jwks = http(f"{issuer}/jwks.json").json()
+        assert header["kid"] in {k["kid"] for k in jwks["keys"]}
+        decoded = jwt.decode(access_token, JoseKeySet.import_key_set(jwks), algorithms=["ES256"])
+        assert decoded.claims["iss"] == issuer
+        assert decoded.claims["client_id"] == client_id
+
+        bad = base64.b64encode(f"{client_id}:{wrong}".encode()).decode()
+        refused = http(f"{issuer}/token", data={"grant_type": "client_credentials"},
+                       headers={"Authorization": f"Basic {bad}"})
+        assert refused.status == 401
+        assert refused.json()["error"] == "invalid_client"
+
+        ready = http(f"{issuer}/readyz")
+        assert ready.status == 200, ready.body
+
+        internal = http(f"http://127.0.0.1:{internal_port}/internal/clients/{client_id}",
+                        headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
+        assert internal.status == 200 and internal.json()["client_id"] == client_id
+        assert http(f"{issuer}/internal/clients/{client_id}").status == 404
+
+        assert service.stop(signal.SIGTERM) == 0
+    finally:
+        service.kill()
+
+    stdout, stderr = service.stdout(), service.stderr()
+    for leaked in (secret, wrong, access_token, INTERNAL_TOKEN, basic, bad):
+        assert leaked not in stdout
+        assert leaked not in stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert all(isinstance(e, dict) for e in events)
+    requests = [e for e in events if e.get("event") == "request"]
+    for event in requests:
+        assert {"method", "path", "status", "duration_ms"} <= set(event)
+        assert isinstance(event["duration_ms"], int | float) and event["duration_ms"] >= 0
+    assert [(e["method"], e["path"], e["status"]) for e in requests] == [
+        ("GET", "/healthz", 200),
+        ("POST", "/token", 200),
+        ("GET", "/jwks.json", 200),
+        ("POST", "/token", 401),
+        ("GET", "/readyz", 200),
+        ("GET", f"/internal/clients/{client_id}", 200),
+        ("GET", f"/internal/clients/{client_id}", 404),
+    ]
+
+
+@pytest.mark.parametrize("taken", ["public", "internal"])
+def test_serve_token_port_in_use_is_one_line(tmp_path: Path, taken: str) -> None:
+    keys_file = tmp_path / "jwks.json"
+    write_generated(keys_file)
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        busy = occupant.getsockname()[1]
+        port = busy if taken == "public" else free_port()
+        internal_port = busy if taken == "internal" else free_port()
+        env = base_env(
+            TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
+            TOKENSVC_KEYS_FILE=str(keys_file),
+            TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+            TOKENSVC_HOST="127.0.0.1",
+            TOKENSVC_PORT=str(port),
+            TOKENSVC_INTERNAL_PORT=str(internal_port),
+            TOKENSVC_LOG_FORMAT="json",
+        )
+        result = run(["serve", "token"], env)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("tokensvc: cannot listen") and str(busy) in line
+    assert all(isinstance(json.loads(event), dict) for event in result.stdout.splitlines())
+
+
+def _serve_env(keys_file: Path, **settings: str) -> dict[str, str]:
+    port = settings.get("TOKENSVC_PORT") or str(free_port())
+    return base_env(
+        TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
+        TOKENSVC_KEYS_FILE=str(keys_file),
+        TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+        TOKENSVC_HOST="127.0.0.1",
+        TOKENSVC_PORT=port,
+        TOKENSVC_INTERNAL_PORT=str(free_port()),
+        TOKENSVC_LOG_FORMAT="json",
+        **{k: v for k, v in settings.items() if k != "TOKENSVC_PORT"},
+    )
+
+
+def test_serve_token_unreachable_database_stops_with_one_line(tmp_path: Path) -> None:
+    keys_file = tmp_path / "jwks.json"
+    write_generated(keys_file)
+    env = _serve_env(keys_file, TOKENSVC_DATABASE_URL=f"postgresql://u@127.0.0.1:{free_port()}/x")
+    result = run(["serve", "token"], env)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "postgres" in line
+
+
+def test_serve_token_unreachable_redis_is_not_ready(tmp_path: Path) -> None:
+    keys_file = tmp_path / "jwks.json"
+    write_generated(keys_file)
+    env = _serve_env(keys_file, TOKENSVC_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    base = env["TOKENSVC_ISSUER"]
+    service = Service(["serve", "token"], env, tmp_path)
+    try:
+        assert service.wait_http(f"{base}/healthz").status == 200
+        ready = http(f"{base}/readyz")
+        assert ready.status == 503
+        assert ready.json()["stores"]["codes"] is False
+        assert service.stop(signal.SIGTERM) == 0
+    finally:
+        service.kill()
+
+
+CURL_LINE = re.compile(r"^\s*(curl .*/token)\n", re.MULTILINE)
+
+
+def test_dev_banner_curl_works(tmp_path: Path) -> None:
+    port, internal_port = free_port(), free_port()
+    env = base_env(
+        TOKENSVC_HOST="127.0.0.1",
+        TOKENSVC_PORT=str(port),
+        TOKENSVC_INTERNAL_PORT=str(internal_port),
+        TOKENSVC_LOGIN_PORT=str(free_port()),
+    )
+    service = Service(["dev"], env, tmp_path)
+    try:
+        curl = service.wait_stdout(CURL_LINE).group(1)
+        assert f"http://127.0.0.1:{port}/token" in curl
+        service.wait_http(f"http://127.0.0.1:{port}/healthz")
+        done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        tokens = json.loads(done.stdout)
+        assert tokens["token_type"] == "Bearer"
+        header = _jwt_header(tokens["access_token"])
+        jwks = http(f"http://127.0.0.1:{port}/jwks.json").json()
+        assert header["kid"] in {k["kid"] for k in jwks["keys"]}
+        assert service.stop(signal.SIGINT) == 0
+    finally:
+        service.kill()
+    assert "Traceback" not in service.stderr()
+    assert tokens["access_token"] not in service.stdout()

@@ -1,0 +1,115 @@
+"""A token service per test, on real loopback sockets, over each storage backend.
+
+`backend` is "memory" (the `tokensvc dev` stores) or "real" (Redis codes + Postgres clients,
+users, grants and refresh tokens). Tests that take `harness` run once per backend.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from tests.harness import Clock, Harness, make_service, start
+from tests.servers import create_database, run_sync
+from tokensvc.signing.keys import KeySet, generate_jwks, keyset_from_jwks
+from tokensvc.storage import Stores, memory_stores
+from tokensvc.storage.memory import MemoryCodes
+from tokensvc.storage.migrate import migrate
+from tokensvc.storage.postgres import Postgres
+from tokensvc.storage.redis_codes import RedisCodes
+
+INTEGRATION_REDIS_DB = 1
+_TABLES = "refresh_tokens, grants, clients, users"
+
+
+@pytest.fixture(scope="session")
+def es256_keys() -> KeySet:
+    return keyset_from_jwks(generate_jwks("ES256"))
+
+
+@pytest.fixture(scope="module")
+def module_database(request: pytest.FixtureRequest, postgres_admin_url: str) -> str:
+    name = "it_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    url = create_database(postgres_admin_url, name)
+    run_sync(lambda: migrate(url))
+    return url
+
+
+@pytest.fixture(params=["memory", "real"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    import time
+
+    return Clock(time.time())
+
+
+@pytest.fixture
+async def stores(
+    backend: str, request: pytest.FixtureRequest, clock: Clock
+) -> AsyncIterator[Stores]:
+    if backend == "memory":
+        memory = memory_stores()
+        yield Stores(codes=MemoryCodes(clock), clients=memory.clients, users=memory.users,
+                     grants=memory.grants)
+        return
+    redis_url: str = request.getfixturevalue("redis_url")
+    database_url: str = request.getfixturevalue("module_database")
+    db_url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{INTEGRATION_REDIS_DB}"))
+    client = aioredis.Redis.from_url(db_url, max_connections=128, socket_timeout=2.0,
+                                     socket_connect_timeout=1.0)
+    await client.flushdb()
+    pg = await Postgres.connect(database_url, max_size=40)
+    async with pg.connection() as conn:
+        await conn.execute(f"TRUNCATE {_TABLES} CASCADE")
+    codes = RedisCodes(client)
+    try:
+        yield Stores(codes=codes, clients=pg.clients, users=pg.users, grants=pg.grants)
+    finally:
+        await codes.close()
+        await pg.close()
+
+
+ServiceFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_harness(
+    stores: Stores, es256_keys: KeySet, clock: Clock, log_sink: Any
+) -> AsyncIterator[ServiceFactory]:
+    """Start a service with given settings overrides; checks the logs for leaks at the end."""
+    started: list[tuple[list[Any], Harness]] = []
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    mark = log_sink.mark()
+
+    async def factory(keys: KeySet | None = None, **settings: Any) -> Harness:
+        svc = make_service(stores, keys or es256_keys, clock, **settings)
+        runners, public_url, internal_url = await start(svc)
+        harness = Harness(svc, public_url, internal_url, http)
+        harness.remember("internal-test-token-0123456789")
+        started.append((runners, harness))
+        return harness
+
+    try:
+        yield factory
+    finally:
+        for runners, _ in started:
+            for runner in runners:
+                await runner.cleanup()
+        await http.close()
+    secrets = set().union(*(h.secrets for _, h in started)) if started else set()
+    log_sink.assert_clean(mark, secrets)
+
+
+@pytest.fixture
+async def harness(make_harness: ServiceFactory) -> Harness:
+    return await make_harness()

@@ -1,0 +1,107 @@
+"""The internal listener: bearer protection and validation before a code is minted."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import Harness, pkce_pair
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_requires_the_internal_bearer(harness: Harness) -> None:
+    client, _ = await harness.client()
+    for bearer in (None, "wrong-token-wrong-token", ""):
+        reply = await harness.internal("GET", f"/internal/clients/{client.client_id}",
+                                       bearer=bearer)
+        assert reply.status == 401
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    reply = await harness.internal("POST", "/internal/codes", json={}, bearer="nope")
+    assert reply.status == 401
+
+
+async def test_internal_routes_do_not_exist_publicly(harness: Harness) -> None:
+    async with harness.http.post(harness.public_url + "/internal/codes", json={},
+                                 headers={"Authorization": "Bearer x"}) as resp:
+        assert resp.status == 404
+    async with harness.http.post(harness.internal_url + "/token", data={}) as resp:
+        assert resp.status in (401, 404)
+
+
+async def test_get_client(harness: Harness) -> None:
+    client, _ = await harness.client(redirect_uris=["https://a.example/cb"])
+    reply = await harness.internal("GET", f"/internal/clients/{client.client_id}")
+    assert reply.status == 200
+    assert reply.body == {
+        "client_id": client.client_id,
+        "name": "Test app",
+        "redirect_uris": ["https://a.example/cb"],
+        "public": False,
+        "scopes": sorted(client.scopes),
+        "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+    }
+    missing = await harness.internal("GET", "/internal/clients/nope")
+    assert missing.status == 404 and missing.body["error"] == "not_found"
+
+
+async def test_mint_code_response(harness: Harness) -> None:
+    client, _ = await harness.client()
+    code, _ = await harness.mint_code(client)
+    assert len(code) >= 43  # 256 bits of base64url
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"client_id": "unknown"}, "invalid_client"),
+        ({"redirect_uri": "https://app.example.com/cb/extra"}, "invalid_request"),
+        ({"redirect_uri": "https://APP.example.com/cb"}, "invalid_request"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"sub": ""}, "invalid_request"),
+        ({"auth_time": "yesterday"}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": "short"}, "invalid_request"),
+        ({"amr": "pwd"}, "invalid_request"),
+        ({"claims": ["email"]}, "invalid_request"),
+    ],
+)
+async def test_mint_code_validation(harness: Harness, change: dict, error: str) -> None:
+    client, _ = await harness.client()
+    _, challenge = pkce_pair()
+    body = {
+        "client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
+        "scope": "openid", "sub": "u1", "auth_time": 1_700_000_000,
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    } | change
+    reply = await harness.internal("POST", "/internal/codes", json=body)
+    assert reply.status == 400, reply.body
+    assert reply.body["error"] == error
+    assert reply.body["error_description"]
+
+
+async def test_public_client_needs_pkce(harness: Harness) -> None:
+    client, _ = await harness.client(grant_types=["authorization_code"], public=True)
+    body = {"client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
+            "scope": "openid", "sub": "u1", "auth_time": 1_700_000_000}
+    reply = await harness.internal("POST", "/internal/codes", json=body)
+    assert reply.status == 400 and reply.body["error"] == "invalid_request"
+    assert "PKCE" in reply.body["error_description"]
+
+
+async def test_client_without_code_grant_is_refused(harness: Harness) -> None:
+    client, _ = await harness.client(grant_types=["client_credentials"], scope_list=["a"])
+    body = {"client_id": client.client_id, "redirect_uri": "https://x.example/cb",
+            "scope": "a", "sub": "u1", "auth_time": 1_700_000_000}
+    reply = await harness.internal("POST", "/internal/codes", json=body)
+    assert reply.status == 400
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1,2]", b"\xff\xfe"])
+async def test_mint_code_bad_json(harness: Harness, raw: bytes) -> None:
+    async with harness.http.post(
+        harness.internal_url + "/internal/codes", data=raw,
+        headers={"Authorization": "Bearer internal-test-token-0123456789",
+                 "Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"

@@ -1,0 +1,240 @@
+"""`new_client` / `new_user`: what may be registered, and how credentials are kept."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
+
+from tokensvc.opaque import verify_secret
+from tokensvc.registration import (
+    DEFAULT_USER_SCOPES,
+    RegistrationError,
+    check_redirect_uri,
+    new_client,
+    new_user,
+)
+
+CB = "https://app.example.com/cb"
+
+
+def rejected(**kwargs: object) -> str:
+    kwargs.setdefault("name", "App")
+    with pytest.raises(RegistrationError) as info:
+        new_client(**kwargs)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def test_confidential_client_gets_a_secret_stored_only_hashed() -> None:
+    client, secret = new_client(
+        name="  Billing  ", grant_types=["client_credentials"], scope_list=["api:read api:write"],
+        clock=lambda: 1234.5,
+    )
+    assert secret is not None and len(secret) >= 43  # 256 bits, base64url
+    assert client.name == "Billing"
+    assert client.auth_method == "client_secret_basic"
+    assert not client.public
+    assert client.grant_types == frozenset({"client_credentials"})
+    assert client.scopes == frozenset({"api:read", "api:write"})
+    assert client.created_at == 1234.5
+    assert client.secret_hash is not None
+    assert secret not in client.secret_hash
+    assert secret not in repr(client)
+    assert verify_secret(secret, client.secret_hash)
+    assert not verify_secret(secret + "x", client.secret_hash)
+    assert not verify_secret(secret[:-1], client.secret_hash)
+
+
+def test_secrets_and_ids_are_unique_and_hashes_salted() -> None:
+    made = [new_client(name="A", grant_types=["client_credentials"]) for _ in range(5)]
+    assert len({c.client_id for c, _ in made}) == 5
+    assert len({s for _, s in made}) == 5
+    for (client, secret), (other, _) in itertools.pairwise(made):
+        assert client.secret_hash != other.secret_hash
+        assert secret is not None and other.secret_hash is not None
+        assert not verify_secret(secret, other.secret_hash)
+
+
+def test_same_secret_hashes_differently_with_a_different_salt() -> None:
+    draws = iter([b"\x01" * 16, b"\x02" * 32, b"\x03" * 16])  # client_id, secret, salt
+
+    def entropy(n: int) -> bytes:
+        return next(draws)[:n]
+
+    first, secret = new_client(name="A", grant_types=["client_credentials"], entropy=entropy)
+    draws = iter([b"\x01" * 16, b"\x02" * 32, b"\x04" * 16])
+    second, again = new_client(name="A", grant_types=["client_credentials"], entropy=entropy)
+    assert secret == again
+    assert first.secret_hash != second.secret_hash
+    assert secret is not None and second.secret_hash is not None
+    assert verify_secret(secret, second.secret_hash)
+
+
+def test_verify_secret_rejects_garbage_hashes() -> None:
+    assert not verify_secret("s", "")
+    assert not verify_secret("s", "plain-text-secret")
+    assert not verify_secret("s", "md5$abc$def")
+    assert not verify_secret("s", "hmac-sha256$!!$??")
+
+
+def test_client_secret_post_is_kept() -> None:
+    client, secret = new_client(
+        name="App", grant_types=["client_credentials"], auth_method="client_secret_post"
+    )
+    assert client.auth_method == "client_secret_post"
+    assert secret is not None
+
+
+def test_public_client_has_no_secret() -> None:
+    client, secret = new_client(
+        name="SPA", grant_types=["authorization_code", "refresh_token"], redirect_uris=[CB],
+        public=True,
+    )
+    assert secret is None
+    assert client.secret_hash is None
+    assert client.public and client.auth_method == "none"
+    assert client.redirect_uris == (CB,)
+
+
+def test_user_facing_client_defaults_to_openid_scopes() -> None:
+    client, _ = new_client(name="App", grant_types=["authorization_code"], redirect_uris=[CB])
+    assert client.scopes == frozenset(DEFAULT_USER_SCOPES)
+
+
+def test_machine_client_gets_no_default_scopes() -> None:
+    client, _ = new_client(name="App", grant_types=["client_credentials"])
+    assert client.scopes == frozenset()
+
+
+def test_duplicate_redirect_uris_collapse_in_order() -> None:
+    other = "https://app.example.com/other"
+    client, _ = new_client(
+        name="App", grant_types=["authorization_code"], redirect_uris=[CB, other, CB]
+    )
+    assert client.redirect_uris == (CB, other)
+
+
+def test_unknown_grant_type() -> None:
+    assert "'implicit'" in rejected(grant_types=["implicit"])
+
+
+def test_no_grant_type() -> None:
+    assert "grant-type" in rejected(grant_types=[])
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_name(name: str) -> None:
+    assert "--name" in rejected(name=name, grant_types=["client_credentials"])
+
+
+def test_public_client_cannot_use_client_credentials() -> None:
+    assert "client_credentials" in rejected(grant_types=["client_credentials"], public=True)
+
+
+def test_auth_method_none_cannot_use_client_credentials() -> None:
+    rejected(grant_types=["client_credentials"], auth_method="none")
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_public_client_must_authenticate_with_none(method: str) -> None:
+    assert "none" in rejected(
+        grant_types=["authorization_code"], redirect_uris=[CB], public=True, auth_method=method
+    )
+
+
+@pytest.mark.parametrize("method", ["private_key_jwt", "tls_client_auth", "basic"])
+def test_unknown_auth_method(method: str) -> None:
+    assert "--auth-method" in rejected(grant_types=["client_credentials"], auth_method=method)
+
+
+def test_authorization_code_needs_a_redirect_uri() -> None:
+    assert "--redirect-uri" in rejected(grant_types=["authorization_code"])
+
+
+@pytest.mark.parametrize("scope", ['api"read', "api\\read", "caf\u00e9"])
+def test_scope_with_forbidden_characters(scope: str) -> None:
+    assert "--scope" in rejected(grant_types=["client_credentials"], scope_list=[scope])
+
+
+# --------------------------------------------------------------------------- redirect URIs
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://app.example.com/cb",  # http off loopback (RFC 9700 §2.6)
+        "http://localhost.evil.example/cb",
+        "HTTP://app.example.com/cb",
+        "https://app.example.com/cb#fragment",  # RFC 6749 §3.1.2
+        "https://app.example.com/cb#",
+        "/relative/cb",
+        "app.example.com/cb",
+        "https:///cb",
+        "myapp://cb",  # custom schemes must be reverse domain names (RFC 8252 §7.1)
+        "http://[::1",
+        "https://app.example.com:port/cb",
+        "https://app.example.com:99999/cb",
+    ],
+)
+def test_bad_redirect_uris(uri: str) -> None:
+    with pytest.raises(RegistrationError):
+        check_redirect_uri(uri)
+    rejected(grant_types=["authorization_code"], redirect_uris=[uri])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example.com/cb",
+        "https://app.example.com:8443/cb?tenant=a",
+        "http://127.0.0.1:5000/cb",
+        "http://localhost/cb",
+        "http://[::1]:8000/cb",
+        "com.example.app:/oauth2redirect",
+    ],
+)
+def test_good_redirect_uris(uri: str) -> None:
+    assert check_redirect_uri(uri) == uri
+    client, _ = new_client(name="App", grant_types=["authorization_code"], redirect_uris=[uri])
+    assert client.redirect_uris == (uri,)
+
+
+# --------------------------------------------------------------------------- users
+
+
+def test_user_password_is_an_argon2id_hash() -> None:
+    password = "correct horse battery staple"
+    user = new_user(username="alice", password=password, email="a@example.com", name="Alice")
+    assert user.password_hash.startswith("$argon2id$")
+    assert password not in user.password_hash
+    assert password not in repr(user)
+    assert PasswordHasher().verify(user.password_hash, password)
+    with pytest.raises(VerifyMismatchError):
+        PasswordHasher().verify(user.password_hash, password + "!")
+    assert (user.username, user.email, user.name) == ("alice", "a@example.com", "Alice")
+    assert len(user.sub) >= 22  # 128 bits, base64url
+
+
+def test_users_get_distinct_subjects_and_salts() -> None:
+    a = new_user(username="a", password="password-1")
+    b = new_user(username="b", password="password-1")
+    assert a.sub != b.sub
+    assert a.password_hash != b.password_hash
+
+
+@pytest.mark.parametrize("username", ["", "  ", "al ice", "tab\there"])
+def test_bad_username(username: str) -> None:
+    with pytest.raises(RegistrationError, match="--username"):
+        new_user(username=username, password="long enough password")
+
+
+def test_short_password() -> None:
+    with pytest.raises(RegistrationError, match="8 characters"):
+        new_user(username="bob", password="short")

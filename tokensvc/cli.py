@@ -1,0 +1,264 @@
+"""The `tokensvc` command line (SPEC: Command line).
+
+Commands a machine reads print one JSON object on stdout; progress and errors go to stderr in
+plain words. Bad input: one line on stderr, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from tokensvc import config, logs
+from tokensvc.errors import StoreUnavailable
+from tokensvc.registration import RegistrationError, new_client, new_user
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A one-line failure for the operator (exit 2)."""
+
+
+def _fail(message: str) -> NoReturn:
+    one_line = " ".join(message.split())  # a driver's message may span lines; ours never does
+    print(f"tokensvc: {one_line}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    import uvloop
+
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def _database_url() -> str:
+    url = os.environ.get("TOKENSVC_DATABASE_URL")
+    if not url:
+        raise CommandError(
+            "TOKENSVC_DATABASE_URL is required (the in-memory store exists only inside "
+            "`tokensvc dev`)"
+        )
+    return url
+
+
+async def _with_postgres(action: Callable[[Any], Awaitable[Any]]) -> Any:
+    from tokensvc.storage.postgres import Postgres
+
+    pg = await Postgres.connect(_database_url())
+    try:
+        return await action(pg)
+    finally:
+        await pg.close()
+
+
+def _listen(service: Awaitable[Any]) -> None:
+    """Run a service; a listener that cannot bind (port taken, address not local) is a setting
+    the operator must fix, so it is one line and exit 2 rather than a traceback. Store failures
+    arrive as `StoreUnavailable`, so a bare `OSError` here comes from the listeners."""
+    try:
+        _run(service)
+    except OSError as exc:
+        raise CommandError(f"cannot listen: {exc}") from None
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from tokensvc import dev
+
+    settings = config.load(dev=True)
+    logs.configure(settings.log_format)
+    _listen(dev.run(settings))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from tokensvc.serve import run_token_service
+    from tokensvc.signing.keys import load_keys_file
+
+    settings = config.load()
+    logs.configure(settings.log_format)
+    assert settings.keys_file is not None
+    keys = load_keys_file(settings.keys_file)
+    _listen(run_token_service(settings, keys))
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from tokensvc.storage.migrate import MigrationFailed, migrate
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        applied = _run(migrate(_database_url(), progress=progress))
+    except MigrationFailed as exc:  # rolled back: the files before it stay applied
+        raise CommandError(str(exc)) from None
+    print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date",
+          file=sys.stderr)
+
+
+def _client_view(client: Any) -> dict[str, Any]:
+    from tokensvc.http.internal import client_view
+
+    return client_view(client) | {"token_endpoint_auth_method": client.auth_method}
+
+
+def cmd_client_add(args: argparse.Namespace) -> None:
+    client, secret = new_client(
+        name=args.name, grant_types=args.grant_type, redirect_uris=args.redirect_uri or (),
+        scope_list=args.scope or (), public=args.public, auth_method=args.auth_method,
+    )
+
+    async def add(pg: Any) -> bool:
+        return bool(await pg.clients.add(client))
+
+    if not _run(_with_postgres(add)):
+        raise CommandError("a client with that id exists; try again")
+    out = _client_view(client)
+    if secret is not None:
+        out["client_secret"] = secret
+    _emit(out)
+
+
+def cmd_client_list(args: argparse.Namespace) -> None:
+    async def listing(pg: Any) -> list[Any]:
+        return list(await pg.clients.list())
+
+    _emit([_client_view(c) for c in _run(_with_postgres(listing))])
+
+
+def cmd_client_remove(args: argparse.Namespace) -> None:
+    async def remove(pg: Any) -> bool:
+        return bool(await pg.clients.remove(args.client_id))
+
+    if not _run(_with_postgres(remove)):
+        raise CommandError(f"no client {args.client_id!r}")
+    _emit({"removed": args.client_id})
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    if not args.password_stdin:
+        raise CommandError("--password-stdin is required (passwords are never arguments)")
+    password = sys.stdin.readline().rstrip("\r\n")
+    user = new_user(username=args.username, password=password, email=args.email, name=args.name)
+
+    async def add(pg: Any) -> bool:
+        return bool(await pg.users.add(user))
+
+    if not _run(_with_postgres(add)):
+        raise CommandError(f"username {args.username!r} is taken")
+    _emit({"sub": user.sub})
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> None:
+    from tokensvc.signing.keys import generate_jwks
+
+    try:
+        _emit(generate_jwks(args.alg))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from tokensvc.signing.keys import keyset_from_jwks, rotated, write_private_jwks
+
+    path = Path(args.file)
+    try:
+        current = orjson.loads(path.read_bytes())
+        keyset_from_jwks(current)
+        new = rotated(current, args.alg)
+        keyset = keyset_from_jwks(new)
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc.strerror}") from None
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    write_private_jwks(path, new)
+    _emit({"active_kid": keyset.kid, "keys": len(new["keys"])})
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one-line `tokensvc: ...` every other failure is
+    (argparse's default prints the whole usage block first). Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{self.prog.removeprefix('tokensvc').strip() or 'usage'}: {message} "
+              f"(see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tokensvc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("dev", help="token service in one process, in memory, with demo data"
+                   ).set_defaults(func=cmd_dev)
+    serve = sub.add_parser("serve", help="run a service")
+    serve.add_argument("service", choices=["token"])
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply schema/ to TOKENSVC_DATABASE_URL"
+                   ).set_defaults(func=cmd_migrate)
+
+    client = sub.add_parser("client", help="manage clients").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = client.add_parser("add", help="register a client; prints its secret once")
+    add.add_argument("--name", required=True)
+    add.add_argument("--grant-type", action="append", required=True)
+    add.add_argument("--redirect-uri", action="append")
+    add.add_argument("--scope", action="append")
+    add.add_argument("--public", action="store_true")
+    add.add_argument("--auth-method")
+    add.set_defaults(func=cmd_client_add)
+    client.add_parser("list").set_defaults(func=cmd_client_list)
+    remove = client.add_parser("remove")
+    remove.add_argument("client_id")
+    remove.set_defaults(func=cmd_client_remove)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    uadd = user.add_parser("add", help="create a user (argon2id); prints its sub")
+    uadd.add_argument("--username", required=True)
+    uadd.add_argument("--password-stdin", action="store_true")
+    uadd.add_argument("--email")
+    uadd.add_argument("--name")
+    uadd.set_defaults(func=cmd_user_add)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    gen = keys.add_parser("generate", help="print a new private JWKS")
+    gen.add_argument("--alg", default="ES256")
+    gen.set_defaults(func=cmd_keys_generate)
+    rot = keys.add_parser("rotate", help="add a new active key to a JWKS file")
+    rot.add_argument("file")
+    rot.add_argument("--alg")
+    rot.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CommandError, config.ConfigError, RegistrationError) as exc:
+        _fail(str(exc))
+    except StoreUnavailable as exc:
+        _fail(f"{exc.store} is unreachable")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

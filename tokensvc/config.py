@@ -1,0 +1,143 @@
+"""One frozen `Settings`, built once from the `TOKENSVC_*` environment (SPEC: Configuration).
+
+Every other module receives the settings (or the narrow slice it needs) as an argument, so a
+test can build any configuration without touching `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+from urllib.parse import urlsplit
+
+PREFIX = "TOKENSVC_"
+
+
+class ConfigError(ValueError):
+    """A missing or malformed setting; its message is the one line an operator sees."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    issuer: str
+    database_url: str | None = None
+    redis_url: str | None = None
+    keys_file: str | None = None
+    internal_token: str | None = None
+    token_internal_url: str = "http://127.0.0.1:8081"
+    login_url: str = ""
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
+    port: int = 8080
+    internal_port: int = 8081
+    login_port: int = 8090
+    workers: int = 1
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 2_592_000
+    code_ttl: int = 60
+    refresh_grace: int = 5
+    client_cache_ttl: int = 30
+    log_format: Literal["json", "console"] = "json"
+    dev: bool = False
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _int(env, name, default, maximum=65535)
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(PREFIX + name) or None
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or (not parts.netloc and not parts.path):
+        raise ConfigError(f"{PREFIX}{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+    return raw
+
+
+def _issuer(raw: str) -> str:
+    """OIDC Discovery §3 and RFC 8414 §2: https (http allowed for loopback), no query/fragment."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{PREFIX}ISSUER must be an http(s) URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{PREFIX}ISSUER must not have a query or fragment, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
+    """Build the settings; raise `ConfigError` naming the first bad variable."""
+    env = os.environ if env is None else env
+    port = _port(env, "PORT", 8080)
+    raw_issuer = env.get(PREFIX + "ISSUER") or (f"http://127.0.0.1:{port}" if dev else None)
+    if raw_issuer is None:
+        raise ConfigError(f"{PREFIX}ISSUER is required (e.g. https://auth.example.com)")
+    issuer = _issuer(raw_issuer)
+
+    internal_token = env.get(PREFIX + "INTERNAL_TOKEN") or None
+    if internal_token is None and not dev:
+        raise ConfigError(f"{PREFIX}INTERNAL_TOKEN is required outside `tokensvc dev`")
+    if internal_token is not None and len(internal_token) < 16:
+        raise ConfigError(f"{PREFIX}INTERNAL_TOKEN must be at least 16 characters")
+
+    # Logs go to stdout (tokensvc.logs), so stdout is the terminal that matters.
+    log_format = env.get(PREFIX + "LOG_FORMAT") or ("console" if sys.stdout.isatty() else "json")
+    if log_format not in ("json", "console"):
+        raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
+
+    keys_file = env.get(PREFIX + "KEYS_FILE") or None
+    if keys_file is None and not dev:
+        raise ConfigError(f"{PREFIX}KEYS_FILE is required outside `tokensvc dev`")
+
+    login_port = _port(env, "LOGIN_PORT", 8090)
+    issuer_parts = urlsplit(issuer)
+    default_login = f"{issuer_parts.scheme}://{issuer_parts.hostname}:{login_port}"
+    if issuer_parts.hostname and ":" in issuer_parts.hostname:
+        default_login = f"{issuer_parts.scheme}://[{issuer_parts.hostname}]:{login_port}"
+    login_url = (_url(env, "LOGIN_URL", ("http", "https")) or default_login).rstrip("/")
+
+    return Settings(
+        issuer=issuer,
+        database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+        keys_file=keys_file,
+        internal_token=internal_token,
+        token_internal_url=(
+            _url(env, "TOKEN_INTERNAL_URL", ("http", "https")) or "http://127.0.0.1:8081"
+        ).rstrip("/"),
+        login_url=login_url,
+        host=env.get(PREFIX + "HOST") or "0.0.0.0",  # noqa: S104
+        port=port,
+        internal_port=_port(env, "INTERNAL_PORT", 8081),
+        login_port=login_port,
+        workers=_int(env, "WORKERS", 1, minimum=1),
+        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 3600, minimum=1),
+        refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 2_592_000, minimum=1),
+        code_ttl=_int(env, "CODE_TTL", 60, minimum=1),
+        refresh_grace=_int(env, "REFRESH_GRACE", 5),
+        client_cache_ttl=_int(env, "CLIENT_CACHE_TTL", 30),
+        log_format=log_format,  # type: ignore[arg-type]
+        dev=dev,
+    )

@@ -1,0 +1,79 @@
+"""OAuth errors (RFC 6749 §5.2) and the storage failure every backend wraps its driver errors in.
+
+Each error class fixes its wire code and HTTP status. `description` is sent to the client;
+`detail` is for the log line only and never leaves the process.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OAuthError(Exception):
+    error: ClassVar[str] = "server_error"
+    status: ClassVar[int] = 400
+    default_description: ClassVar[str] = "The request could not be processed."
+
+    def __init__(self, description: str | None = None, *, detail: str | None = None) -> None:
+        self.description = description or self.default_description
+        self.detail = detail
+        super().__init__(self.description)
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+    default_description = "The request is missing a parameter or is otherwise malformed."
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 §5.2: 401, and `WWW-Authenticate` naming the scheme the client tried."""
+
+    error = "invalid_client"
+    status = 401
+    default_description = "Client authentication failed."
+
+    def __init__(
+        self, description: str | None = None, *, detail: str | None = None, basic: bool = False
+    ) -> None:
+        super().__init__(description, detail=detail)
+        self.basic = basic
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+    default_description = "The grant is invalid, expired, revoked or was issued to another client."
+
+
+class UnauthorizedClient(OAuthError):
+    error = "unauthorized_client"
+    default_description = "The client is not allowed to use this grant type."
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+    default_description = "The grant type is not supported."
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+    default_description = "The requested scope is invalid or exceeds what the client may ask for."
+
+
+class TemporarilyUnavailable(OAuthError):
+    error = "temporarily_unavailable"
+    status = 503
+    default_description = "A backing store is unreachable; try again shortly."
+
+
+class ServerError(OAuthError):
+    error = "server_error"
+    status = 500
+    default_description = "The server encountered an unexpected condition."
+
+
+class StoreUnavailable(Exception):
+    """A backing store did not answer. Raised only by `tokensvc.storage`; maps to 503."""
+
+    def __init__(self, store: str, cause: BaseException | None = None) -> None:
+        self.store = store
+        super().__init__(f"{store} unavailable: {type(cause).__name__ if cause else 'unknown'}")

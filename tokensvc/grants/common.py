@@ -1,0 +1,57 @@
+"""What every grant shares: its declared shape and the token response (RFC 6749 §5.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from tokensvc.models import Client, Grant
+from tokensvc.service import TokenService
+
+Handler = Callable[[TokenService, Client, Mapping[str, str]], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class GrantType:
+    """A grant: its `grant_type` string, the parameters it reads (others are ignored), and
+    the handler that returns the JSON body of a successful token response."""
+
+    grant_type: str
+    parameters: frozenset[str]
+    handle: Handler
+
+
+def token_response(
+    svc: TokenService,
+    *,
+    access_token: str,
+    scope: str,
+    refresh_token: str | None = None,
+    id_token: str | None = None,
+) -> bytes:
+    body: dict[str, object] = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": svc.settings.access_token_ttl,
+        "scope": scope,
+    }
+    if refresh_token is not None:
+        body["refresh_token"] = refresh_token
+    if id_token is not None:
+        body["id_token"] = id_token
+    return orjson.dumps(body)
+
+
+def user_tokens(
+    svc: TokenService, grant: Grant, scope: str, now: int, nonce: str | None = None
+) -> tuple[str, str | None]:
+    """The access token and, when `openid` was granted, the ID token for a person's grant."""
+    access = svc.minter.access_token(
+        sub=grant.sub, client_id=grant.client_id, scope=scope, now=now, grant=grant
+    )
+    id_token = None
+    if "openid" in scope.split(" "):
+        id_token = svc.minter.id_token(grant=grant, access_token=access, now=now, nonce=nonce)
+    return access, id_token

@@ -1,0 +1,69 @@
+"""`refresh_token` (RFC 6749 §6, RFC 9700 §4.14): rotation on every use with reuse detection.
+
+The successor response is built before the store's atomic rotate and sealed under a key
+derived from the presented token; requests that repeat the same token within the grace window
+get that same response back (see `GrantStore.rotate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tokensvc import opaque
+from tokensvc import scope as scopes
+from tokensvc.errors import InvalidGrant, InvalidRequest
+from tokensvc.grants.common import GrantType, token_response, user_tokens
+from tokensvc.models import Client, RefreshState, Successor
+from tokensvc.service import TokenService
+from tokensvc.storage.protocols import Repeated, Rotated
+
+
+def _associated(token_hash: bytes, client: Client) -> bytes:
+    # Binding the sealed response to the client: another client holding a stolen token
+    # cannot open a repeat within the grace window either.
+    return token_hash + b"\0" + client.client_id.encode()
+
+
+async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -> bytes:
+    presented = params.get("refresh_token")
+    if presented is None:
+        raise InvalidRequest("refresh_token is required.")
+    token_hash = opaque.lookup_hash(presented)
+    aad = _associated(token_hash, client)
+    now = svc.clock()
+    body = b""
+
+    def successor(state: RefreshState) -> Successor:
+        nonlocal body
+        grant = state.grant
+        if grant.client_id != client.client_id:
+            raise InvalidGrant("The refresh token was issued to another client.")
+        scope = scopes.narrow(params.get("scope"), scopes.parse(grant.scope), grant.scope)
+        new = opaque.new_value(opaque.REFRESH_BYTES, svc.entropy)
+        access, id_token = user_tokens(svc, grant, scope, int(now))
+        body = token_response(
+            svc, access_token=access, scope=scope, refresh_token=new, id_token=id_token
+        )
+        return Successor(
+            token_hash=opaque.lookup_hash(new),
+            expires_at=now + svc.settings.refresh_token_ttl,
+            sealed_response=opaque.seal(presented, aad, body, svc.entropy),
+        )
+
+    outcome = await svc.stores.grants.rotate(
+        token_hash, now, svc.settings.refresh_grace, successor
+    )
+    if isinstance(outcome, Rotated):
+        return body
+    if isinstance(outcome, Repeated):
+        repeated = opaque.unseal(presented, aad, outcome.sealed_response)
+        if repeated is not None:
+            return repeated
+        raise InvalidGrant("The refresh token was issued to another client.")
+    if outcome.reused:
+        raise InvalidGrant("Refresh token reuse detected; the grant is revoked.",
+                           detail="refresh reuse")
+    raise InvalidGrant("The refresh token is invalid, expired or revoked.")
+
+
+GRANT = GrantType("refresh_token", frozenset({"refresh_token", "scope"}), handle)

@@ -1,0 +1,1 @@
+"""aiohttp glue: one `Application` per listener, so internal routes never exist publicly."""

@@ -1,0 +1,12 @@
+"""Typed application keys, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tokensvc.service import TokenService
+
+SERVICE = web.AppKey("service", TokenService)
+DISCOVERY = web.AppKey("discovery", bytes)
+# Fields of the request's canonical log line, filled in by the handlers.
+LOG_FIELDS = web.RequestKey("log", dict)

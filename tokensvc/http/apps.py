@@ -1,0 +1,35 @@
+"""Application factories: the public and the internal listener of the token service."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from tokensvc.http import discovery, health, internal
+from tokensvc.http.appkeys import DISCOVERY, SERVICE
+from tokensvc.http.forms import MAX_BODY
+from tokensvc.http.middleware import canonical
+from tokensvc.http.token import token
+from tokensvc.service import TokenService
+
+
+def public_app(svc: TokenService) -> web.Application:
+    app = web.Application(middlewares=[canonical], client_max_size=MAX_BODY)
+    app[SERVICE] = svc
+    app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
+    app.router.add_post("/token", token)
+    app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
+    app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)
+    app.router.add_get("/jwks.json", discovery.jwks)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    return app
+
+
+def internal_app(svc: TokenService) -> web.Application:
+    app = web.Application(middlewares=[canonical, internal.require_bearer],
+                          client_max_size=MAX_BODY)
+    app[SERVICE] = svc
+    app.router.add_post("/internal/codes", internal.mint_code)
+    app.router.add_get("/internal/clients/{client_id}", internal.get_client)
+    return app

@@ -1,0 +1,55 @@
+"""Provider metadata (OIDC Discovery 1.0 §3, RFC 8414 §2) and the public JWKS (RFC 7517 §5).
+
+Both are built once at start-up; serving them costs no work per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tokensvc.grants import REGISTRY
+from tokensvc.http.appkeys import DISCOVERY, SERVICE
+from tokensvc.models import AUTH_METHODS
+from tokensvc.service import TokenService
+from tokensvc.signing.jws import ALGORITHMS
+
+
+def metadata(svc: TokenService) -> dict[str, Any]:
+    issuer = svc.settings.issuer
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": svc.settings.login_url + "/authorize",
+        "token_endpoint": issuer + "/token",
+        "jwks_uri": issuer + "/jwks.json",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": sorted(REGISTRY),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(ALGORITHMS),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
+            "at_hash", "sid", "name", "email", "email_verified",
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+async def discovery(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[DISCOVERY], content_type="application/json")
+
+
+async def jwks(request: web.Request) -> web.Response:
+    body = orjson.dumps(request.app[SERVICE].keys.public_jwks)
+    return web.Response(
+        body=body, content_type="application/jwk-set+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

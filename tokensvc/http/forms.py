@@ -1,0 +1,39 @@
+"""Reading `application/x-www-form-urlencoded` bodies strictly (RFC 6749 §3.1-§3.2).
+
+Parameters without a value count as omitted; a parameter sent twice is an error; the body must
+be UTF-8. The body size limit is the application's `client_max_size`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from tokensvc.errors import InvalidRequest
+
+FORM = "application/x-www-form-urlencoded"
+MAX_BODY = 64 * 1024
+_NAMED = frozenset({
+    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+    "client_id", "client_secret", "username", "password", "token", "token_type_hint",
+})
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    if request.content_type != FORM:
+        raise InvalidRequest(f"Content-Type must be {FORM}.")
+    raw = await request.read()
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("The body is not UTF-8 form data.") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if not value:
+            continue
+        if name in params:
+            which = name if name in _NAMED else "A"
+            raise InvalidRequest(f"{which} parameter must not be repeated.".capitalize())
+        params[name] = value
+    return params

@@ -1,0 +1,145 @@
+"""The internal listener: what the login front-end may ask of the token service.
+
+Every request must carry `Authorization: Bearer $TOKENSVC_INTERNAL_TOKEN` (compared in constant
+time). `POST /internal/codes` mints a code only after checking what the token endpoint will rely
+on: the client, its exact redirect URI, the scope and PKCE.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tokensvc import pkce
+from tokensvc import scope as scopes
+from tokensvc.errors import InvalidRequest, OAuthError, UnauthorizedClient
+from tokensvc.http.appkeys import LOG_FIELDS, SERVICE
+from tokensvc.http.responses import json_response
+from tokensvc.models import Client, CodeRecord, Grant
+from tokensvc.opaque import CODE_BYTES, lookup_hash, new_value
+from tokensvc.service import TokenService
+
+
+class InvalidInternalClient(OAuthError):
+    error = "invalid_client"
+    default_description = "Unknown client."
+
+
+def client_view(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "redirect_uris": list(client.redirect_uris),
+        "public": client.public,
+        "scopes": sorted(client.scopes),
+        "grant_types": sorted(client.grant_types),
+    }
+
+
+@web.middleware
+async def require_bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    expected = request.app[SERVICE].settings.internal_token or ""
+    presented = request.headers.get("Authorization", "")
+    ok = presented[:7].lower() == "bearer " and expected and hmac.compare_digest(
+        presented[7:].strip().encode(), expected.encode()
+    )
+    if not ok:
+        request[LOG_FIELDS]["error"] = "unauthorized"
+        return json_response(
+            {"error": "unauthorized", "error_description": "A valid internal bearer is required."},
+            401, {"WWW-Authenticate": 'Bearer realm="tokensvc-internal"'},
+        )
+    return await handler(request)
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{name} must be a non-empty string.")
+    return value
+
+
+def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> CodeRecord:
+    redirect_uri = _text(body, "redirect_uri")
+    if redirect_uri not in client.redirect_uris:
+        raise InvalidRequest("redirect_uri is not registered for this client.")
+    if "authorization_code" not in client.grant_types:
+        raise UnauthorizedClient("The client may not use the authorization code grant.")
+    scope = scopes.narrow(_text(body, "scope"), client.scopes, "")
+    sub = _text(body, "sub")
+    auth_time = body.get("auth_time")
+    if not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time <= 0:
+        raise InvalidRequest("auth_time must be a positive integer (seconds since the epoch).")
+    challenge = _text(body, "code_challenge", required=False)
+    method = _text(body, "code_challenge_method", required=False)
+    if challenge is None:
+        if client.public:
+            raise InvalidRequest("PKCE (code_challenge with S256) is required for this client.")
+        if method is not None:
+            raise InvalidRequest("code_challenge_method without code_challenge.")
+    else:
+        if method != pkce.METHOD:
+            raise InvalidRequest("code_challenge_method must be S256.")
+        if not pkce.valid_challenge(challenge):
+            raise InvalidRequest("code_challenge must be 43 base64url characters.")
+    amr = body.get("amr")
+    if amr is not None and (
+        not isinstance(amr, list) or not all(isinstance(a, str) and a for a in amr)
+    ):
+        raise InvalidRequest("amr must be a list of strings.")
+    claims = body.get("claims") or {}
+    if not isinstance(claims, dict):
+        raise InvalidRequest("claims must be an object.")
+    now = svc.clock()
+    grant = Grant(
+        grant_id=new_value(16, svc.entropy),
+        client_id=client.client_id,
+        sub=sub or "",
+        scope=scope,
+        auth_time=auth_time,
+        acr=_text(body, "acr", required=False),
+        amr=tuple(amr) if amr is not None else None,
+        sid=_text(body, "sid", required=False),
+        claims=claims,
+    )
+    return CodeRecord(
+        grant=grant,
+        redirect_uri=redirect_uri or "",
+        expires_at=now + svc.settings.code_ttl,
+        nonce=_text(body, "nonce", required=False),
+        code_challenge=challenge,
+        code_challenge_method=method,
+    )
+
+
+async def mint_code(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The body must be a JSON object.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    client_id = _text(body, "client_id") or ""
+    request[LOG_FIELDS]["client_id"] = client_id
+    client = await svc.stores.clients.get(client_id)
+    if client is None:
+        raise InvalidInternalClient()
+    record = _code_record(svc, client, body)
+    code = new_value(CODE_BYTES, svc.entropy)
+    await svc.stores.codes.put(lookup_hash(code), record, svc.settings.code_ttl)
+    return json_response({"code": code, "expires_in": svc.settings.code_ttl}, 201,
+                         {"Cache-Control": "no-store"})
+
+
+async def get_client(request: web.Request) -> web.Response:
+    client = await request.app[SERVICE].stores.clients.get(request.match_info["client_id"])
+    if client is None:
+        return json_response({"error": "not_found", "error_description": "Unknown client."}, 404)
+    return json_response(client_view(client))

@@ -1,0 +1,38 @@
+"""`POST /token` (RFC 6749 §3.2): a flat list of steps, then the grant's own handler.
+
+read the form -> pick the grant -> authenticate the client -> check it may use the grant ->
+keep only the grant's parameters -> handle. Responses carry `Cache-Control: no-store`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tokensvc.clientauth import authenticate
+from tokensvc.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
+from tokensvc.grants import REGISTRY
+from tokensvc.http.appkeys import LOG_FIELDS, SERVICE
+from tokensvc.http.forms import read_form
+from tokensvc.http.responses import NO_STORE
+
+
+async def token(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    params = await read_form(request)
+    fields = request[LOG_FIELDS]
+    grant_type = params.get("grant_type")
+    if grant_type is None:
+        raise InvalidRequest("grant_type is required.")
+    grant = REGISTRY.get(grant_type)
+    if grant is None:
+        fields["grant_type"] = "unsupported"
+        raise UnsupportedGrantType()
+    fields["grant_type"] = grant_type
+    client = await authenticate(
+        svc.stores.clients, request.headers.get("Authorization"), params
+    )
+    fields["client_id"] = client.client_id
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClient()
+    body = await grant.handle(svc, client, {k: params[k] for k in grant.parameters & params.keys()})
+    return web.Response(body=body, content_type="application/json", headers=NO_STORE)

@@ -1,0 +1,95 @@
+"""Frozen records passed between protocol logic and storage.
+
+No record holds a raw code, token or secret: fields holding one of those end in `_hash`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post", "none")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    name: str
+    auth_method: AuthMethod
+    grant_types: frozenset[str]
+    redirect_uris: tuple[str, ...] = ()
+    scopes: frozenset[str] = frozenset()
+    secret_hash: str | None = None
+    created_at: float = 0.0
+
+    @property
+    def public(self) -> bool:
+        """Public clients (RFC 6749 §2.1) cannot keep a secret, so PKCE is mandatory for them."""
+        return self.auth_method == "none"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    sub: str
+    username: str
+    password_hash: str
+    email: str | None = None
+    name: str | None = None
+    email_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a person authorised a client to do; every refresh token of one family shares it."""
+
+    grant_id: str
+    client_id: str
+    sub: str
+    scope: str
+    auth_time: int
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
+    sid: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRecord:
+    """An authorization code's binding (RFC 6749 §4.1.2, RFC 7636 §4.4, OIDC Core §3.1.2.5)."""
+
+    grant: Grant
+    redirect_uri: str
+    expires_at: float
+    nonce: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeReplayed:
+    """Consume found a code that was already used; its grant must be revoked (RFC 6749 §4.1.2)."""
+
+    grant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshState:
+    """One stored refresh token as rotation sees it."""
+
+    token_hash: bytes
+    grant: Grant
+    expires_at: float
+    retired_at: float | None
+    successor_box: bytes | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Successor:
+    """A rotation's new token and the sealed copy of its response for grace-window repeats."""
+
+    token_hash: bytes
+    expires_at: float
+    sealed_response: bytes

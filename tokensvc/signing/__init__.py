@@ -1,0 +1,1 @@
+"""Keys (JWKS load, rotate, publish) and the tokens signed with them."""

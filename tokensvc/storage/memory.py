@@ -1,0 +1,182 @@
+"""In-memory backends: the embedded default of `tokensvc dev` and the reference for the contracts.
+
+Atomicity comes from the event loop: no method awaits between reading and writing its state.
+State lives in one process only and is lost on exit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tokensvc.models import Client, CodeRecord, CodeReplayed, Grant, RefreshState, User
+from tokensvc.storage.protocols import (
+    USED_CODE_MEMORY,
+    Rejected,
+    Repeated,
+    Rotated,
+    RotateOutcome,
+    SuccessorFactory,
+)
+
+Clock = Callable[[], float]
+
+
+
+class MemoryCodes:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._codes: dict[bytes, tuple[float, CodeRecord | CodeReplayed]] = {}
+
+    async def put(self, code_hash: bytes, record: CodeRecord, ttl: int) -> None:
+        self._sweep()
+        self._codes[code_hash] = (self._clock() + ttl, record)
+
+    async def consume(self, code_hash: bytes) -> CodeRecord | CodeReplayed | None:
+        entry = self._codes.get(code_hash)
+        now = self._clock()
+        if entry is None or entry[0] <= now:
+            return None
+        _, value = entry
+        if isinstance(value, CodeRecord):
+            used = CodeReplayed(value.grant.grant_id)
+            self._codes[code_hash] = (max(entry[0], now + USED_CODE_MEMORY), used)
+        return value
+
+    def _sweep(self) -> None:
+        if len(self._codes) % 1024 == 0:
+            now = self._clock()
+            for key in [k for k, (exp, _) in self._codes.items() if exp <= now]:
+                del self._codes[key]
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryClients:
+    def __init__(self) -> None:
+        self._clients: dict[str, Client] = {}
+        self.on_remove: Callable[[str], None] | None = None
+
+    async def get(self, client_id: str) -> Client | None:
+        return self._clients.get(client_id)
+
+    async def add(self, client: Client) -> bool:
+        if client.client_id in self._clients:
+            return False
+        self._clients[client.client_id] = client
+        return True
+
+    async def list(self) -> list[Client]:
+        return sorted(self._clients.values(), key=lambda c: (c.created_at, c.client_id))
+
+    async def remove(self, client_id: str) -> bool:
+        removed = self._clients.pop(client_id, None) is not None
+        if removed and self.on_remove is not None:
+            self.on_remove(client_id)
+        return removed
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryUsers:
+    def __init__(self) -> None:
+        self._by_sub: dict[str, User] = {}
+        self._by_username: dict[str, User] = {}
+
+    async def add(self, user: User) -> bool:
+        if user.username in self._by_username or user.sub in self._by_sub:
+            return False
+        self._by_sub[user.sub] = user
+        self._by_username[user.username] = user
+        return True
+
+    async def by_username(self, username: str) -> User | None:
+        return self._by_username.get(username)
+
+    async def by_sub(self, sub: str) -> User | None:
+        return self._by_sub.get(sub)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Token:
+    grant_id: str
+    expires_at: float
+    retired_at: float | None = None
+    successor_box: bytes | None = None
+
+
+class MemoryGrants:
+    def __init__(self) -> None:
+        self._grants: dict[str, Grant] = {}
+        self._revoked: set[str] = set()
+        self._tokens: dict[bytes, _Token] = {}
+
+    async def issue(self, grant: Grant, token_hash: bytes, expires_at: float, now: float) -> bool:
+        self._grants[grant.grant_id] = grant
+        self._tokens[token_hash] = _Token(grant.grant_id, expires_at)
+        return grant.grant_id not in self._revoked
+
+    async def rotate(
+        self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory
+    ) -> RotateOutcome:
+        token = self._tokens.get(token_hash)
+        if token is None or token.grant_id in self._revoked or token.expires_at <= now:
+            return Rejected()
+        if token.retired_at is not None:
+            if grace > 0 and now - token.retired_at < grace and token.successor_box is not None:
+                return Repeated(token.successor_box)
+            self._revoke(token.grant_id)
+            return Rejected(reused=True)
+        state = RefreshState(
+            token_hash=token_hash,
+            grant=self._grants[token.grant_id],
+            expires_at=token.expires_at,
+            retired_at=None,
+            successor_box=None,
+            revoked=False,
+        )
+        new = successor(state)
+        token.retired_at = now
+        token.successor_box = new.sealed_response
+        self._tokens[new.token_hash] = _Token(token.grant_id, new.expires_at)
+        return Rotated(state)
+
+    async def revoke_grant(self, grant_id: str, now: float) -> None:
+        self._revoke(grant_id)
+
+    def _revoke(self, grant_id: str) -> None:
+        # Rows stay, as in Postgres: a revoked family's tokens must keep failing.
+        self._revoked.add(grant_id)
+
+    def forget_client(self, client_id: str) -> None:
+        gone = {g.grant_id for g in self._grants.values() if g.client_id == client_id}
+        self._revoked.update(gone)
+        for grant_id in gone:
+            del self._grants[grant_id]
+        for key in [k for k, t in self._tokens.items() if t.grant_id in gone]:
+            del self._tokens[key]
+
+    def count_tokens(self, grant_id: str) -> int:
+        """For tests: how many refresh tokens a family holds."""
+        return sum(1 for t in self._tokens.values() if t.grant_id == grant_id)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,415 @@
+"""Clients, users, grants and refresh-token families in Postgres (asyncpg), one shared pool.
+
+Every guarantee of `tokensvc.storage.protocols` that needs atomicity is kept by a single SQL
+statement in autocommit, never by an explicit transaction:
+
+* `issue` upserts the grant and inserts its first token in one CTE; a tombstone left by an
+  earlier `revoke_grant` keeps its `revoked_at`, so the revocation wins.
+* `rotate` retires the presented token and inserts its successor in one CTE whose UPDATE only
+  matches a still-live row. Under READ COMMITTED a concurrent UPDATE of the same row waits for
+  the first to commit and then re-checks `retired_at IS NULL`, so exactly one caller inserts a
+  successor; the losers re-read the row and answer `Repeated` or reuse.
+* `revoke_grant` is one upsert on the grant row; no token row is deleted, so a later
+  presentation of any token of the family is still recognised.
+
+Times cross the boundary as epoch floats (the protocol) and are stored as timestamptz.
+Every driver, network and timeout failure becomes `StoreUnavailable("postgres", ...)`. The
+pool replaces connections that broke, so the stores recover by themselves once the server is
+back. SQL lives in module constants: asyncpg prepares and caches each statement per
+connection (behind PgBouncer in transaction mode pass `statement_cache_size=0`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from tokensvc.errors import StoreUnavailable
+from tokensvc.models import Client, Grant, RefreshState, User
+from tokensvc.storage.protocols import (
+    Rejected,
+    Repeated,
+    Rotated,
+    RotateOutcome,
+    SuccessorFactory,
+)
+
+STORE = "postgres"
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection; an outage must be a quick 503
+COMMAND_TIMEOUT = 5.0  # seconds per statement
+ACQUIRE_TIMEOUT = 5.0  # seconds to get a pooled connection, connecting included
+CLOSE_TIMEOUT = 5.0
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,  # ConnectionError (refused, reset) included
+    TimeoutError,  # asyncio.TimeoutError is the same class on 3.11
+)
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+# --------------------------------------------------------------------------- pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip: the stores
+    run single autocommit statements and never change session state (asyncpg still rolls back
+    a transaction left open). Code borrowing `Postgres.connection()` must keep it that way."""
+
+
+class Postgres:
+    """The shared pool and the three stores built on it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.clients = PostgresClients(self)
+        self.users = PostgresUsers(self)
+        self.grants = PostgresGrants(self)
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        statement_cache_size: int = 100,
+    ) -> Postgres:
+        """Open the pool. With `min_size=0` nothing connects until first use, so a service can
+        start (and report not-ready) while the database is still down."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                statement_cache_size=statement_cache_size,
+                max_inactive_connection_lifetime=300.0,
+                server_settings={"application_name": "tokensvc"},
+                reset=_keep_session,
+            )
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+        return cls(pool)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; any driver failure, from acquiring it on, is `StoreUnavailable`.
+        A connection that broke is dropped by the pool and replaced on the next acquire."""
+        try:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        """Close the pool (idempotent). Waits briefly for borrowed connections, then cuts them."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=CLOSE_TIMEOUT)
+        except DRIVER_ERRORS:
+            self.pool.terminate()
+
+
+class _Store:
+    def __init__(self, db: Postgres) -> None:
+        self._db = db
+
+    async def ping(self) -> None:
+        await self._db.ping()
+
+    async def close(self) -> None:
+        """Closes the pool shared with the sibling stores."""
+        await self._db.close()
+
+
+# --------------------------------------------------------------------------- clients
+
+_CLIENT_COLUMNS = (
+    "client_id, name, auth_method, grant_types, redirect_uris, scopes, secret_hash, created_at"
+)
+_CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
+_CLIENT_LIST = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"  # noqa: S608
+_CLIENT_ADD = f"""
+INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (client_id) DO NOTHING
+"""  # noqa: S608
+# Grants and their refresh tokens go with the client (ON DELETE CASCADE).
+_CLIENT_REMOVE = "DELETE FROM clients WHERE client_id = $1"
+
+
+def _client(row: asyncpg.Record) -> Client:
+    return Client(
+        client_id=row["client_id"],
+        name=row["name"],
+        auth_method=row["auth_method"],
+        grant_types=frozenset(row["grant_types"]),
+        redirect_uris=tuple(row["redirect_uris"]),
+        scopes=frozenset(row["scopes"]),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"].timestamp(),
+    )
+
+
+class PostgresClients(_Store):
+    async def get(self, client_id: str) -> Client | None:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_CLIENT_GET, client_id)
+        return None if row is None else _client(row)
+
+    async def add(self, client: Client) -> bool:
+        async with self._db.connection() as conn:
+            status = await conn.execute(
+                _CLIENT_ADD,
+                client.client_id,
+                client.name,
+                client.auth_method,
+                sorted(client.grant_types),
+                list(client.redirect_uris),
+                sorted(client.scopes),
+                client.secret_hash,
+                _ts(client.created_at),
+            )
+        return status == "INSERT 0 1"
+
+    async def list(self) -> list[Client]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_CLIENT_LIST)
+        return [_client(row) for row in rows]
+
+    async def remove(self, client_id: str) -> bool:
+        async with self._db.connection() as conn:
+            status = await conn.execute(_CLIENT_REMOVE, client_id)
+        return status == "DELETE 1"
+
+
+# --------------------------------------------------------------------------- users
+
+_USER_COLUMNS = "sub, username, password_hash, email, name, email_verified"
+# No conflict target: a taken username or sub both mean "not added" (as in memory).
+_USER_ADD = f"""
+INSERT INTO users ({_USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+"""  # noqa: S608
+_USER_BY_USERNAME = f"SELECT {_USER_COLUMNS} FROM users WHERE username = $1"  # noqa: S608
+_USER_BY_SUB = f"SELECT {_USER_COLUMNS} FROM users WHERE sub = $1"  # noqa: S608
+
+
+def _user(row: asyncpg.Record | None) -> User | None:
+    if row is None:
+        return None
+    return User(
+        sub=row["sub"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        email=row["email"],
+        name=row["name"],
+        email_verified=row["email_verified"],
+    )
+
+
+class PostgresUsers(_Store):
+    async def add(self, user: User) -> bool:
+        async with self._db.connection() as conn:
+            status = await conn.execute(
+                _USER_ADD,
+                user.sub,
+                user.username,
+                user.password_hash,
+                user.email,
+                user.name,
+                user.email_verified,
+            )
+        return status == "INSERT 0 1"
+
+    async def by_username(self, username: str) -> User | None:
+        async with self._db.connection() as conn:
+            return _user(await conn.fetchrow(_USER_BY_USERNAME, username))
+
+    async def by_sub(self, sub: str) -> User | None:
+        async with self._db.connection() as conn:
+            return _user(await conn.fetchrow(_USER_BY_SUB, sub))
+
+
+# --------------------------------------------------------------------------- grants
+
+# The grant and its first token, in one statement. If the grant id already has a row (the
+# tombstone of a revocation that overtook this issue), the row is completed but `revoked_at`
+# is left alone, so the grant and token end up stored revoked, as if the revocation had come
+# after; the statement answers whether the grant is live. (Data-modifying CTEs always run to
+# completion, whether or not the final SELECT reads them.)
+_ISSUE = """
+WITH grant_row AS (
+    INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims,
+                        created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
+    ON CONFLICT (grant_id) DO UPDATE
+    SET client_id = EXCLUDED.client_id, sub = EXCLUDED.sub, scope = EXCLUDED.scope,
+        auth_time = EXCLUDED.auth_time, acr = EXCLUDED.acr, amr = EXCLUDED.amr,
+        sid = EXCLUDED.sid, claims = EXCLUDED.claims
+    RETURNING grant_id, revoked_at
+), token_row AS (
+    INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
+    SELECT $11, grant_id, $10, $12 FROM grant_row
+)
+SELECT revoked_at IS NULL FROM grant_row
+"""
+
+# A token as rotation sees it: its own row and its grant's.
+_TOKEN_STATE = """
+SELECT t.grant_id, t.expires_at, t.retired_at, t.successor_box,
+       g.revoked_at IS NOT NULL AS revoked,
+       g.client_id, g.sub, g.scope, g.auth_time, g.acr, g.amr, g.sid, g.claims
+FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id
+WHERE t.token_hash = $1
+"""
+
+# Retire the presented token and insert its successor, atomically. The UPDATE matches only a
+# live row; a concurrent rotation of the same token blocks on the row lock, re-checks
+# `retired_at IS NULL` once the first commits, matches nothing, and so inserts nothing.
+_ROTATE = """
+WITH retired AS (
+    UPDATE refresh_tokens t
+    SET retired_at = $2, successor_box = $3
+    WHERE t.token_hash = $1
+      AND t.retired_at IS NULL
+      AND t.expires_at > $2
+      AND NOT EXISTS (SELECT 1 FROM grants g
+                      WHERE g.grant_id = t.grant_id AND g.revoked_at IS NOT NULL)
+    RETURNING t.grant_id
+)
+INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
+SELECT $4, grant_id, $2, $5 FROM retired
+RETURNING grant_id
+"""
+
+# Revoke, or leave a tombstone for a grant not issued yet; the first revocation time stays.
+_REVOKE = """
+INSERT INTO grants (grant_id, created_at, revoked_at) VALUES ($1, $2, $2)
+ON CONFLICT (grant_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
+WHERE grants.revoked_at IS NULL
+"""
+
+_COUNT_TOKENS = "SELECT count(*) FROM refresh_tokens WHERE grant_id = $1"
+
+
+def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
+    amr = row["amr"]
+    return Grant(
+        grant_id=grant_id,
+        client_id=row["client_id"],
+        sub=row["sub"],
+        scope=row["scope"],
+        auth_time=row["auth_time"],
+        acr=row["acr"],
+        amr=tuple(amr) if amr is not None else None,
+        sid=row["sid"],
+        claims=orjson.loads(row["claims"]),
+    )
+
+
+class PostgresGrants(_Store):
+    async def issue(self, grant: Grant, token_hash: bytes, expires_at: float, now: float) -> bool:
+        """As the protocol says; also `False`, with nothing stored, if the grant's client no
+        longer exists (removing a client ends its grants, and a grant row needs its client)."""
+        args: tuple[Any, ...] = (
+            grant.grant_id,
+            grant.client_id,
+            grant.sub,
+            grant.scope,
+            grant.auth_time,
+            grant.acr,
+            list(grant.amr) if grant.amr is not None else None,
+            grant.sid,
+            orjson.dumps(grant.claims).decode(),
+            _ts(now),
+            token_hash,
+            _ts(expires_at),
+        )
+        async with self._db.connection() as conn:
+            try:
+                live: bool = await conn.fetchval(_ISSUE, *args)
+            except asyncpg.ForeignKeyViolationError:
+                return False
+        return live
+
+    async def rotate(
+        self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory
+    ) -> RotateOutcome:
+        row = await self._state(token_hash)
+        decided = await self._settled(row, now, grace)
+        if decided is not None:
+            return decided
+        assert row is not None
+        state = RefreshState(
+            token_hash=token_hash,
+            grant=_grant(row["grant_id"], row),
+            expires_at=row["expires_at"].timestamp(),
+            retired_at=None,
+            successor_box=None,
+            revoked=False,
+        )
+        new = successor(state)  # may raise: nothing has been written
+        async with self._db.connection() as conn:
+            won = await conn.fetchval(
+                _ROTATE,
+                token_hash,
+                _ts(now),
+                new.sealed_response,
+                new.token_hash,
+                _ts(new.expires_at),
+            )
+        if won is not None:
+            return Rotated(state)
+        # Lost a race (or the grant was revoked meanwhile): answer as for the row as it is now.
+        decided = await self._settled(await self._state(token_hash), now, grace)
+        return decided if decided is not None else Rejected()
+
+    async def _state(self, token_hash: bytes) -> asyncpg.Record | None:
+        async with self._db.connection() as conn:
+            return await conn.fetchrow(_TOKEN_STATE, token_hash)
+
+    async def _settled(
+        self, row: asyncpg.Record | None, now: float, grace: float
+    ) -> RotateOutcome | None:
+        """The outcome for a token that is not live, or None when it is live."""
+        if row is None or row["revoked"] or row["expires_at"].timestamp() <= now:
+            return Rejected()
+        retired_at = _epoch(row["retired_at"])
+        if retired_at is None:
+            return None
+        box = row["successor_box"]
+        # `grace > 0` explicitly: a racing caller whose clock reads slightly before the
+        # winner's must not get a repeat when repeats are switched off.
+        if grace > 0 and now - retired_at < grace and box is not None:
+            return Repeated(box)
+        await self.revoke_grant(row["grant_id"], now)
+        return Rejected(reused=True)
+
+    async def revoke_grant(self, grant_id: str, now: float) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(_REVOKE, grant_id, _ts(now))
+
+    async def count_tokens(self, grant_id: str) -> int:
+        """For tests: how many refresh-token rows a family holds, retired and revoked ones
+        included. Async, unlike `MemoryGrants.count_tokens`."""
+        async with self._db.connection() as conn:
+            count: int = await conn.fetchval(_COUNT_TOKENS, grant_id)
+        return count

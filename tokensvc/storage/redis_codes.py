@@ -1,0 +1,79 @@
+"""Authorization codes in Redis: one key per code hash, consumed by one Lua script call.
+
+The script reads the code and overwrites it with a "used" marker naming its grant in one
+atomic step, so exactly one of N concurrent exchanges gets the record and a later replay still
+learns which grant to revoke (RFC 6749 §4.1.2). One round trip per exchange.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tokensvc.errors import StoreUnavailable
+from tokensvc.models import CodeRecord, CodeReplayed
+from tokensvc.storage.codec import dump_code, load_code
+from tokensvc.storage.protocols import USED_CODE_MEMORY
+
+KEY_PREFIX = "tokensvc:code:"
+_USED = b"U:"
+
+# KEYS[1] code key; ARGV[1] seconds to remember a used code.
+_CONSUME = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if string.sub(v, 1, 2) == 'U:' then return v end
+local nl = string.find(v, '\\n', 1, true)
+redis.call('SET', KEYS[1], 'U:' .. string.sub(v, 1, nl - 1), 'EX', ARGV[1])
+return v
+"""
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client with short timeouts: a dead Redis must turn into a quick 503, not a hang."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+
+
+class RedisCodes:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._consume: Any = client.register_script(_CONSUME)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisCodes:
+        return cls(connect(url))
+
+    async def put(self, code_hash: bytes, record: CodeRecord, ttl: int) -> None:
+        value = record.grant.grant_id.encode() + b"\n" + dump_code(record)
+        try:
+            await self._redis.set(KEY_PREFIX + code_hash.hex(), value, ex=ttl)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable("redis", exc) from exc
+
+    async def consume(self, code_hash: bytes) -> CodeRecord | CodeReplayed | None:
+        try:
+            raw = await self._consume(keys=[KEY_PREFIX + code_hash.hex()], args=[USED_CODE_MEMORY])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable("redis", exc) from exc
+        if raw is None:
+            return None
+        if raw.startswith(_USED):
+            return CodeReplayed(raw[len(_USED):].decode())
+        return load_code(raw[raw.index(b"\n") + 1:])
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable("redis", exc) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
