@@ -184,7 +184,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
         raise CommandError(f"{path}: {exc.strerror}") from None
     except (orjson.JSONDecodeError, ValueError) as exc:
         raise CommandError(f"{path}: {exc}") from None
-    write_private_jwks(path, new)
+    try:
+        write_private_jwks(path, new)
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot write: {exc.strerror}") from None
     _emit({"active_kid": keyset.kid, "keys": len(new["keys"])})
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.contract.backends import CodeBackend, FakeClock, Stores
-from tests.servers import create_database
+from tests.servers import create_database, run_sync
 from tokensvc.storage.memory import MemoryClients, MemoryCodes, MemoryGrants, MemoryUsers
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
@@ -29,12 +28,6 @@ from tokensvc.storage.redis_codes import RedisCodes
 
 CONTRACT_REDIS_DB = 9  # not 0: other suites share the session's Redis
 POOL_SIZE = 32  # enough connections for the 30-way rotation race to be a real race
-
-
-def run_sync(coro_fn: Callable[[], Awaitable[object]]) -> object:
-    """Run a coroutine to completion from synchronous (fixture) code, on a private loop."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(coro_fn())).result()  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- codes

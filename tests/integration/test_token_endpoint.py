@@ -175,8 +175,12 @@ async def test_code_replay_revokes_refresh_token(harness: Harness) -> None:
 # --- refresh_token ------------------------------------------------------------------------------
 
 
-async def test_refresh_rotates(harness: Harness) -> None:
-    client, secret = await harness.client()
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
+async def test_refresh_rotates(harness: Harness, method: str) -> None:
+    client, secret = await harness.client(
+        grant_types=["authorization_code", "refresh_token"], auth_method=method,
+        public=method == "none",
+    )
     code, verifier = await harness.mint_code(client)
     first = (await harness.exchange(client, secret, code, verifier)).body
     reply = await harness.token(client, secret, grant_type="refresh_token",

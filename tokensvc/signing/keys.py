@@ -74,7 +74,9 @@ def keyset_from_jwks(jwks: dict[str, Any]) -> KeySet:
     entries = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError("a JWKS with a non-empty 'keys' list is required")
-    active = [k for k in entries if isinstance(k, dict) and k.get("active") is True]
+    if not all(isinstance(k, dict) for k in entries):
+        raise ValueError("every entry of 'keys' must be a JSON object")
+    active = [k for k in entries if k.get("active") is True]
     if len(active) != 1:
         raise ValueError(f"exactly one key must be marked active, found {len(active)}")
     published: list[dict[str, Any]] = []
