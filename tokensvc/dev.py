@@ -9,7 +9,7 @@ from tokensvc.config import Settings
 from tokensvc.registration import new_client, new_user
 from tokensvc.serve import run_token_service
 from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, load_keys_file
-from tokensvc.storage import Stores, memory_stores
+from tokensvc.storage.stores import Stores, memory_stores
 
 DEMO_USERNAME = "demo"
 

@@ -13,7 +13,7 @@ from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
 from tokensvc.service import TokenService
 from tokensvc.signing.keys import KeySet
-from tokensvc.storage import Stores, open_stores
+from tokensvc.storage.stores import Stores, open_stores
 
 log = structlog.get_logger("tokensvc")
 

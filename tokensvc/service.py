@@ -15,7 +15,7 @@ from tokensvc.config import Settings
 from tokensvc.opaque import Entropy
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
-from tokensvc.storage import Stores
+from tokensvc.storage.stores import Stores
 
 
 @dataclass(slots=True)

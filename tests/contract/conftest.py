@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 
 from tests.contract.backends import CodeBackend, FakeClock, Stores
 from tests.servers import create_database, run_sync
-from tokensvc.storage.memory import MemoryClients, MemoryCodes, MemoryGrants, MemoryUsers
+from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
+from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes

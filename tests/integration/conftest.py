@@ -18,11 +18,11 @@ import redis.asyncio as aioredis
 from tests.harness import Clock, Harness, make_service, start
 from tests.servers import create_database, run_sync
 from tokensvc.signing.keys import KeySet, generate_jwks, keyset_from_jwks
-from tokensvc.storage import Stores, memory_stores
-from tokensvc.storage.memory import MemoryCodes
+from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
+from tokensvc.storage.stores import Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
 _TABLES = "refresh_tokens, grants, clients, users"

@@ -12,11 +12,11 @@ import pytest
 from tests.harness import Clock, Harness, make_service, start
 from tests.servers import PostgresServer, RedisServer
 from tokensvc.signing.keys import KeySet
-from tokensvc.storage import Stores
 from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
+from tokensvc.storage.stores import Stores
 
 pytestmark = pytest.mark.asyncio
 

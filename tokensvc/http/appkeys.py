@@ -8,5 +8,3 @@ from tokensvc.service import TokenService
 
 SERVICE = web.AppKey("service", TokenService)
 DISCOVERY = web.AppKey("discovery", bytes)
-# Fields of the request's canonical log line, filled in by the handlers.
-LOG_FIELDS = web.RequestKey("log", dict)

@@ -17,7 +17,8 @@ from aiohttp.typedefs import Handler
 from tokensvc import pkce
 from tokensvc import scope as scopes
 from tokensvc.errors import InvalidRequest, OAuthError, UnauthorizedClient
-from tokensvc.http.appkeys import LOG_FIELDS, SERVICE
+from tokensvc.http.appkeys import SERVICE
+from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import json_response
 from tokensvc.models import Client, CodeRecord, Grant
 from tokensvc.opaque import CODE_BYTES, lookup_hash, new_value

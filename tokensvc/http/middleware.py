@@ -15,10 +15,12 @@ from aiohttp.typedefs import Handler
 
 from tokensvc.errors import InvalidRequest, OAuthError, ServerError, StoreUnavailable
 from tokensvc.errors import TemporarilyUnavailable as Unavailable
-from tokensvc.http.appkeys import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE, json_response, oauth_error
 
 log = structlog.get_logger("tokensvc.request")
+
+# Fields of the request's canonical log line, filled in by the handlers.
+LOG_FIELDS = web.RequestKey("log", dict)
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:

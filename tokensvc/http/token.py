@@ -11,8 +11,9 @@ from aiohttp import web
 from tokensvc.clientauth import authenticate
 from tokensvc.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
 from tokensvc.grants import REGISTRY
-from tokensvc.http.appkeys import LOG_FIELDS, SERVICE
+from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.forms import read_form
+from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
 
 

@@ -1,0 +1,71 @@
+"""The token service's store bundle; `open_stores` picks backends from settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from tokensvc.config import Settings
+from tokensvc.errors import StoreUnavailable
+from tokensvc.storage.cache import CachedClients
+from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
+from tokensvc.storage.memory_codes import MemoryCodes
+from tokensvc.storage.protocols import ClientStore, CodeStore, GrantStore, UserStore
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    codes: CodeStore
+    clients: ClientStore
+    users: UserStore
+    grants: GrantStore
+
+    async def readiness(self, limit: float = 2.0) -> dict[str, bool]:
+        """Which backends answer a ping within `limit` seconds (for `/readyz`)."""
+        named = {"codes": self.codes, "clients": self.clients, "grants": self.grants}
+
+        async def ok(store: CodeStore | ClientStore | GrantStore) -> bool:
+            try:
+                await asyncio.wait_for(store.ping(), limit)
+            except (StoreUnavailable, TimeoutError):
+                return False
+            return True
+
+        results = await asyncio.gather(*(ok(s) for s in named.values()))
+        return dict(zip(named, results, strict=True))
+
+
+def memory_stores() -> Stores:
+    clients, grants = MemoryClients(), MemoryGrants()
+    clients.on_remove = grants.forget_client
+    return Stores(codes=MemoryCodes(), clients=clients, users=MemoryUsers(), grants=grants)
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open the backends named by `TOKENSVC_REDIS_URL` / `TOKENSVC_DATABASE_URL`, memory else."""
+    memory = memory_stores()
+    codes: CodeStore = memory.codes
+    clients: ClientStore = memory.clients
+    users: UserStore = memory.users
+    grants: GrantStore = memory.grants
+    closers = []
+    try:
+        if settings.redis_url:
+            from tokensvc.storage.redis_codes import RedisCodes
+
+            codes = RedisCodes.from_url(settings.redis_url)
+            closers.append(codes.close)
+        if settings.database_url:
+            from tokensvc.storage.postgres import Postgres
+
+            pg = await Postgres.connect(settings.database_url)
+            closers.append(pg.close)
+            clients = CachedClients(pg.clients, settings.client_cache_ttl)
+            users, grants = pg.users, pg.grants
+        yield Stores(codes=codes, clients=clients, users=users, grants=grants)
+    finally:
+        for close in reversed(closers):
+            await close()
