@@ -85,6 +85,13 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    if args.service == "login":
+        from tokensvc.login.serve import run_login_service
+
+        settings = config.load(signs=False)
+        logs.configure(settings.log_format)
+        _listen(run_login_service(settings))
+        return
     from tokensvc.serve import run_token_service
     from tokensvc.signing.keys import load_keys_file
 
@@ -119,6 +126,7 @@ def cmd_client_add(args: argparse.Namespace) -> None:
     client, secret = new_client(
         name=args.name, grant_types=args.grant_type, redirect_uris=args.redirect_uri or (),
         scope_list=args.scope or (), public=args.public, auth_method=args.auth_method,
+        require_consent=args.require_consent,
     )
 
     async def add(pg: Any) -> bool:
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dev", help="token service in one process, in memory, with demo data"
                    ).set_defaults(func=cmd_dev)
     serve = sub.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["token"])
+    serve.add_argument("service", choices=["token", "login"])
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply schema/ to TOKENSVC_DATABASE_URL"
                    ).set_defaults(func=cmd_migrate)
@@ -224,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--scope", action="append")
     add.add_argument("--public", action="store_true")
     add.add_argument("--auth-method")
+    add.add_argument("--require-consent", action="store_true",
+                     help="ask people to consent before the client gets their data")
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
     remove = client.add_parser("remove")

@@ -87,8 +87,11 @@ def _issuer(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
-    """Build the settings; raise `ConfigError` naming the first bad variable."""
+def load(
+    env: Mapping[str, str] | None = None, *, dev: bool = False, signs: bool = True
+) -> Settings:
+    """Build the settings; raise `ConfigError` naming the first bad variable. `signs=False`
+    for the login front-end, which holds no keys."""
     env = os.environ if env is None else env
     port = _port(env, "PORT", 8080)
     raw_issuer = env.get(PREFIX + "ISSUER") or (f"http://127.0.0.1:{port}" if dev else None)
@@ -108,7 +111,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'json' or 'console', got {log_format!r}")
 
     keys_file = env.get(PREFIX + "KEYS_FILE") or None
-    if keys_file is None and not dev:
+    if keys_file is None and not dev and signs:
         raise ConfigError(f"{PREFIX}KEYS_FILE is required outside `tokensvc dev`")
 
     login_port = _port(env, "LOGIN_PORT", 8090)

@@ -1,17 +1,47 @@
-"""`tokensvc dev`: everything in one process, in memory, with a demo client and user."""
+"""`tokensvc dev`: token service and login front-end in one process, in memory, with a demo
+client and user, and a page that shows how to redeem the code the demo client receives."""
 
 from __future__ import annotations
 
 import secrets
 import shlex
+from urllib.parse import urlencode
+
+from aiohttp import web
 
 from tokensvc.config import Settings
+from tokensvc.http.server import serve
+from tokensvc.login.app import login_app, open_login_context
+from tokensvc.login.pages import callback_page
 from tokensvc.registration import new_client, new_user
-from tokensvc.serve import run_token_service
+from tokensvc.serve import token_listeners
+from tokensvc.service import TokenService
 from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, load_keys_file
 from tokensvc.storage.stores import Stores, memory_stores
 
 DEMO_USERNAME = "demo"
+DEMO_SCOPE = "openid profile email offline_access"
+
+
+def exchange_curl(settings: Settings, client_id: str, secret: str, code: str) -> str:
+    return (
+        f"curl -s -u {shlex.quote(client_id + ':' + secret)} -d grant_type=authorization_code "
+        f"-d code={shlex.quote(code)} "
+        f"--data-urlencode redirect_uri={shlex.quote(callback_url(settings))} "
+        f"{settings.issuer}/token"
+    )
+
+
+def callback_url(settings: Settings) -> str:
+    return settings.login_url + "/demo/callback"
+
+
+def authorize_url(settings: Settings, client_id: str) -> str:
+    query = urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": callback_url(settings),
+        "scope": DEMO_SCOPE, "state": "demo-state", "nonce": secrets.token_urlsafe(8),
+    })
+    return f"{settings.login_url}/authorize?{query}"
 
 
 def banner(settings: Settings, client_id: str, secret: str, password: str) -> str:
@@ -21,11 +51,12 @@ def banner(settings: Settings, client_id: str, secret: str, password: str) -> st
         f"-d grant_type=client_credentials {base}/token"
     )
     return "\n".join([
-        "tokensvc dev — token service running (in-memory storage, generated ES256 key)",
+        "tokensvc dev — token service and login front-end (in memory, generated ES256 key)",
         "",
         f"  issuer / token endpoint  {base}/token",
         f"  discovery                {base}/.well-known/openid-configuration",
         f"  JWKS                     {base}/jwks.json",
+        f"  login front-end          {settings.login_url}/authorize",
         f"  internal API             http://127.0.0.1:{settings.internal_port}"
         f"  (Bearer {settings.internal_token})",
         "",
@@ -33,8 +64,12 @@ def banner(settings: Settings, client_id: str, secret: str, password: str) -> st
         f"               secret {secret}",
         f"  demo user    {DEMO_USERNAME} / {password}",
         "",
-        "Get a token now:",
+        "Get a machine token now:",
         f"  {curl}",
+        "",
+        "Sign in as the demo user in a browser (the page you land on prints the curl that",
+        "exchanges the code):",
+        f"  {authorize_url(settings, client_id)}",
         "",
         "Ctrl-C stops.",
     ])
@@ -44,8 +79,8 @@ async def seed(stores: Stores, settings: Settings) -> tuple[str, str, str]:
     client, secret = new_client(
         name="Demo app",
         grant_types=["authorization_code", "refresh_token", "client_credentials"],
-        redirect_uris=[f"http://127.0.0.1:{settings.login_port}/demo/callback"],
-        scope_list=["openid profile email offline_access api:read"],
+        redirect_uris=[callback_url(settings)],
+        scope_list=[DEMO_SCOPE + " api:read"],
     )
     await stores.clients.add(client)
     password = secrets.token_urlsafe(12)
@@ -55,15 +90,37 @@ async def seed(stores: Stores, settings: Settings) -> tuple[str, str, str]:
     return client.client_id, secret, password
 
 
-async def run(settings: Settings) -> None:
+def dev_settings(settings: Settings) -> Settings:
+    """Dev wires the two services to each other on loopback unless told otherwise."""
+    changes: dict[str, object] = {}
     if settings.internal_token is None:
-        settings = settings.with_(internal_token=secrets.token_urlsafe(24))
+        changes["internal_token"] = secrets.token_urlsafe(24)
+    if settings.token_internal_url == "http://127.0.0.1:8081":
+        changes["token_internal_url"] = f"http://127.0.0.1:{settings.internal_port}"
+    return settings.with_(**changes)
+
+
+async def run(settings: Settings) -> None:
+    settings = dev_settings(settings)
     keys = (load_keys_file(settings.keys_file) if settings.keys_file
             else keyset_from_jwks(generate_jwks()))
     stores = memory_stores()
     client_id, secret, password = await seed(stores, settings)
 
-    def started() -> None:
-        print(banner(settings, client_id, secret, password), flush=True)
+    async def demo_callback(request: web.Request) -> web.Response:
+        code = request.query.get("code", "")
+        if not code:
+            text = f"The demo client got an error: {request.query.get('error', 'none')}"
+            return web.Response(text=text, status=400)
+        page = callback_page(code, exchange_curl(settings, client_id, secret, code))
+        return web.Response(text=page, content_type="text/html")
 
-    await run_token_service(settings, keys, stores, started=started)
+    async with open_login_context(settings, users=stores.users) as login_ctx:
+        login = login_app(login_ctx)
+        login.router.add_get("/demo/callback", demo_callback)
+        listeners = [
+            *token_listeners(TokenService(settings, stores, keys)),
+            (login, settings.host, settings.login_port),
+        ]
+        await serve(listeners, started=lambda: print(
+            banner(settings, client_id, secret, password), flush=True))

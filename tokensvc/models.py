@@ -23,6 +23,7 @@ class Client:
     scopes: frozenset[str] = frozenset()
     secret_hash: str | None = None
     created_at: float = 0.0
+    require_consent: bool = False
 
     @property
     def public(self) -> bool:

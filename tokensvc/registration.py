@@ -51,6 +51,7 @@ def new_client(
     scope_list: Iterable[str] = (),
     public: bool = False,
     auth_method: str | None = None,
+    require_consent: bool = False,
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
@@ -93,6 +94,7 @@ def new_client(
         scopes=frozenset(requested),
         secret_hash=hash_secret(secret, entropy) if secret is not None else None,
         created_at=clock(),
+        require_consent=require_consent,
     )
     return client, secret
 

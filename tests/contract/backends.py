@@ -7,6 +7,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tokensvc.login.consents import ConsentStore
+from tokensvc.login.ephemeral import EphemeralStore
+from tokensvc.login.ratelimit import FailureLimiter
 from tokensvc.storage.protocols import ClientStore, CodeStore, GrantStore, UserStore
 
 NOW = 1_700_000_000.0  # every test's "now": stores take the time from their caller
@@ -46,3 +49,25 @@ class Stores:
         """Have `connections` pooled connections open, so that a race between that many calls
         is decided by the store and not serialised by connection set-up."""
         await asyncio.gather(*(self.grants.ping() for _ in range(connections)))
+
+
+@dataclass
+class EphemeralBackend:
+    name: str
+    store: EphemeralStore
+    # Let `seconds` pass as far as the store's expiry is concerned.
+    advance: Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class LimiterBackend:
+    name: str
+    limiter: FailureLimiter
+    advance: Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class ConsentBackend:
+    name: str
+    consents: ConsentStore
+    clients: ClientStore  # consents are given to registered clients, and go with them

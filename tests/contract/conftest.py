@@ -3,7 +3,10 @@
 * codes: memory (injected clock) and Redis (`RedisCodes`, a dedicated database flushed before
   every test, real 1 s TTLs);
 * clients, users, grants: memory and Postgres (one migrated database per test module,
-  truncated before every test).
+  truncated before every test);
+* the login front-end's stores: ephemeral records and the failure limiter against memory
+  (injected clock) and Redis (the codes' database, flushed before every test), consents
+  against memory and Postgres.
 
 Real servers come from the session fixtures in `tests/conftest.py`; a backend's server is only
 started when a test actually asks for that backend.
@@ -13,14 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.contract.backends import CodeBackend, FakeClock, Stores
+from tests.contract.backends import (
+    CodeBackend,
+    ConsentBackend,
+    EphemeralBackend,
+    FakeClock,
+    LimiterBackend,
+    Stores,
+)
 from tests.servers import create_database, run_sync
+from tokensvc.login.consents import MemoryConsents, PostgresConsents
+from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
+from tokensvc.login.ratelimit import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
@@ -78,7 +91,7 @@ def contract_database_url(request: pytest.FixtureRequest, postgres_admin_url: st
     yield url
 
 
-_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens"
+_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents"
 
 
 @pytest.fixture
@@ -100,3 +113,56 @@ def stores(request: pytest.FixtureRequest) -> Stores:
         return Stores("memory", clients, MemoryUsers(), grants)
     db: Postgres = request.getfixturevalue("postgres")
     return Stores("postgres", db.clients, db.users, db.grants)
+
+
+# --------------------------------------------------------------------------- login stores
+
+
+@pytest.fixture
+async def contract_redis(contract_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the contract database, flushed; pooled widely enough for 30-way races."""
+    client = aioredis.Redis.from_url(
+        contract_redis_url, max_connections=64, socket_timeout=2.0, socket_connect_timeout=1.0
+    )
+    try:
+        await client.flushdb()
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _fake_time() -> tuple[FakeClock, Callable[[float], Awaitable[None]]]:
+    clock = FakeClock()
+
+    async def tick(seconds: float) -> None:
+        clock.now += seconds
+
+    return clock, tick
+
+
+@pytest.fixture(params=["memory", "redis"])
+def ephemeral(request: pytest.FixtureRequest) -> EphemeralBackend:
+    if request.param == "memory":
+        clock, tick = _fake_time()
+        return EphemeralBackend("memory", MemoryEphemeral(clock), tick)
+    client: aioredis.Redis = request.getfixturevalue("contract_redis")
+    return EphemeralBackend("redis", RedisEphemeral(client, "session"), asyncio.sleep)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter(request: pytest.FixtureRequest) -> LimiterBackend:
+    if request.param == "memory":
+        clock, tick = _fake_time()
+        return LimiterBackend("memory", MemoryFailureLimiter(clock), tick)
+    client: aioredis.Redis = request.getfixturevalue("contract_redis")
+    return LimiterBackend("redis", RedisFailureLimiter(client), asyncio.sleep)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def consents(request: pytest.FixtureRequest) -> ConsentBackend:
+    if request.param == "memory":
+        clients, memory = MemoryClients(), MemoryConsents()
+        clients.on_remove = memory.forget_client  # how memory keeps "remove" cascading
+        return ConsentBackend("memory", memory, clients)
+    db: Postgres = request.getfixturevalue("postgres")
+    return ConsentBackend("postgres", PostgresConsents(db), db.clients)

@@ -51,6 +51,17 @@ async def test_public_client_without_secret_round_trips(stores: Stores) -> None:
     assert stored is not None and stored.public
 
 
+async def test_client_require_consent_round_trips(stores: Stores) -> None:
+    third_party = a_client("third-party", require_consent=True)
+    first_party = a_client("first-party", created_at=NOW + 1)
+    assert first_party.require_consent is False  # the default
+    assert await stores.clients.add(third_party) is True
+    assert await stores.clients.add(first_party) is True
+    assert await stores.clients.get("third-party") == third_party
+    assert await stores.clients.get("first-party") == first_party
+    assert await stores.clients.list() == [third_party, first_party]
+
+
 async def test_client_get_unknown_is_none(stores: Stores) -> None:
     assert await stores.clients.get("nobody") is None
 

@@ -9,10 +9,12 @@ import asyncpg
 import pytest
 
 from tests.servers import create_database_async
-from tokensvc.storage.migrate import MigrationFailed, default_schema_dir, migrate
+from tokensvc.storage.migrate import MigrationFailed, default_schema_dir, migrate, migration_files
 
 REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
-TABLES = ["clients", "grants", "refresh_tokens", "schema_migrations", "users"]
+TABLES = ["clients", "consents", "grants", "refresh_tokens", "schema_migrations", "users"]
+# Every migration in schema/, in order: the suite follows the schema as it grows.
+VERSIONS = [version for version, _ in migration_files(REPO_SCHEMA)]
 
 
 async def tables(dsn: str) -> list[str]:
@@ -44,21 +46,22 @@ def test_default_schema_dir_is_the_top_level_schema() -> None:
 async def test_migrate_applies_once_and_reports_progress(postgres_admin_url: str) -> None:
     dsn = await create_database_async(postgres_admin_url, "migrate_once")
     said: list[str] = []
-    assert await migrate(dsn, progress=said.append) == ["0001_initial"]
-    assert said == ["applying 0001_initial"]
+    assert VERSIONS[:2] == ["0001_initial", "0002_login"]
+    assert await migrate(dsn, progress=said.append) == VERSIONS
+    assert said == [f"applying {version}" for version in VERSIONS]
     assert await tables(dsn) == TABLES
 
     said.clear()
     assert await migrate(dsn, progress=said.append) == []
     assert said == []
-    assert await versions(dsn) == ["0001_initial"]
+    assert await versions(dsn) == VERSIONS
 
 
 async def test_concurrent_migrations_apply_each_file_once(postgres_admin_url: str) -> None:
     dsn = await create_database_async(postgres_admin_url, "migrate_concurrent")
     results = await asyncio.gather(*(migrate(dsn) for _ in range(4)))
-    assert sorted(v for result in results for v in result) == ["0001_initial"]
-    assert await versions(dsn) == ["0001_initial"]
+    assert sorted(v for result in results for v in result) == VERSIONS
+    assert await versions(dsn) == VERSIONS
 
 
 async def test_failed_migration_rolls_back_and_is_retried(

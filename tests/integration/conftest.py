@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,8 +16,14 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from tests.harness import Clock, Harness, make_service, start
+from tests.harness import INTERNAL_TOKEN, Clock, Harness, make_service, start
+from tests.login_harness import Login, start_login
 from tests.servers import create_database, run_sync
+from tokensvc.login.consents import MemoryConsents, PostgresConsents
+from tokensvc.login.context import LoginContext
+from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
+from tokensvc.login.ratelimit import MemoryFailureLimiter, RedisFailureLimiter
+from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.signing.keys import KeySet, generate_jwks, keyset_from_jwks
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
@@ -25,7 +32,7 @@ from tokensvc.storage.redis_codes import RedisCodes
 from tokensvc.storage.stores import Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
-_TABLES = "refresh_tokens, grants, clients, users"
+_TABLES = "refresh_tokens, grants, consents, clients, users"
 
 
 @pytest.fixture(scope="session")
@@ -53,30 +60,46 @@ def clock() -> Clock:
     return Clock(time.time())
 
 
+@dataclass
+class RealBackend:
+    pg: Postgres
+    redis: aioredis.Redis
+
+
 @pytest.fixture
-async def stores(
-    backend: str, request: pytest.FixtureRequest, clock: Clock
-) -> AsyncIterator[Stores]:
+async def real_backend(
+    backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RealBackend | None]:
+    """Redis (a flushed database of its own) and Postgres (truncated) for one test; None for
+    the memory backend (and then no server is started)."""
     if backend == "memory":
-        memory = memory_stores()
-        yield Stores(codes=MemoryCodes(clock), clients=memory.clients, users=memory.users,
-                     grants=memory.grants)
+        yield None
         return
     redis_url: str = request.getfixturevalue("redis_url")
-    database_url: str = request.getfixturevalue("module_database")
+    module_database: str = request.getfixturevalue("module_database")
     db_url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{INTEGRATION_REDIS_DB}"))
     client = aioredis.Redis.from_url(db_url, max_connections=128, socket_timeout=2.0,
                                      socket_connect_timeout=1.0)
     await client.flushdb()
-    pg = await Postgres.connect(database_url, max_size=40)
+    pg = await Postgres.connect(module_database, max_size=40)
     async with pg.connection() as conn:
         await conn.execute(f"TRUNCATE {_TABLES} CASCADE")
-    codes = RedisCodes(client)
     try:
-        yield Stores(codes=codes, clients=pg.clients, users=pg.users, grants=pg.grants)
+        yield RealBackend(pg, client)
     finally:
-        await codes.close()
+        await client.aclose()
         await pg.close()
+
+
+@pytest.fixture
+def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
+    real = real_backend
+    if real is None:
+        memory = memory_stores()
+        return Stores(codes=MemoryCodes(clock), clients=memory.clients, users=memory.users,
+                      grants=memory.grants)
+    return Stores(codes=RedisCodes(real.redis), clients=real.pg.clients, users=real.pg.users,
+                  grants=real.pg.grants)
 
 
 ServiceFactory = Callable[..., Any]
@@ -113,3 +136,44 @@ async def make_harness(
 @pytest.fixture
 async def harness(make_harness: ServiceFactory) -> Harness:
     return await make_harness()
+
+
+@pytest.fixture
+async def make_login(
+    real_backend: RealBackend | None, harness: Harness, clock: Clock
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the login front-end next to `harness`'s token service, over the same backend."""
+    started: list[Login] = []
+    http = aiohttp.ClientSession()
+
+    async def factory(*, token_url: str | None = None, **settings: Any) -> Login:
+        real = real_backend
+        if real is None:
+            consents: Any = MemoryConsents()
+            ephemeral: Any = MemoryEphemeral(clock)
+            limiter: Any = MemoryFailureLimiter(clock)
+        else:
+            consents = PostgresConsents(real.pg)
+            ephemeral = RedisEphemeral(real.redis, "login")
+            limiter = RedisFailureLimiter(real.redis)
+        ctx = LoginContext(
+            settings=harness.settings.with_(**{"dev": True, **settings}),
+            users=harness.stores.users, consents=consents, ephemeral=ephemeral,
+            limiter=limiter, clock=clock,
+            api=TokenAPI(token_url or harness.internal_url, INTERNAL_TOKEN, http),
+        )
+        login = await start_login(ctx, harness)
+        started.append(login)
+        return login
+
+    try:
+        yield factory
+    finally:
+        for login in started:
+            await login.close()
+        await http.close()
+
+
+@pytest.fixture
+async def login(make_login: Callable[..., Any]) -> Login:
+    return await make_login()

@@ -39,6 +39,7 @@ async def test_get_client(harness: Harness) -> None:
         "public": False,
         "scopes": sorted(client.scopes),
         "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+        "require_consent": False,
     }
     missing = await harness.internal("GET", "/internal/clients/nope")
     assert missing.status == 404 and missing.body["error"] == "not_found"

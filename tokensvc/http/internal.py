@@ -38,6 +38,7 @@ def client_view(client: Client) -> dict[str, Any]:
         "public": client.public,
         "scopes": sorted(client.scopes),
         "grant_types": sorted(client.grant_types),
+        "require_consent": client.require_consent,
     }
 
 

@@ -144,15 +144,17 @@ class _Store:
 # --------------------------------------------------------------------------- clients
 
 _CLIENT_COLUMNS = (
-    "client_id, name, auth_method, grant_types, redirect_uris, scopes, secret_hash, created_at"
+    "client_id, name, auth_method, grant_types, redirect_uris, scopes, secret_hash, created_at,"
+    " require_consent"
 )
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
 _CLIENT_LIST = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"  # noqa: S608
 _CLIENT_ADD = f"""
-INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (client_id) DO NOTHING
 """  # noqa: S608
-# Grants and their refresh tokens go with the client (ON DELETE CASCADE).
+# Grants, their refresh tokens and the consents given to the client go with it (ON DELETE
+# CASCADE).
 _CLIENT_REMOVE = "DELETE FROM clients WHERE client_id = $1"
 
 
@@ -166,6 +168,7 @@ def _client(row: asyncpg.Record) -> Client:
         scopes=frozenset(row["scopes"]),
         secret_hash=row["secret_hash"],
         created_at=row["created_at"].timestamp(),
+        require_consent=row["require_consent"],
     )
 
 
@@ -187,6 +190,7 @@ class PostgresClients(_Store):
                 sorted(client.scopes),
                 client.secret_hash,
                 _ts(client.created_at),
+                client.require_consent,
             )
         return status == "INSERT 0 1"
 

@@ -16,6 +16,7 @@ from tokensvc.errors import StoreUnavailable
 from tokensvc.models import CodeRecord, CodeReplayed
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
+from tokensvc.storage.redis_client import connect
 
 KEY_PREFIX = "tokensvc:code:"
 _USED = b"U:"
@@ -29,17 +30,6 @@ local nl = string.find(v, '\\n', 1, true)
 redis.call('SET', KEYS[1], 'U:' .. string.sub(v, 1, nl - 1), 'EX', ARGV[1])
 return v
 """
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client with short timeouts: a dead Redis must turn into a quick 503, not a hang."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=2.0,
-        socket_connect_timeout=1.0,
-        health_check_interval=30,
-        retry_on_timeout=False,
-    )
 
 
 class RedisCodes:

@@ -1,0 +1,168 @@
+"""Validating an authorization request (RFC 6749 §4.1.1, §4.1.2.1; OIDC Core §3.1.2.1-2).
+
+Until the client and its redirect URI are established, nothing may redirect: such errors are
+`UnsafeRequest` and end on an error page (RFC 6749 §4.1.2.1, RFC 9700 §4.11). Every later error
+is an `AuthorizeError` sent back to the client with `state` and `iss` (RFC 9207).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from multidict import MultiMapping
+
+from tokensvc import pkce
+from tokensvc.login.tokenapi import ClientInfo, TokenAPI
+
+PROMPTS = frozenset({"none", "login", "consent"})
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_SINGLE = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+           "code_challenge", "code_challenge_method", "prompt", "max_age", "response_mode")
+
+
+class UnsafeRequest(Exception):
+    """The request cannot be answered at the client's redirect URI: show a page instead."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class AuthorizeError(Exception):
+    """An error to send back to the client's redirect URI (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.redirect_uri = ""
+        self.state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    client_id: str
+    redirect_uri: str
+    scope: str
+    state: str | None = None
+    nonce: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    prompt: tuple[str, ...] = ()
+    max_age: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuthorizationRequest:
+        return cls(**{**data, "prompt": tuple(data.get("prompt") or ())})
+
+
+def redirect_url(redirect_uri: str, params: dict[str, str | None]) -> str:
+    """Add response parameters to the redirect URI, keeping its own query (RFC 6749 §3.1.2)."""
+    parts = urlsplit(redirect_uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def parse(
+    params: MultiMapping[str], api: TokenAPI
+) -> tuple[ClientInfo, AuthorizationRequest]:
+    """Validate `/authorize` parameters, looking the client up through the internal API."""
+    for name in ("client_id", "redirect_uri"):
+        if len(params.getall(name, [])) > 1:
+            raise UnsafeRequest(f"The {name} parameter was sent more than once.")
+    client_id = params.get("client_id")
+    if not client_id:
+        raise UnsafeRequest("The request names no client (client_id is missing).")
+    client = await api.client(client_id)
+    if client is None:
+        raise UnsafeRequest("The application that sent you here is not registered.")
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri:
+        raise UnsafeRequest("The request has no redirect_uri.")
+    if redirect_uri not in client.redirect_uris:
+        raise UnsafeRequest("The redirect_uri is not registered for this application.")
+    try:
+        return client, _validate(params, client, client_id, redirect_uri)
+    except AuthorizeError as exc:
+        exc.redirect_uri = redirect_uri
+        states = params.getall("state", [])
+        exc.state = states[0] if len(states) == 1 else None
+        raise
+
+
+def _validate(
+    params: MultiMapping[str], client: ClientInfo, client_id: str, redirect_uri: str
+) -> AuthorizationRequest:
+    repeated = [n for n in _SINGLE if len(params.getall(n, [])) > 1]
+    if repeated:
+        raise AuthorizeError("invalid_request", f"{repeated[0]} was sent more than once.")
+    if "request" in params or "request_uri" in params:
+        raise AuthorizeError("request_not_supported", "Request objects are not supported.")
+    response_type = params.get("response_type")
+    if not response_type:
+        raise AuthorizeError("invalid_request", "response_type is required.")
+    if response_type != "code":
+        raise AuthorizeError("unsupported_response_type", "Only response_type=code is supported.")
+    if params.get("response_mode", "query") != "query":
+        raise AuthorizeError("invalid_request", "Only response_mode=query is supported.")
+    if "authorization_code" not in client.grant_types:
+        raise AuthorizeError("unauthorized_client", "The client may not use this flow.")
+
+    scope = _scope(params.get("scope"), client)
+    challenge = params.get("code_challenge") or None
+    method = params.get("code_challenge_method") or None
+    if challenge is None:
+        if client.public:
+            raise AuthorizeError("invalid_request", "PKCE (code_challenge, S256) is required.")
+        if method is not None:
+            raise AuthorizeError("invalid_request", "code_challenge_method without a challenge.")
+    elif method != pkce.METHOD:
+        raise AuthorizeError("invalid_request", "code_challenge_method must be S256.")
+    elif not pkce.valid_challenge(challenge):
+        raise AuthorizeError("invalid_request", "code_challenge must be 43 base64url characters.")
+
+    prompt = tuple(p for p in (params.get("prompt") or "").split(" ") if p)
+    if not set(prompt) <= PROMPTS:
+        raise AuthorizeError("invalid_request", "prompt may hold none, login and consent.")
+    if "none" in prompt and len(prompt) > 1:
+        raise AuthorizeError("invalid_request", "prompt=none cannot be combined.")
+    max_age = _max_age(params.get("max_age"))
+    return AuthorizationRequest(
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=params.get("state") or None,
+        nonce=params.get("nonce") or None,
+        code_challenge=challenge,
+        code_challenge_method=method,
+        prompt=prompt,
+        max_age=max_age,
+    )
+
+
+def _scope(raw: str | None, client: ClientInfo) -> str:
+    items = list(dict.fromkeys(s for s in (raw or "").split(" ") if s))
+    if not items:
+        raise AuthorizeError("invalid_scope", "A scope is required (openid for an ID token).")
+    if not all(_SCOPE_TOKEN.fullmatch(s) for s in items):
+        raise AuthorizeError("invalid_scope", "The scope has characters RFC 6749 forbids.")
+    extra = [s for s in items if s not in client.scopes]
+    if extra:
+        raise AuthorizeError("invalid_scope", f"Scope not allowed for this client: {extra[0]}.")
+    return " ".join(items)
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 10:
+        raise AuthorizeError("invalid_request", "max_age must be a non-negative integer.")
+    return int(raw)

@@ -1,0 +1,190 @@
+"""Short-lived records of the login front-end: browser sessions and pending sign-in
+"interactions" (an `/authorize` request waiting for its login and consent).
+
+Memory for `tokensvc dev`, Redis in production (`TOKENSVC_REDIS_URL`), one keyspace per use
+(`RedisEphemeral(client, "session")`, `RedisEphemeral(client, "interaction")`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from tokensvc.errors import StoreUnavailable
+from tokensvc.storage.redis_client import DRIVER_ERRORS, connect
+
+STORE = "redis"
+KEY_PREFIX = "tokensvc:"
+# Keyspaces other tokensvc stores own in the same Redis (`tokensvc:code:…` holds the
+# authorization codes, `tokensvc:fail:…` the failed-login counters): never reuse them.
+RESERVED_PREFIXES = frozenset({"code", "fail"})
+_PREFIX = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class EphemeralStore(Protocol):
+    """Opaque values under caller-chosen keys, each kept for its own time to live.
+
+    * Keys are lookup hashes chosen by the caller (`sha256(cookie value)`), never raw cookie
+      values: whoever reads the store cannot replay a session from it.
+    * A record is returned only while it is alive: from `put` until `ttl` seconds later.
+      An expired record is never returned, by any method.
+    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
+    """
+
+    async def put(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Store `value` under `key` for `ttl` seconds (an integer ≥ 1), replacing any record
+        the key had, and its lifetime. Returns only once the record is stored."""
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The live record under `key`, left in place; `None` if there is none."""
+
+    async def take(self, key: bytes) -> bytes | None:
+        """Atomically read and delete: of any number of concurrent calls for one live record
+        exactly one gets its value, the others (and every later call) `None`. One round trip;
+        never a read followed by a delete. For single-use records such as an interaction
+        that is being completed."""
+
+    async def delete(self, key: bytes) -> None:
+        """Remove the record under `key`, if any (idempotent)."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers."""
+
+    async def close(self) -> None: ...
+
+
+def _check_ttl(ttl: int) -> None:
+    # Both backends refuse the same way: Redis would answer `EX 0` with an error, which is a
+    # caller bug, not an outage.
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+        raise ValueError(f"ttl must be an integer number of seconds >= 1, got {ttl!r}")
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class MemoryEphemeral:
+    """In-process records (one process only, lost on exit). Atomic because no method awaits.
+
+    Expired records are dropped when looked up and, so that keys nobody asks for again
+    cannot pile up, by a sweep of the whole dict during `put` once `sweep_interval` seconds
+    have passed since the last sweep or the dict has doubled since then (amortised O(1)).
+    At most the records of the last `sweep_interval` seconds plus the live ones are kept.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.time, *, sweep_interval: float = 60.0
+    ) -> None:
+        self._clock = clock
+        self._records: dict[bytes, tuple[float, bytes]] = {}  # key -> (expires_at, value)
+        self._sweep_interval = sweep_interval
+        self._next_sweep = clock() + sweep_interval
+        self._sweep_size = 1024
+
+    async def put(self, key: bytes, value: bytes, ttl: int) -> None:
+        _check_ttl(ttl)
+        now = self._clock()
+        self._records[key] = (now + ttl, bytes(value))
+        if now >= self._next_sweep or len(self._records) >= self._sweep_size:
+            self._sweep(now)
+
+    async def get(self, key: bytes) -> bytes | None:
+        return self._live(key, self._clock(), remove=False)
+
+    async def take(self, key: bytes) -> bytes | None:
+        return self._live(key, self._clock(), remove=True)
+
+    async def delete(self, key: bytes) -> None:
+        self._records.pop(key, None)
+
+    def _live(self, key: bytes, now: float, *, remove: bool) -> bytes | None:
+        record = self._records.get(key)
+        if record is None:
+            return None
+        expires_at, value = record
+        if expires_at <= now or remove:
+            del self._records[key]
+        return value if expires_at > now else None
+
+    def _sweep(self, now: float) -> None:
+        self._records = {k: r for k, r in self._records.items() if r[0] > now}
+        self._next_sweep = now + self._sweep_interval
+        self._sweep_size = max(1024, 2 * len(self._records))
+
+    def __len__(self) -> int:
+        """Records held, expired ones not yet swept included (for tests and metrics)."""
+        return len(self._records)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- redis
+
+
+class RedisEphemeral:
+    """Records as Redis strings under `tokensvc:{prefix}:{key.hex()}` with a native TTL
+    (`SET … EX`), so Redis expires them itself; `take` is one `GETDEL` (Redis ≥ 6.2).
+
+    Closing closes the client: stores sharing one client should be closed once, by whoever
+    made the client."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        if not _PREFIX.fullmatch(prefix) or prefix in RESERVED_PREFIXES:
+            raise ValueError(
+                f"prefix must match {_PREFIX.pattern} and not be one of "
+                f"{sorted(RESERVED_PREFIXES)}, got {prefix!r}"
+            )
+        self._redis = client
+        self._prefix = f"{KEY_PREFIX}{prefix}:"
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> RedisEphemeral:
+        return cls(connect(url), prefix)
+
+    def key_name(self, key: bytes) -> str:
+        """The Redis key a record is stored under."""
+        return self._prefix + key.hex()
+
+    async def put(self, key: bytes, value: bytes, ttl: int) -> None:
+        _check_ttl(ttl)
+        try:
+            await self._redis.set(self.key_name(key), value, ex=ttl)
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+
+    async def get(self, key: bytes) -> bytes | None:
+        try:
+            value: bytes | None = await self._redis.get(self.key_name(key))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+        return value
+
+    async def take(self, key: bytes) -> bytes | None:
+        try:
+            value: bytes | None = await self._redis.getdel(self.key_name(key))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+        return value
+
+    async def delete(self, key: bytes) -> None:
+        try:
+            await self._redis.delete(self.key_name(key))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable(STORE, exc) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,111 @@
+"""The login front-end's client of the token service's internal API.
+
+Client records are cached briefly (`CLIENT_CACHE_TTL`) so that every `/authorize` does not cost
+a round trip; unknown ids are cached for less time. Any transport failure, timeout or 5xx is
+`TokenServiceUnavailable`, which the views turn into a friendly 503 page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+CLIENT_CACHE_TTL = 10.0
+NEGATIVE_TTL = 2.0
+CACHE_SIZE = 1_000
+TIMEOUT = aiohttp.ClientTimeout(total=3.0, connect=1.0)
+
+
+class TokenServiceUnavailable(Exception):
+    """The internal API did not answer usefully (down, timing out, 5xx, bad bearer)."""
+
+
+class CodeRefused(Exception):
+    """The token service refused to mint a code (400); `error` is its RFC 6749 code."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    client_id: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    public: bool
+    scopes: frozenset[str]
+    grant_types: frozenset[str]
+    require_consent: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClientInfo:
+        return cls(
+            client_id=data["client_id"],
+            name=data["name"],
+            redirect_uris=tuple(data["redirect_uris"]),
+            public=bool(data["public"]),
+            scopes=frozenset(data["scopes"]),
+            grant_types=frozenset(data["grant_types"]),
+            require_consent=bool(data.get("require_consent", False)),
+        )
+
+
+class TokenAPI:
+    def __init__(
+        self, base_url: str, bearer: str, http: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {bearer}"}
+        self._http = http
+        self._clock = clock
+        self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
+
+    async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        try:
+            async with self._http.request(
+                method, self._base + path, json=json, headers=self._headers, timeout=TIMEOUT
+            ) as resp:
+                body = await resp.json(content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TokenServiceUnavailable(type(exc).__name__) from exc
+        if status >= 500 or status == 401:
+            raise TokenServiceUnavailable(f"internal API answered {status}")
+        return status, body
+
+    async def client(self, client_id: str) -> ClientInfo | None:
+        now = self._clock()
+        cached = self._cache.get(client_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        path = "/internal/clients/" + quote(client_id, safe="")
+        status, body = await self._call("GET", path)
+        info = ClientInfo.from_json(body) if status == 200 else None
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[client_id] = (now + (CLIENT_CACHE_TTL if info else NEGATIVE_TTL), info)
+        return info
+
+    async def mint_code(self, payload: dict[str, Any]) -> str:
+        status, body = await self._call("POST", "/internal/codes", payload)
+        if status == 201 and isinstance(body, dict) and isinstance(body.get("code"), str):
+            return str(body["code"])
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            raise CodeRefused(body["error"], str(body.get("error_description", "")))
+        raise TokenServiceUnavailable(f"internal API answered {status}")
+
+    async def ping(self) -> bool:
+        """Reachable and accepting our bearer (an unknown client id answers 404)."""
+        try:
+            status, _ = await self._call("GET", "/internal/clients/-")
+        except TokenServiceUnavailable:
+            return False
+        return status in (200, 404)

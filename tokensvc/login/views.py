@@ -1,0 +1,273 @@
+"""The login front-end's endpoints: `/authorize`, the sign-in and consent forms, health.
+
+It authenticates a person, asks for consent where the client needs it, and then only asks
+the token service's internal API for a code. It never sees a token or a signing key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tokensvc.login import pages, passwords
+from tokensvc.login.authorize import (
+    AuthorizationRequest,
+    AuthorizeError,
+    UnsafeRequest,
+    parse,
+    redirect_url,
+)
+from tokensvc.login.context import CONTEXT, LoginContext
+from tokensvc.login.ratelimit import PER_ADDRESS, PER_USERNAME
+from tokensvc.login.sessions import BrowserSession, Interaction
+from tokensvc.login.tokenapi import ClientInfo, CodeRefused, TokenServiceUnavailable
+from tokensvc.models import User
+
+BROWSER_COOKIE = "tokensvc_browser"
+SESSION_COOKIE = "tokensvc_session"
+GENERIC_FAILURE = "Incorrect username or password."
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def html(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html", headers=NO_STORE)
+
+
+def error_page(title: str, message: str, status: int) -> web.Response:
+    return html(pages.error_page(title, message), status)
+
+
+def unavailable() -> web.Response:
+    return error_page("Temporarily unavailable",
+                      "Sign-in is briefly unavailable. Please try again in a moment.", 503)
+
+
+def _set_cookie(ctx: LoginContext, response: web.StreamResponse, name: str, value: str,
+                max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Lax",
+                        secure=not ctx.settings.dev)
+
+
+def _redirect_to(ctx: LoginContext, redirect_uri: str, state: str | None,
+                 **params: str | None) -> web.Response:
+    """RFC 6749 §4.1.2 and RFC 9207: the response goes back with `state` and `iss`."""
+    location = redirect_url(redirect_uri, {**params, "state": state, "iss": ctx.settings.issuer})
+    return web.Response(status=302, headers={"Location": location, **NO_STORE})
+
+
+def _redirect(ctx: LoginContext, request: AuthorizationRequest, **params: str | None
+              ) -> web.Response:
+    return _redirect_to(ctx, request.redirect_uri, request.state, **params)
+
+
+def _browser(ctx: LoginContext, request: web.Request, response_cookies: dict[str, str]) -> str:
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    if not cookie:
+        cookie = ctx.new_value()
+        response_cookies[BROWSER_COOKIE] = cookie
+    return cookie
+
+
+def _needs_login(ctx: LoginContext, areq: AuthorizationRequest,
+                 session: BrowserSession | None, user: User | None) -> bool:
+    if session is None or user is None or "login" in areq.prompt:
+        return True
+    if areq.max_age is not None:
+        return areq.max_age == 0 or ctx.clock() - session.auth_time > areq.max_age
+    return False
+
+
+async def _needs_consent(ctx: LoginContext, client: ClientInfo, areq: AuthorizationRequest,
+                         sub: str) -> bool:
+    if "consent" in areq.prompt:
+        return True
+    if not client.require_consent:
+        return False
+    granted = await ctx.consents.granted(sub, client.client_id)
+    return not set(areq.scope.split(" ")) <= granted
+
+
+def released_claims(user: User, scope: str) -> dict[str, Any]:
+    """OIDC Core §5.4: what each scope releases about the person."""
+    scopes = scope.split(" ")
+    claims: dict[str, Any] = {}
+    if "profile" in scopes and user.name:
+        claims["name"] = user.name
+    if "email" in scopes and user.email:
+        claims["email"] = user.email
+        claims["email_verified"] = user.email_verified
+    return claims
+
+
+async def _issue_code(ctx: LoginContext, areq: AuthorizationRequest, user: User,
+                      session: BrowserSession) -> web.Response:
+    payload: dict[str, Any] = {
+        "client_id": areq.client_id,
+        "redirect_uri": areq.redirect_uri,
+        "scope": areq.scope,
+        "sub": user.sub,
+        "auth_time": session.auth_time,
+        "nonce": areq.nonce,
+        "code_challenge": areq.code_challenge,
+        "code_challenge_method": areq.code_challenge_method,
+        "amr": list(session.amr),
+        "sid": session.sid,
+        "claims": released_claims(user, areq.scope),
+    }
+    try:
+        code = await ctx.api.mint_code({k: v for k, v in payload.items() if v is not None})
+    except TokenServiceUnavailable:
+        return unavailable()
+    except CodeRefused as exc:
+        return _redirect(ctx, areq, error=exc.error, error_description=exc.description)
+    return _redirect(ctx, areq, code=code)
+
+
+def _with_cookies(ctx: LoginContext, response: web.Response, cookies: dict[str, str]
+                  ) -> web.Response:
+    for name, value in cookies.items():
+        _set_cookie(ctx, response, name, value)
+    return response
+
+
+async def authorize(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    try:
+        client, areq = await parse(request.query, ctx.api)
+    except UnsafeRequest as exc:
+        return error_page("This sign-in link is not valid", exc.message, exc.status)
+    except AuthorizeError as exc:
+        return _redirect_to(ctx, exc.redirect_uri, exc.state, error=exc.error,
+                            error_description=exc.description)
+    except TokenServiceUnavailable:
+        return unavailable()
+    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    user = await ctx.users.by_sub(session.sub) if session is not None else None
+    cookies: dict[str, str] = {}
+    browser = _browser(ctx, request, cookies)
+    if _needs_login(ctx, areq, session, user):
+        if "none" in areq.prompt:
+            return _redirect(ctx, areq, error="login_required",
+                             error_description="The user is not signed in.")
+        key, interaction = await ctx.interactions.begin(areq, client.name, browser)
+        page = pages.login_page(client_name=client.name, interaction=key,
+                                csrf=interaction.csrf)
+        return _with_cookies(ctx, html(page), cookies)
+    assert session is not None and user is not None
+    if await _needs_consent(ctx, client, areq, user.sub):
+        if "none" in areq.prompt:
+            return _redirect(ctx, areq, error="consent_required",
+                             error_description="The user has not consented.")
+        key, interaction = await ctx.interactions.begin(
+            areq, client.name, browser, stage="consent", sub=user.sub)
+        return _with_cookies(ctx, _consent(key, interaction), cookies)
+    return _with_cookies(ctx, await _issue_code(ctx, areq, user, session), cookies)
+
+
+def _consent(key: str, interaction: Interaction) -> web.Response:
+    return html(pages.consent_page(
+        client_name=interaction.client_name, scopes=interaction.request.scope.split(" "),
+        interaction=key, csrf=interaction.csrf))
+
+
+async def _checked_interaction(
+    request: web.Request, form: Any, stage: str
+) -> tuple[str, Interaction] | web.Response:
+    """The form's interaction, if it exists, is at `stage`, belongs to this browser and the
+    CSRF token matches; else the response to send (403 for a CSRF failure)."""
+    ctx = request.app[CONTEXT]
+    key = form.get("interaction")
+    interaction = await ctx.interactions.get(key if isinstance(key, str) else None)
+    if interaction is None:
+        return error_page("This sign-in has expired",
+                          "Start again from the application you came from.", 400)
+    csrf = form.get("csrf")
+    if (interaction.stage != stage
+            or not interaction.belongs_to(request.cookies.get(BROWSER_COOKIE))
+            or not interaction.csrf_matches(csrf if isinstance(csrf, str) else None)):
+        return error_page("Request refused",
+                          "The form could not be verified (CSRF check failed).", 403)
+    assert isinstance(key, str)
+    return key, interaction
+
+
+async def login(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    form = await request.post()
+    checked = await _checked_interaction(request, form, "login")
+    if isinstance(checked, web.Response):
+        return checked
+    key, interaction = checked
+    username = form.get("username")
+    password = form.get("password")
+    username = username.strip() if isinstance(username, str) else ""
+    password = password if isinstance(password, str) else ""
+
+    def again(error: str, status: int) -> web.Response:
+        return html(pages.login_page(client_name=interaction.client_name, interaction=key,
+                                     csrf=interaction.csrf, username=username, error=error),
+                    status)
+
+    checks = [(PER_USERNAME, username.casefold()), (PER_ADDRESS, request.remote or "-")]
+    wait = await ctx.limiter.retry_after(checks)
+    if wait > 0:
+        return again(f"Too many failed attempts. Try again in {wait} s.", 429)
+    user = await ctx.users.by_username(username) if username else None
+    if not username or not password or not await passwords.verify(user, password):
+        wait = await ctx.limiter.record_failure(checks)
+        if wait > 0:
+            return again(f"Too many failed attempts. Try again in {wait} s.", 429)
+        return again(GENERIC_FAILURE, 401)
+    assert user is not None
+    await ctx.limiter.clear(checks[:1])
+    await ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
+    cookie, session = await ctx.sessions.start(user.sub, int(ctx.clock()))
+    areq = interaction.request
+    client = await ctx.api.client(areq.client_id)
+    if client is None:
+        response = error_page("This sign-in link is not valid",
+                              "The application is no longer registered.", 400)
+    elif await _needs_consent(ctx, client, areq, user.sub):
+        moved = await ctx.interactions.advance(key, interaction, stage="consent", sub=user.sub)
+        response = _consent(key, moved)
+    elif await ctx.interactions.finish(key) is None:
+        response = error_page("This sign-in has expired",
+                              "Start again from the application you came from.", 400)
+    else:
+        response = await _issue_code(ctx, areq, user, session)
+    _set_cookie(ctx, response, SESSION_COOKIE, cookie, ctx.session_ttl)
+    return response
+
+
+async def consent(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    form = await request.post()
+    checked = await _checked_interaction(request, form, "consent")
+    if isinstance(checked, web.Response):
+        return checked
+    key, interaction = checked
+    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    user = await ctx.users.by_sub(session.sub) if session is not None else None
+    if session is None or user is None or user.sub != interaction.sub:
+        return error_page("Request refused", "Your session ended; start again.", 403)
+    if await ctx.interactions.finish(key) is None:
+        return error_page("This sign-in has expired",
+                          "Start again from the application you came from.", 400)
+    areq = interaction.request
+    if form.get("decision") != "allow":
+        return _redirect(ctx, areq, error="access_denied",
+                         error_description="The user denied the request.")
+    await ctx.consents.grant(user.sub, areq.client_id, areq.scope.split(" "))
+    return await _issue_code(ctx, areq, user, session)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await request.app[CONTEXT].readiness()
+    ready = all(checks.values())
+    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
