@@ -59,8 +59,10 @@ class Browser:
         self._track(page)
         return page
 
-    async def post(self, path: str, data: dict[str, str]) -> Page:
-        async with self.http.post(self.base + path, data=data, allow_redirects=False) as resp:
+    async def post(self, path: str, data: dict[str, str],
+                   headers: dict[str, str] | None = None) -> Page:
+        async with self.http.post(self.base + path, data=data, allow_redirects=False,
+                                  headers=headers) as resp:
             page = Page(resp.status, resp.headers, await resp.text())
         self._track(page)
         return page
@@ -70,11 +72,12 @@ class Browser:
         if self.remember is not None:
             self.remember(*page.fields.values(), page.query.get("code"))
 
-    async def sign_in(self, page: Page, username: str, password: str) -> Page:
+    async def sign_in(self, page: Page, username: str, password: str,
+                      headers: dict[str, str] | None = None) -> Page:
         if self.remember is not None:
             self.remember(password)
         return await self.post("/login", {**page.fields, "username": username,
-                                          "password": password})
+                                          "password": password}, headers)
 
     async def close(self) -> None:
         await self.http.close()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tokensvc.forwarded import parse_networks
+
 PREFIX = "TOKENSVC_"
 
 
@@ -40,6 +42,7 @@ class Settings:
     refresh_grace: int = 5
     client_cache_ttl: int = 30
     log_format: Literal["json", "console"] = "json"
+    trusted_proxies: tuple[str, ...] = ()
     dev: bool = False
 
     def with_(self, **changes: object) -> Settings:
@@ -121,6 +124,14 @@ def load(
         default_login = f"{issuer_parts.scheme}://[{issuer_parts.hostname}]:{login_port}"
     login_url = (_url(env, "LOGIN_URL", ("http", "https")) or default_login).rstrip("/")
 
+    raw_proxies = env.get(PREFIX + "TRUSTED_PROXIES") or ""
+    try:
+        proxies = tuple(str(n) for n in parse_networks(raw_proxies))
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}TRUSTED_PROXIES must be comma-separated IP networks, got {raw_proxies!r}"
+        ) from None
+
     return Settings(
         issuer=issuer,
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
@@ -142,5 +153,6 @@ def load(
         refresh_grace=_int(env, "REFRESH_GRACE", 5),
         client_cache_ttl=_int(env, "CLIENT_CACHE_TTL", 30),
         log_format=log_format,  # type: ignore[arg-type]
+        trusted_proxies=proxies,
         dev=dev,
     )

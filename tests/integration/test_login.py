@@ -255,6 +255,22 @@ async def test_failed_logins_are_limited_per_address(
     assert (await browser.sign_in(form, "ada", PASSWORD)).status == 429
 
 
+async def test_address_limit_behind_a_trusted_proxy(
+    harness: Harness, make_login, person
+) -> None:
+    login = await make_login(trusted_proxies=("127.0.0.0/8",))
+    client, _ = await harness.client()
+    browser = login.browser()
+    form = await browser.get("/authorize", **login.authorize_params(client))
+    attacker = {"X-Forwarded-For": "198.51.100.66"}
+    statuses = [(await browser.sign_in(form, f"u{i}", "bad password", attacker)).status
+                for i in range(20)]
+    assert statuses[-1] == 429
+    # Someone else behind the same ingress is not locked out by the attacker's failures.
+    neighbour = {"X-Forwarded-For": "198.51.100.77"}
+    assert (await browser.sign_in(form, "ada", PASSWORD, neighbour)).status == 302
+
+
 async def test_consent_is_asked_and_remembered(harness: Harness, login: Login, person) -> None:
     client, _ = await harness.client(require_consent=True)
     browser = login.browser()

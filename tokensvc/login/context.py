@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tokensvc.config import Settings
 from tokensvc.errors import StoreUnavailable
+from tokensvc.forwarded import Network, parse_networks
 from tokensvc.login.consents import ConsentStore
 from tokensvc.login.ephemeral import EphemeralStore
 from tokensvc.login.ratelimit import FailureLimiter
@@ -34,8 +35,10 @@ class LoginContext:
     session_ttl: int = SESSION_TTL
     sessions: Sessions = field(init=False)
     interactions: Interactions = field(init=False)
+    proxies: tuple[Network, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.proxies = parse_networks(",".join(self.settings.trusted_proxies))
         self.sessions = Sessions(self.ephemeral, self.entropy, self.session_ttl)
         self.interactions = Interactions(self.ephemeral, self.entropy)
 

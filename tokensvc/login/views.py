@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tokensvc.forwarded import client_address
 from tokensvc.login import pages, passwords
 from tokensvc.login.authorize import (
     AuthorizationRequest,
@@ -209,7 +210,9 @@ async def login(request: web.Request) -> web.Response:
                                      csrf=interaction.csrf, username=username, error=error),
                     status)
 
-    checks = [(PER_USERNAME, username.casefold()), (PER_ADDRESS, request.remote or "-")]
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                             ctx.proxies)
+    checks = [(PER_USERNAME, username.casefold()), (PER_ADDRESS, address)]
     wait = await ctx.limiter.retry_after(checks)
     if wait > 0:
         return again(f"Too many failed attempts. Try again in {wait} s.", 429)

@@ -1,0 +1,39 @@
+"""The client address failed sign-ins are counted against.
+
+Behind an ingress every request comes from the proxy, so one person's failures would lock
+everyone out. When the direct peer is a trusted proxy (`TOKENSVC_TRUSTED_PROXIES`, CIDRs), the
+address is the right-most `X-Forwarded-For` entry that is not itself a trusted proxy: entries
+to its left were written by the client and cannot be believed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8, 127.0.0.1` -> networks; raises ValueError on a bad entry."""
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",")
+                 if p.strip())
+
+
+def _trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   proxies: Sequence[Network]) -> str:
+    peer = peer or "-"
+    if not proxies or not forwarded_for or not _trusted(peer, proxies):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if hop and not _trusted(hop, proxies):
+            return hop
+    return peer
