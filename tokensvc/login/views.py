@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tokensvc import passwords
 from tokensvc.forwarded import client_address
-from tokensvc.login import pages, passwords
+from tokensvc.login import pages
 from tokensvc.login.authorize import (
     AuthorizationRequest,
     AuthorizeError,

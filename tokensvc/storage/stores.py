@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tokensvc.config import Settings
 from tokensvc.errors import StoreUnavailable
+from tokensvc.login.ratelimit import FailureLimiter, MemoryFailureLimiter
 from tokensvc.storage.cache import CachedClients
+from tokensvc.storage.denylist import DenyList, MemoryDenyList
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.protocols import ClientStore, CodeStore, GrantStore, UserStore
@@ -21,6 +23,9 @@ class Stores:
     clients: ClientStore
     users: UserStore
     grants: GrantStore
+    # Revoked access tokens, and failed `password` grants (limited like the sign-in form).
+    revoked: DenyList = field(default_factory=MemoryDenyList)
+    failures: FailureLimiter = field(default_factory=MemoryFailureLimiter)
 
     async def readiness(self, limit: float = 2.0) -> dict[str, bool]:
         """Which backends answer a ping within `limit` seconds (for `/readyz`)."""
@@ -53,11 +58,18 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     grants: GrantStore = memory.grants
     closers = []
     try:
+        revoked: DenyList = MemoryDenyList()
+        failures: FailureLimiter = MemoryFailureLimiter()
         if settings.redis_url:
+            from tokensvc.login.ratelimit import RedisFailureLimiter
+            from tokensvc.storage.denylist import RedisDenyList
+            from tokensvc.storage.redis_client import connect
             from tokensvc.storage.redis_codes import RedisCodes
 
-            codes = RedisCodes.from_url(settings.redis_url)
-            closers.append(codes.close)
+            redis = connect(settings.redis_url)
+            codes = RedisCodes(redis)
+            revoked, failures = RedisDenyList(redis), RedisFailureLimiter(redis)
+            closers.append(redis.aclose)
         if settings.database_url:
             from tokensvc.storage.postgres import Postgres
 
@@ -65,7 +77,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             closers.append(pg.close)
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
             users, grants = pg.users, pg.grants
-        yield Stores(codes=codes, clients=clients, users=users, grants=grants)
+        yield Stores(codes=codes, clients=clients, users=users, grants=grants,
+                     revoked=revoked, failures=failures)
     finally:
         for close in reversed(closers):
             await close()

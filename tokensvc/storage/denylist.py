@@ -1,0 +1,62 @@
+"""Revoked access tokens (RFC 7009 §2): a compact deny-list keyed by `jti`.
+
+An entry lives exactly as long as the token it blocks would have (until its `exp`), so the list
+never holds more than the revoked tokens still alive. Redis when configured, so that every
+replica refuses a revoked token; memory otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from tokensvc.errors import StoreUnavailable
+from tokensvc.storage.redis_client import DRIVER_ERRORS
+
+KEY_PREFIX = "tokensvc:revoked:"
+
+
+class DenyList(Protocol):
+    async def add(self, jti: str, until: float) -> None:
+        """Refuse `jti` until `until` (epoch seconds). Idempotent."""
+
+    async def contains(self, jti: str) -> bool: ...
+
+
+class MemoryDenyList:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._entries: dict[str, float] = {}
+
+    async def add(self, jti: str, until: float) -> None:
+        now = self._clock()
+        if len(self._entries) % 1024 == 0:
+            self._entries = {j: u for j, u in self._entries.items() if u > now}
+        if until > now:
+            self._entries[jti] = until
+
+    async def contains(self, jti: str) -> bool:
+        until = self._entries.get(jti)
+        return until is not None and until > self._clock()
+
+
+class RedisDenyList:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+
+    async def add(self, jti: str, until: float) -> None:
+        if until <= time.time():
+            return  # already expired: nothing to block
+        try:
+            await self._redis.set(KEY_PREFIX + jti, b"1", exat=max(int(until) + 1, 1))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable("redis", exc) from exc
+
+    async def contains(self, jti: str) -> bool:
+        try:
+            return bool(await self._redis.exists(KEY_PREFIX + jti))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable("redis", exc) from exc
