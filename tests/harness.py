@@ -130,12 +130,13 @@ class Harness:
         *,
         basic: tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        path: str = "/token",
     ) -> Reply:
         hdrs = dict(headers or {})
         if basic is not None:
             raw = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
             hdrs["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        async with self.http.post(self.public_url + "/token", data=data, headers=hdrs) as resp:
+        async with self.http.post(self.public_url + path, data=data, headers=hdrs) as resp:
             raw_body = await resp.read()
             try:
                 body: Any = await resp.json(content_type=None)
@@ -148,14 +149,22 @@ class Harness:
 
     async def token(self, client: Client, secret: str | None, **params: str) -> Reply:
         """POST /token authenticating the way `client` registered."""
-        if client.auth_method == "client_secret_basic":
+        return await self.post_token_like("/token", client, secret, **params)
+
+    async def post_token_like(
+        self, path: str, client: Client | None, secret: str | None, **params: str
+    ) -> Reply:
+        """POST a client-authenticated form to `path` (no authentication without a client)."""
+        if client is not None and client.auth_method == "client_secret_basic":
             assert secret is not None
-            return await self.post_token(params, basic=(client.client_id, secret))
-        data = {"client_id": client.client_id, **params}
-        if client.auth_method == "client_secret_post":
-            assert secret is not None
-            data["client_secret"] = secret
-        return await self.post_token(data)
+            return await self.post_token(params, basic=(client.client_id, secret), path=path)
+        data = dict(params)
+        if client is not None:
+            data["client_id"] = client.client_id
+            if client.auth_method == "client_secret_post":
+                assert secret is not None
+                data["client_secret"] = secret
+        return await self.post_token(data, path=path)
 
     async def exchange(self, client: Client, secret: str | None, code: str,
                        verifier: str | None) -> Reply:

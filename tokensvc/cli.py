@@ -119,14 +119,19 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def _client_view(client: Any) -> dict[str, Any]:
     from tokensvc.http.internal import client_view
 
-    return client_view(client) | {"token_endpoint_auth_method": client.auth_method}
+    return client_view(client) | {
+        "token_endpoint_auth_method": client.auth_method,
+        "rate_limit": client.rate_limit,
+        "rate_burst": client.rate_burst,
+    }
 
 
 def cmd_client_add(args: argparse.Namespace) -> None:
     client, secret = new_client(
         name=args.name, grant_types=args.grant_type, redirect_uris=args.redirect_uri or (),
         scope_list=args.scope or (), public=args.public, auth_method=args.auth_method,
-        require_consent=args.require_consent,
+        require_consent=args.require_consent, rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
     )
 
     async def add(pg: Any) -> bool:
@@ -234,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--auth-method")
     add.add_argument("--require-consent", action="store_true",
                      help="ask people to consent before the client gets their data")
+    add.add_argument("--rate-limit", type=float, metavar="R",
+                     help="requests per second the client may make at /token (default: no limit)")
+    add.add_argument("--rate-burst", type=int, metavar="B",
+                     help="bucket size: requests allowed at once (default: 1 s worth)")
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
     remove = client.add_parser("remove")

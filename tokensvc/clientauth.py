@@ -2,6 +2,10 @@
 
 A client uses exactly the one method it registered: `client_secret_basic`,
 `client_secret_post`, or `none` (public client: `client_id` only, PKCE enforced by the grant).
+
+With `lockouts`, a client_id locked out after repeated failures (`tokensvc.limits.lockout`) is
+refused with `SlowDown` before its credentials are looked at, and every failure of a registered
+client_id is counted. Unknown ids are not counted.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import binascii
 from collections.abc import Mapping
 from urllib.parse import unquote
 
-from tokensvc.errors import InvalidClient, InvalidRequest
+from tokensvc.errors import InvalidClient, InvalidRequest, SlowDown
+from tokensvc.limits.lockout import Lockouts
 from tokensvc.models import AuthMethod, Client
 from tokensvc.opaque import verify_secret
 from tokensvc.storage.protocols import ClientStore
@@ -30,9 +35,14 @@ def _basic(header: str) -> tuple[str, str]:
 
 
 async def authenticate(
-    clients: ClientStore, authorization: str | None, params: Mapping[str, str]
+    clients: ClientStore,
+    authorization: str | None,
+    params: Mapping[str, str],
+    *,
+    lockouts: Lockouts | None = None,
 ) -> Client:
-    """Return the authenticated client or raise `InvalidClient` / `InvalidRequest`."""
+    """Return the authenticated client or raise `InvalidClient` / `InvalidRequest`, or
+    `SlowDown` while the client_id is locked out."""
     body_id = params.get("client_id")
     body_secret = params.get("client_secret")
     basic = authorization is not None and authorization[:6].lower() == "basic "
@@ -57,9 +67,26 @@ async def authenticate(
     else:
         client_id, secret, method = body_id, "", "none"
 
+    if lockouts is not None:
+        locked = lockouts.retry_after(client_id)  # a dict lookup: no await, no I/O
+        if locked:
+            raise SlowDown(
+                locked, "Too many failed authentications for this client; try again after "
+                "Retry-After seconds.", detail="client locked out",
+            )
     client = await clients.get(client_id)
     if client is None:
         raise InvalidClient(basic=basic, detail="unknown client")
+    try:
+        _verify(client, method, secret, basic)
+    except InvalidClient:
+        if lockouts is not None:
+            await lockouts.record_failure(client_id)
+        raise
+    return client
+
+
+def _verify(client: Client, method: AuthMethod, secret: str, basic: bool) -> None:
     if client.auth_method != method:
         raise InvalidClient(
             f"The client is registered for {client.auth_method}.", basic=basic,
@@ -69,4 +96,3 @@ async def authenticate(
         client.secret_hash is None or not verify_secret(secret, client.secret_hash)
     ):
         raise InvalidClient(basic=basic, detail="wrong secret")
-    return client

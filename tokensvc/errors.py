@@ -6,6 +6,7 @@ Each error class fixes its wire code and HTTP status. `description` is sent to t
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 
@@ -63,6 +64,25 @@ class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503
     default_description = "A backing store is unreachable; try again shortly."
+
+
+class SlowDown(OAuthError):
+    """Too many requests: `429` (RFC 6585 §4) with `Retry-After` in whole seconds (>= 1).
+
+    The code is `slow_down`, the one token-endpoint error in the IANA OAuth Extensions Error
+    registry that tells a client to back off and try again (RFC 8628 §3.5); RFC 6749 has none.
+    Sent for a client over its request rate and for a client_id locked out after repeated
+    `invalid_client` failures (`tokensvc.limits`)."""
+
+    error = "slow_down"
+    status = 429
+    default_description = "Too many requests; try again after the Retry-After delay."
+
+    def __init__(
+        self, retry_after: float, description: str | None = None, *, detail: str | None = None
+    ) -> None:
+        super().__init__(description, detail=detail)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class ServerError(OAuthError):

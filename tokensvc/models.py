@@ -24,6 +24,10 @@ class Client:
     secret_hash: str | None = None
     created_at: float = 0.0
     require_consent: bool = False
+    # Token bucket at /token (tokensvc.limits.buckets): `rate_limit` requests per second,
+    # `rate_burst` at once. Both None (no limit) or both set.
+    rate_limit: float | None = None
+    rate_burst: int | None = None
 
     @property
     def public(self) -> bool:

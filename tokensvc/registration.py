@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -15,6 +16,10 @@ from tokensvc.errors import InvalidScope
 from tokensvc.models import AUTH_METHODS, GRANT_TYPES, AuthMethod, Client, User
 from tokensvc.opaque import SECRET_BYTES, Entropy, hash_secret, new_value
 
+# Bounds of a client's rate limit: beyond 100 000 requests per second a limit means nothing
+# (and the Redis bucket counts in microseconds).
+MAX_RATE = 100_000
+MAX_BURST = 1_000_000
 DEFAULT_USER_SCOPES = ("openid", "profile", "email", "offline_access")
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 password_hasher = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory profile
@@ -52,6 +57,8 @@ def new_client(
     public: bool = False,
     auth_method: str | None = None,
     require_consent: bool = False,
+    rate_limit: float | None = None,
+    rate_burst: int | None = None,
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
@@ -84,6 +91,7 @@ def new_client(
         ) from None
     if not requested and grants & {"authorization_code", "password"}:
         requested = list(DEFAULT_USER_SCOPES)
+    rate_limit, rate_burst = check_rate_limit(rate_limit, rate_burst)
     secret = None if method == "none" else new_value(SECRET_BYTES, entropy)
     client = Client(
         client_id=new_value(16, entropy),
@@ -95,8 +103,35 @@ def new_client(
         secret_hash=hash_secret(secret, entropy) if secret is not None else None,
         created_at=clock(),
         require_consent=require_consent,
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
     )
     return client, secret
+
+
+def check_rate_limit(
+    rate: float | None, burst: int | None
+) -> tuple[float | None, int | None]:
+    """A request rate at /token (`--rate-limit`, per second) and its burst (`--rate-burst`,
+    requests at once; by default one second's worth, at least 1). Both None: no limit."""
+    if rate is None:
+        if burst is not None:
+            raise RegistrationError("--rate-burst needs --rate-limit")
+        return None, None
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (
+        0 < rate <= MAX_RATE
+    ):  # `not (...)` also refuses NaN
+        raise RegistrationError(
+            f"--rate-limit must be requests per second > 0 and <= {MAX_RATE}, got {rate!r}"
+        )
+    if burst is None:
+        burst = max(1, math.ceil(rate))
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
+        raise RegistrationError(
+            f"--rate-burst must be a whole number of requests >= 1 and <= {MAX_BURST}, "
+            f"got {burst!r}"
+        )
+    return float(rate), burst
 
 
 def _method(value: str) -> AuthMethod:

@@ -247,3 +247,41 @@ async def test_revocation_leaves_other_families_alone(stores: Stores) -> None:
 
 async def test_ping(stores: Stores) -> None:
     assert await stores.grants.ping() is None
+
+
+# --------------------------------------------------------------------------- grant / inspect
+
+
+async def test_grant_is_readable_until_revoked(stores: Stores) -> None:
+    grant, _ = await issued(stores)
+    assert await stores.grants.grant("grant-1") == grant
+    assert await stores.grants.grant("unknown") is None
+    await stores.grants.revoke_grant("grant-1", NOW + 1)
+    assert await stores.grants.grant("grant-1") is None
+
+
+async def test_issue_without_refresh_token_keeps_the_grant(stores: Stores) -> None:
+    await stores.clients.add(
+        Client("client-1", "App", "client_secret_basic", frozenset({"authorization_code"}))
+    )
+    grant = Grant("grant-2", "client-1", "user-1", "openid", int(NOW), claims={"name": "A"})
+    assert await stores.grants.issue(grant, None, NOW + TTL, NOW) is True
+    assert await stores.grants.grant("grant-2") == grant
+    assert await stores.count_tokens("grant-2") == 0
+
+
+async def test_inspect_follows_the_token_through_its_life(stores: Stores) -> None:
+    grant, token_hash = await issued(stores)
+    state = await stores.grants.inspect(token_hash)
+    assert state is not None and state.grant == grant and state.retired_at is None
+    assert state.expires_at == NOW + TTL and not state.revoked
+    factory = Factory("rt-1")
+    assert isinstance(await rotate(stores, token_hash, NOW + 1, 5, factory), Rotated)
+    retired = await stores.grants.inspect(token_hash)
+    assert retired is not None and retired.retired_at == NOW + 1
+    successor = await stores.grants.inspect(factory.token_hash)
+    assert successor is not None and successor.retired_at is None
+    await stores.grants.revoke_grant(grant.grant_id, NOW + 2)
+    revoked = await stores.grants.inspect(factory.token_hash)
+    assert revoked is not None and revoked.revoked
+    assert await stores.grants.inspect(lookup_hash("never issued")) is None

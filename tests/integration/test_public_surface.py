@@ -27,7 +27,7 @@ async def test_discovery_documents(harness: Harness) -> None:
         assert meta["code_challenge_methods_supported"] == ["S256"]
         assert meta["authorization_response_iss_parameter_supported"] is True
         assert set(meta["grant_types_supported"]) == {
-            "authorization_code", "refresh_token", "client_credentials"}
+            "authorization_code", "refresh_token", "client_credentials", "password"}
         assert "ES256" in meta["id_token_signing_alg_values_supported"]
 
 

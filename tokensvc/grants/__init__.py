@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from tokensvc.grants import authorization_code, client_credentials, refresh_token
+from tokensvc.grants import authorization_code, client_credentials, password, refresh_token
 from tokensvc.grants.common import GrantType
 
 REGISTRY: dict[str, GrantType] = {
     g.grant_type: g
-    for g in (authorization_code.GRANT, refresh_token.GRANT, client_credentials.GRANT)
+    for g in (
+        authorization_code.GRANT, refresh_token.GRANT, client_credentials.GRANT, password.GRANT
+    )
 }

@@ -53,11 +53,13 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = new_value(REFRESH_BYTES, svc.entropy)
-        # A replay that raced this exchange has revoked the grant already: the tokens are
-        # still this exchange's to return, but the refresh token is stored revoked.
-        await svc.stores.grants.issue(
-            grant, lookup_hash(refresh), now + svc.settings.refresh_token_ttl, now
-        )
+    # The grant is stored even without a refresh token: /userinfo and revocation rely on it.
+    # A replay that raced this exchange has revoked the grant already: the tokens are still
+    # this exchange's to return, but they are stored revoked.
+    await svc.stores.grants.issue(
+        grant, lookup_hash(refresh) if refresh else None,
+        now + svc.settings.refresh_token_ttl, now,
+    )
     return token_response(
         svc, access_token=access, scope=grant.scope, refresh_token=refresh, id_token=id_token
     )

@@ -8,8 +8,11 @@ from aiohttp import web
 from tokensvc.http import discovery, health, internal
 from tokensvc.http.appkeys import DISCOVERY, SERVICE
 from tokensvc.http.forms import MAX_BODY
+from tokensvc.http.introspect import introspect
 from tokensvc.http.middleware import canonical
+from tokensvc.http.revoke import revoke
 from tokensvc.http.token import token
+from tokensvc.http.userinfo import userinfo
 from tokensvc.service import TokenService
 
 
@@ -21,6 +24,10 @@ def public_app(svc: TokenService) -> web.Application:
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)
     app.router.add_get("/jwks.json", discovery.jwks)
+    app.router.add_route("GET", "/userinfo", userinfo)
+    app.router.add_route("POST", "/userinfo", userinfo)
+    app.router.add_post("/introspect", introspect)
+    app.router.add_post("/revoke", revoke)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tokensvc.errors import InvalidClient, OAuthError
+from tokensvc.errors import InvalidClient, OAuthError, SlowDown
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -26,6 +26,8 @@ def oauth_error(exc: OAuthError) -> web.Response:
         headers["WWW-Authenticate"] = 'Basic realm="tokensvc", charset="UTF-8"'
     if exc.status == 503:
         headers["Retry-After"] = "1"
+    elif isinstance(exc, SlowDown):
+        headers["Retry-After"] = str(exc.retry_after)
     return json_response(
         {"error": exc.error, "error_description": exc.description}, exc.status, headers
     )

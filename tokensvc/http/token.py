@@ -1,13 +1,19 @@
 """`POST /token` (RFC 6749 §3.2): a flat list of steps, then the grant's own handler.
 
-read the form -> pick the grant -> authenticate the client -> check it may use the grant ->
-keep only the grant's parameters -> handle. Responses carry `Cache-Control: no-store`.
+read the form -> pick the grant -> authenticate the client (refused while its client_id is
+locked out) -> take one request from its rate limit, if it has one -> check it may use the
+grant -> keep only the grant's parameters -> handle. Responses carry `Cache-Control: no-store`.
+
+The rate limit is checked after authentication: a client_id is public, so a limit checked
+before would let anyone spend a client's requests by sending its id. Unauthenticated floods
+are the lockout's and the ingress's to stop. A client without a limit skips it entirely.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from tokensvc import limits
 from tokensvc.clientauth import authenticate
 from tokensvc.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
 from tokensvc.grants import REGISTRY
@@ -30,9 +36,12 @@ async def token(request: web.Request) -> web.Response:
         raise UnsupportedGrantType()
     fields["grant_type"] = grant_type
     client = await authenticate(
-        svc.stores.clients, request.headers.get("Authorization"), params
+        svc.stores.clients, request.headers.get("Authorization"), params,
+        lockouts=svc.stores.lockouts,
     )
     fields["client_id"] = client.client_id
+    if client.rate_limit is not None:
+        await limits.admit(svc.stores.rates, client)
     if grant_type not in client.grant_types:
         raise UnauthorizedClient()
     body = await grant.handle(svc, client, {k: params[k] for k in grant.parameters & params.keys()})

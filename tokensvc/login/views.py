@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tokensvc import passwords
+from tokensvc.claims import released_claims
 from tokensvc.forwarded import client_address
 from tokensvc.login import pages
 from tokensvc.login.authorize import (
@@ -88,18 +89,6 @@ async def _needs_consent(ctx: LoginContext, client: ClientInfo, areq: Authorizat
         return False
     granted = await ctx.consents.granted(sub, client.client_id)
     return not set(areq.scope.split(" ")) <= granted
-
-
-def released_claims(user: User, scope: str) -> dict[str, Any]:
-    """OIDC Core §5.4: what each scope releases about the person."""
-    scopes = scope.split(" ")
-    claims: dict[str, Any] = {}
-    if "profile" in scopes and user.name:
-        claims["name"] = user.name
-    if "email" in scopes and user.email:
-        claims["email"] = user.email
-        claims["email_verified"] = user.email_verified
-    return claims
 
 
 async def _issue_code(ctx: LoginContext, areq: AuthorizationRequest, user: User,

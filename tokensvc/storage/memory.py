@@ -88,10 +88,29 @@ class MemoryGrants:
         self._revoked: set[str] = set()
         self._tokens: dict[bytes, _Token] = {}
 
-    async def issue(self, grant: Grant, token_hash: bytes, expires_at: float, now: float) -> bool:
+    async def issue(
+        self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
+    ) -> bool:
         self._grants[grant.grant_id] = grant
-        self._tokens[token_hash] = _Token(grant.grant_id, expires_at)
+        if token_hash is not None:
+            self._tokens[token_hash] = _Token(grant.grant_id, expires_at)
         return grant.grant_id not in self._revoked
+
+    async def grant(self, grant_id: str) -> Grant | None:
+        return None if grant_id in self._revoked else self._grants.get(grant_id)
+
+    async def inspect(self, token_hash: bytes) -> RefreshState | None:
+        token = self._tokens.get(token_hash)
+        if token is None or token.grant_id not in self._grants:
+            return None
+        return RefreshState(
+            token_hash=token_hash,
+            grant=self._grants[token.grant_id],
+            expires_at=token.expires_at,
+            retired_at=token.retired_at,
+            successor_box=token.successor_box,
+            revoked=token.grant_id in self._revoked,
+        )
 
     async def rotate(
         self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory

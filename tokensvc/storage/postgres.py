@@ -145,12 +145,12 @@ class _Store:
 
 _CLIENT_COLUMNS = (
     "client_id, name, auth_method, grant_types, redirect_uris, scopes, secret_hash, created_at,"
-    " require_consent"
+    " require_consent, rate_limit, rate_burst"
 )
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
 _CLIENT_LIST = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"  # noqa: S608
 _CLIENT_ADD = f"""
-INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (client_id) DO NOTHING
 """  # noqa: S608
 # Grants, their refresh tokens and the consents given to the client go with it (ON DELETE
@@ -169,6 +169,8 @@ def _client(row: asyncpg.Record) -> Client:
         secret_hash=row["secret_hash"],
         created_at=row["created_at"].timestamp(),
         require_consent=row["require_consent"],
+        rate_limit=row["rate_limit"],
+        rate_burst=row["rate_burst"],
     )
 
 
@@ -191,6 +193,8 @@ class PostgresClients(_Store):
                 client.secret_hash,
                 _ts(client.created_at),
                 client.require_consent,
+                client.rate_limit,
+                client.rate_burst,
             )
         return status == "INSERT 0 1"
 
@@ -271,7 +275,7 @@ WITH grant_row AS (
     RETURNING grant_id, revoked_at
 ), token_row AS (
     INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
-    SELECT $11, grant_id, $10, $12 FROM grant_row
+    SELECT $11::bytea, grant_id, $10, $12 FROM grant_row WHERE $11::bytea IS NOT NULL
 )
 SELECT revoked_at IS NULL FROM grant_row
 """
@@ -311,6 +315,11 @@ ON CONFLICT (grant_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
 WHERE grants.revoked_at IS NULL
 """
 
+_LIVE_GRANT = """
+SELECT client_id, sub, scope, auth_time, acr, amr, sid, claims FROM grants
+WHERE grant_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL
+"""
+
 _COUNT_TOKENS = "SELECT count(*) FROM refresh_tokens WHERE grant_id = $1"
 
 
@@ -330,7 +339,9 @@ def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
 
 
 class PostgresGrants(_Store):
-    async def issue(self, grant: Grant, token_hash: bytes, expires_at: float, now: float) -> bool:
+    async def issue(
+        self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
+    ) -> bool:
         """As the protocol says; also `False`, with nothing stored, if the grant's client no
         longer exists (removing a client ends its grants, and a grant row needs its client)."""
         args: tuple[Any, ...] = (
@@ -385,6 +396,24 @@ class PostgresGrants(_Store):
         # Lost a race (or the grant was revoked meanwhile): answer as for the row as it is now.
         decided = await self._settled(await self._state(token_hash), now, grace)
         return decided if decided is not None else Rejected()
+
+    async def grant(self, grant_id: str) -> Grant | None:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_LIVE_GRANT, grant_id)
+        return None if row is None else _grant(grant_id, row)
+
+    async def inspect(self, token_hash: bytes) -> RefreshState | None:
+        row = await self._state(token_hash)
+        if row is None or row["client_id"] is None:
+            return None
+        return RefreshState(
+            token_hash=token_hash,
+            grant=_grant(row["grant_id"], row),
+            expires_at=row["expires_at"].timestamp(),
+            retired_at=_epoch(row["retired_at"]),
+            successor_box=row["successor_box"],
+            revoked=row["revoked"],
+        )
 
     async def _state(self, token_hash: bytes) -> asyncpg.Record | None:
         async with self._db.connection() as conn:

@@ -102,8 +102,12 @@ SuccessorFactory = Callable[[RefreshState], Successor]
 class GrantStore(Protocol):
     """Grants and their rotating refresh-token families (Postgres in production)."""
 
-    async def issue(self, grant: Grant, token_hash: bytes, expires_at: float, now: float) -> bool:
-        """Durably store the grant with its first refresh token, atomically. Returns whether
+    async def issue(
+        self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
+    ) -> bool:
+        """Durably store the grant with its first refresh token (none when the client gets no
+        refresh tokens: the grant is still kept, for `/userinfo` and revocation), atomically.
+        Returns whether
         the grant is live: a code replay may race its first exchange and revoke the grant
         before this call (leaving a tombstone); the grant and token are then stored revoked,
         exactly as if the replay had come after, and `False` is returned."""
@@ -119,6 +123,12 @@ class GrantStore(Protocol):
         calls race on one token, exactly one successor row is created: the others get
         `Repeated` when within `grace` seconds of the rotation, else `Rejected(reused=True)`
         after revoking the family. `grace=0` therefore lets exactly one call succeed."""
+
+    async def grant(self, grant_id: str) -> Grant | None:
+        """The grant if it is stored and not revoked (what an access token of it relies on)."""
+
+    async def inspect(self, token_hash: bytes) -> RefreshState | None:
+        """A refresh token's current state, whatever it is (for introspection); no writes."""
 
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         """Revoke a grant and every refresh token of its family. Idempotent; works even before

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from tokensvc.config import Settings
 from tokensvc.errors import StoreUnavailable
+from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
+from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.login.ratelimit import FailureLimiter, MemoryFailureLimiter
 from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.denylist import DenyList, MemoryDenyList
@@ -26,6 +28,10 @@ class Stores:
     # Revoked access tokens, and failed `password` grants (limited like the sign-in form).
     revoked: DenyList = field(default_factory=MemoryDenyList)
     failures: FailureLimiter = field(default_factory=MemoryFailureLimiter)
+    # Abuse limits at /token (tokensvc.limits): request rates per client, invalid_client
+    # lockouts per client_id.
+    rates: RateLimiter = field(default_factory=MemoryBuckets)
+    lockouts: Lockouts = field(default_factory=MemoryLockouts)
 
     async def readiness(self, limit: float = 2.0) -> dict[str, bool]:
         """Which backends answer a ping within `limit` seconds (for `/readyz`)."""
@@ -60,7 +66,11 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     try:
         revoked: DenyList = MemoryDenyList()
         failures: FailureLimiter = MemoryFailureLimiter()
+        rates: RateLimiter = MemoryBuckets()
+        lockouts: Lockouts = MemoryLockouts()
         if settings.redis_url:
+            from tokensvc.limits.buckets import RedisBuckets
+            from tokensvc.limits.lockout import RedisLockouts
             from tokensvc.login.ratelimit import RedisFailureLimiter
             from tokensvc.storage.denylist import RedisDenyList
             from tokensvc.storage.redis_client import connect
@@ -70,6 +80,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             codes = RedisCodes(redis)
             revoked, failures = RedisDenyList(redis), RedisFailureLimiter(redis)
             closers.append(redis.aclose)
+            shared_lockouts = RedisLockouts(redis)
+            await shared_lockouts.start()
+            closers.append(shared_lockouts.close)
+            rates, lockouts = RedisBuckets(redis), shared_lockouts
         if settings.database_url:
             from tokensvc.storage.postgres import Postgres
 
@@ -78,7 +92,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
             users, grants = pg.users, pg.grants
         yield Stores(codes=codes, clients=clients, users=users, grants=grants,
-                     revoked=revoked, failures=failures)
+                     revoked=revoked, failures=failures, rates=rates, lockouts=lockouts)
     finally:
         for close in reversed(closers):
             await close()
