@@ -64,6 +64,7 @@ class Harness:
     internal_url: str
     http: aiohttp.ClientSession
     secrets: set[str] = field(default_factory=set)
+    raw: Stores | None = None  # the stores as created, before the service's timing wrapper
 
     @property
     def settings(self) -> Settings:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +20,7 @@ import orjson
 from tokensvc import config, logs
 from tokensvc.errors import StoreUnavailable
 from tokensvc.registration import RegistrationError, new_client, new_user
+from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 EXIT_USAGE = 2
 
@@ -93,13 +96,31 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _listen(run_login_service(settings))
         return
     from tokensvc.serve import run_token_service
-    from tokensvc.signing.keys import load_keys_file
+    from tokensvc.signing.keys import read_keys_file
 
     settings = config.load()
     logs.configure(settings.log_format)
     assert settings.keys_file is not None
-    keys = load_keys_file(settings.keys_file)
-    _listen(run_token_service(settings, keys))
+    raw, keys = read_keys_file(settings.keys_file)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the service reloads keys on it
+    if settings.workers == 1:
+        _listen(run_token_service(settings, keys, keys_raw=raw))
+        return
+    from tokensvc.workers import supervise
+
+    def worker(ready: Callable[[], None]) -> None:  # in each forked worker process
+        try:
+            _listen(run_token_service(settings, keys, keys_raw=raw, ready=ready,
+                                      reuse_port=True))
+        except (CommandError, config.ConfigError) as exc:
+            _fail(str(exc))
+        except StoreUnavailable as exc:
+            _fail(f"{exc.store} is unreachable")
+
+    # Workers drain (TOKENSVC_DRAIN_SECONDS), then finish requests in flight (10 s at most).
+    status = supervise(settings.workers, worker, stop_timeout=settings.drain_seconds + 15)
+    if status:
+        raise SystemExit(status)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -179,20 +200,24 @@ def cmd_keys_generate(args: argparse.Namespace) -> None:
     from tokensvc.signing.keys import generate_jwks
 
     try:
-        _emit(generate_jwks(args.alg))
+        _emit(generate_jwks(args.alg, now=time.time()))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> None:
-    from tokensvc.signing.keys import keyset_from_jwks, rotated, write_private_jwks
+    """Schedule a new key (signing.schedule): published now, signing after `--lead`; the keys
+    it replaces retire once the tokens they signed have expired."""
+    from tokensvc.signing.keys import DEFAULT_TOKEN_TTL, rotate_jwks, write_private_jwks
 
+    # The longest-lived token a replaced key may have signed (access and ID tokens alike).
+    token_ttl = config._int(os.environ, "ACCESS_TOKEN_TTL", DEFAULT_TOKEN_TTL, minimum=1)
     path = Path(args.file)
     try:
-        current = orjson.loads(path.read_bytes())
-        keyset_from_jwks(current)
-        new = rotated(current, args.alg)
-        keyset = keyset_from_jwks(new)
+        new, rotation = rotate_jwks(
+            orjson.loads(path.read_bytes()), args.alg, now=time.time(), lead=args.lead,
+            token_ttl=token_ttl, retire_after=args.retire_after,
+        )
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror}") from None
     except (orjson.JSONDecodeError, ValueError) as exc:
@@ -201,7 +226,24 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
         write_private_jwks(path, new)
     except OSError as exc:
         raise CommandError(f"{path}: cannot write: {exc.strerror}") from None
-    _emit({"active_kid": keyset.kid, "keys": len(new["keys"])})
+    _emit({
+        "kid": rotation.new.kid,
+        "publish_at": int(rotation.new.publish_at),
+        "sign_at": int(rotation.new.sign_at or 0),
+        "retire_at": {kid: int(at) for kid, at in rotation.retired.items()},
+        "pruned": list(rotation.pruned),
+        "keys": len(new["keys"]),
+    })
+
+
+def _seconds(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -263,9 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = keys.add_parser("generate", help="print a new private JWKS")
     gen.add_argument("--alg", default="ES256")
     gen.set_defaults(func=cmd_keys_generate)
-    rot = keys.add_parser("rotate", help="add a new active key to a JWKS file")
+    rot = keys.add_parser("rotate", help="schedule a new signing key in a JWKS file")
     rot.add_argument("file")
-    rot.add_argument("--alg")
+    rot.add_argument("--alg", help="the new key's alg (default: the signing key's)")
+    rot.add_argument("--lead", type=_seconds, default=JWKS_MAX_AGE, metavar="SECONDS",
+                     help="publish now, sign after this long (default: the JWKS cache "
+                          f"lifetime, {JWKS_MAX_AGE})")
+    rot.add_argument("--retire-after", type=_seconds, metavar="SECONDS",
+                     help="unpublish the replaced keys this long after the new one signs "
+                          "(default: TOKENSVC_ACCESS_TOKEN_TTL + lead)")
     rot.set_defaults(func=cmd_keys_rotate)
     return parser
 

@@ -72,14 +72,15 @@ async def authenticate(
         if locked:
             raise SlowDown(
                 locked, "Too many failed authentications for this client; try again after "
-                "Retry-After seconds.", detail="client locked out",
+                "Retry-After seconds.", limit="lockout", client_id=client_id,
             )
     client = await clients.get(client_id)
     if client is None:
         raise InvalidClient(basic=basic, detail="unknown client")
     try:
         _verify(client, method, secret, basic)
-    except InvalidClient:
+    except InvalidClient as exc:
+        exc.client_id = client_id
         if lockouts is not None:
             await lockouts.record_failure(client_id)
         raise

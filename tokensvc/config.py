@@ -36,6 +36,8 @@ class Settings:
     internal_port: int = 8081
     login_port: int = 8090
     workers: int = 1
+    drain_seconds: int = 5  # after SIGTERM: not ready, still serving (tokensvc.http.server)
+    keys_reload_seconds: int = 60  # re-read TOKENSVC_KEYS_FILE this often (0: on SIGHUP only)
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 2_592_000
     code_ttl: int = 60
@@ -147,6 +149,8 @@ def load(
         internal_port=_port(env, "INTERNAL_PORT", 8081),
         login_port=login_port,
         workers=_int(env, "WORKERS", 1, minimum=1),
+        drain_seconds=_int(env, "DRAIN_SECONDS", 5),
+        keys_reload_seconds=_int(env, "KEYS_RELOAD_SECONDS", 60),
         access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 3600, minimum=1),
         refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 2_592_000, minimum=1),
         code_ttl=_int(env, "CODE_TTL", 60, minimum=1),

@@ -38,6 +38,7 @@ class InvalidClient(OAuthError):
     ) -> None:
         super().__init__(description, detail=detail)
         self.basic = basic
+        self.client_id: str | None = None  # set when the client exists (logs and metrics)
 
 
 class InvalidGrant(OAuthError):
@@ -71,18 +72,21 @@ class SlowDown(OAuthError):
 
     The code is `slow_down`, the one token-endpoint error in the IANA OAuth Extensions Error
     registry that tells a client to back off and try again (RFC 8628 §3.5); RFC 6749 has none.
-    Sent for a client over its request rate and for a client_id locked out after repeated
-    `invalid_client` failures (`tokensvc.limits`)."""
+    Sent for a client over its request rate (`limit="rate"`) and for a client_id locked out
+    after repeated `invalid_client` failures (`limit="lockout"`); see `tokensvc.limits`."""
 
     error = "slow_down"
     status = 429
     default_description = "Too many requests; try again after the Retry-After delay."
 
     def __init__(
-        self, retry_after: float, description: str | None = None, *, detail: str | None = None
+        self, retry_after: float, description: str | None = None, *, limit: str,
+        client_id: str,
     ) -> None:
-        super().__init__(description, detail=detail)
+        super().__init__(description, detail=f"{limit} limit")
         self.retry_after = max(1, math.ceil(retry_after))
+        self.limit = limit
+        self.client_id = client_id
 
 
 class ServerError(OAuthError):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from tokensvc.config import Settings
+from tokensvc.metrics import Metrics, TimedStore
 from tokensvc.opaque import Entropy
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
@@ -25,9 +26,25 @@ class TokenService:
     keys: KeySet
     clock: Callable[[], float] = time.time
     entropy: Entropy = secrets.token_bytes
+    metrics: Metrics = field(default_factory=Metrics)
     minter: TokenMinter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.stores = timed_stores(self.stores, self.metrics)
         self.minter = TokenMinter(
-            self.settings.issuer, self.keys.signer, self.settings.access_token_ttl, self.entropy
+            self.settings.issuer, self.keys, self.settings.access_token_ttl, self.entropy
         )
+
+    def use_keys(self, keys: KeySet) -> None:
+        """Swap in a reloaded key file (SIGHUP, timer): the next token follows its schedule."""
+        self.keys = keys
+        self.minter.keys = keys
+
+
+def timed_stores(stores: Stores, metrics: Metrics) -> Stores:
+    """The same stores, each call observed in `tokensvc_store_duration_seconds`."""
+    if isinstance(stores.codes, TimedStore):
+        return stores
+    wrapped = {f.name: TimedStore(getattr(stores, f.name), f.name, metrics)
+               for f in fields(stores)}
+    return replace(stores, **wrapped)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -28,19 +28,18 @@ class Backend:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
         clock = FakeClock()
 
         async def tick(seconds: float) -> None:
             clock.now += seconds
 
-        yield Backend("memory", tick, lambda: MemoryBuckets(clock),
-                      lambda **kw: MemoryLockouts(clock, **kw))
-        return
+        return Backend("memory", tick, lambda: MemoryBuckets(clock),
+                       lambda **kw: MemoryLockouts(clock, **kw))
     client: aioredis.Redis = request.getfixturevalue("contract_redis")
-    yield Backend("redis", asyncio.sleep, lambda: RedisBuckets(client),
-                  lambda **kw: RedisLockouts(client, **kw))
+    return Backend("redis", asyncio.sleep, lambda: RedisBuckets(client),
+                   lambda **kw: RedisLockouts(client, **kw))
 
 
 # --------------------------------------------------------------------------- rate limiter
@@ -86,6 +85,43 @@ async def test_replicas_share_one_bucket(contract_redis: aioredis.Redis) -> None
     one, two = RedisBuckets(contract_redis), RedisBuckets(contract_redis)
     waits = [await (one if i % 2 else two).take("a", 0.1, 5) for i in range(12)]
     assert sum(1 for w in waits if w == 0.0) == 5
+
+
+async def test_concurrent_takes_share_one_round_trip(contract_redis: aioredis.Redis) -> None:
+    rates = RedisBuckets(contract_redis)
+    await rates.take("warm", 1.0, 1)  # loads the script
+    before = (await contract_redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    waits = await asyncio.gather(*(rates.take(f"c{i % 7}", 0.1, 2) for i in range(40)))
+    after = (await contract_redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert after - before == 1
+    assert sum(1 for w in waits if w == 0.0) == 7 * 2  # per key: its burst, in order
+
+
+async def test_a_cancelled_take_leaves_the_others_answered(
+    contract_redis: aioredis.Redis,
+) -> None:
+    rates = RedisBuckets(contract_redis)
+    # The first take leads a batch and yields to the loop; the others join it; then the leader
+    # is cancelled before it makes the call. The others are still answered, and the cancelled
+    # request took nothing.
+    leader = asyncio.ensure_future(rates.take("a", 0.1, 2))
+    followers = [asyncio.ensure_future(rates.take("a", 0.1, 2)) for _ in range(3)]
+    await asyncio.sleep(0)
+    leader.cancel()
+    waits = await asyncio.wait_for(asyncio.gather(*followers), 5)
+    assert sorted(w == 0.0 for w in waits) == [False, True, True]
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+    # A follower cancelled while the call is under way: the others get their answers.
+    rates = RedisBuckets(contract_redis)
+    takes = [asyncio.ensure_future(rates.take("b", 0.1, 2)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    takes[1].cancel()
+    done = await asyncio.wait_for(asyncio.gather(*takes, return_exceptions=True), 5)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert done[0] == 0.0 and done[2] > 0  # the cancelled one's token was taken in Redis
 
 
 async def test_redis_down_admits() -> None:

@@ -424,7 +424,8 @@ PRIVATE_MEMBER = {"ES256": "d", "EdDSA": "d", "RS256": "p", "PS256": "p"}
 def test_keys_generate(alg: str) -> None:
     jwks = run(["keys", "generate", "--alg", alg], base_env()).ok().json()
     (key,) = jwks["keys"]
-    assert key["active"] is True
+    assert "active" not in key  # signing keys carry their schedule (signing.schedule)
+    assert key["publish_at"] == key["sign_at"] and abs(key["sign_at"] - time.time()) < 60
     assert key["alg"] == alg
     assert key["use"] == "sig"
     assert isinstance(key["kid"], str) and key["kid"]
@@ -452,27 +453,75 @@ def write_generated(path: Path, alg: str = "ES256") -> dict[str, Any]:
     return jwks
 
 
-def test_keys_rotate_adds_an_active_key_and_keeps_the_old(tmp_path: Path) -> None:
+def test_keys_rotate_schedules_a_new_key_and_retires_the_old(tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
     (old,) = write_generated(path)["keys"]
 
+    before = int(time.time())
     out = run(["keys", "rotate", str(path)], base_env()).ok().json()
     rotated = json.loads(path.read_text())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first, new = rotated["keys"]
-    assert first == {**old, "active": False}
-    assert new["active"] is True and new["kid"] != old["kid"]
-    assert new["alg"] == "ES256" and new["use"] == "sig"
-    assert out == {"active_kid": new["kid"], "keys": 2}
+    # published now, signing one JWKS cache lifetime (300 s) later; the old key stays until
+    # its last token (TOKENSVC_ACCESS_TOKEN_TTL, 3600 s) has expired, plus that lifetime
+    assert before <= new["publish_at"] <= time.time()
+    assert new["sign_at"] == new["publish_at"] + 300
+    assert first == {**old, "retire_at": new["sign_at"] + 3600 + 300}
+    assert new["kid"] != old["kid"] and new["alg"] == "ES256" and new["use"] == "sig"
+    assert out == {"kid": new["kid"], "publish_at": new["publish_at"], "sign_at": new["sign_at"],
+                   "retire_at": {old["kid"]: first["retire_at"]}, "pruned": [], "keys": 2}
     keyset = keyset_from_jwks(rotated)
-    assert keyset.kid == new["kid"]
+    assert keyset.kid == old["kid"]  # until sign_at
+    assert keyset.at(new["sign_at"]).signer.kid == new["kid"]
     assert set(keyset.verify_keys) == {old["kid"], new["kid"]}
 
-    out = run(["keys", "rotate", str(path), "--alg", "EdDSA"], base_env()).ok().json()
+    env = base_env(TOKENSVC_ACCESS_TOKEN_TTL="600")
+    out = run(["keys", "rotate", str(path), "--alg", "EdDSA", "--lead", "0"], env).ok().json()
     keys = json.loads(path.read_text())["keys"]
-    assert [k["active"] for k in keys] == [False, False, True]
-    assert keys[2]["alg"] == "EdDSA" and out == {"active_kid": keys[2]["kid"], "keys": 3}
+    assert keys[2]["alg"] == "EdDSA" and out["kid"] == keys[2]["kid"] and out["keys"] == 3
+    # with --lead 0 it signs at once (or a second after the first key, if that began this second)
+    assert keys[2]["sign_at"] == max(keys[2]["publish_at"], old["sign_at"] + 1)
+    assert "sign_at" not in keys[1]  # it never signed: the new key superseded it
+    assert keys[1]["retire_at"] == keys[2]["sign_at"] + 600 and keys[0] == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jwks.json"]  # no temp files left
+
+    time.sleep(max(0.0, keys[2]["sign_at"] - time.time()))
+    run(["keys", "rotate", str(path), "--retire-after", "7"], base_env()).ok()
+    keys = json.loads(path.read_text())["keys"]
+    assert keys[2]["retire_at"] == keys[3]["sign_at"] + 7 and keys[3]["alg"] == "EdDSA"
+
+
+def test_keys_rotate_prunes_retired_keys(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    (old,) = write_generated(path)["keys"]
+    run(["keys", "rotate", str(path), "--lead", "0", "--retire-after", "0"], base_env()).ok()
+    time.sleep(1.1)  # the old key's retire_at passes
+    out = run(["keys", "rotate", str(path), "--lead", "0"], base_env()).ok().json()
+    assert out["pruned"] == [old["kid"]] and out["keys"] == 2
+    assert old["kid"] not in {k["kid"] for k in json.loads(path.read_text())["keys"]}
+
+
+def test_keys_rotate_reads_files_from_before_schedules(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    legacy = {"keys": [{**k, "active": True} for k in run(["keys", "generate"], base_env())
+                       .ok().json()["keys"]]}
+    for key in legacy["keys"]:
+        del key["publish_at"], key["sign_at"]
+    path.write_text(json.dumps(legacy))
+    run(["keys", "rotate", str(path)], base_env()).ok()
+    old, new = json.loads(path.read_text())["keys"]
+    assert "active" not in old and old["sign_at"] == 0 and old["retire_at"] > time.time()
+    assert new["sign_at"] > time.time()
+
+
+@pytest.mark.parametrize("args", [["--lead", "-1"], ["--lead", "soon"], ["--retire-after", "-5"],
+                                  ["--lead", "1.5"]])
+def test_keys_rotate_bad_durations_leave_the_file(tmp_path: Path, args: list[str]) -> None:
+    path = tmp_path / "jwks.json"
+    write_generated(path)
+    before = path.read_bytes()
+    run(["keys", "rotate", str(path), *args], base_env()).bad_input()
+    assert path.read_bytes() == before
 
 
 def test_keys_rotate_missing_file(tmp_path: Path) -> None:
@@ -483,9 +532,12 @@ def test_keys_rotate_missing_file(tmp_path: Path) -> None:
 
 
 def _two_active(path: Path) -> bytes:
+    """A file from before schedules, with two keys marked active."""
     jwks = run(["keys", "generate"], base_env()).ok().json()
     other = run(["keys", "generate"], base_env()).ok().json()
-    return json.dumps({"keys": jwks["keys"] + other["keys"]}).encode()
+    keys = [{m: v for m, v in k.items() if m not in ("publish_at", "sign_at")} | {"active": True}
+            for k in jwks["keys"] + other["keys"]]
+    return json.dumps({"keys": keys}).encode()
 
 
 def _public_only(path: Path) -> bytes:
@@ -646,6 +698,7 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         TOKENSVC_PORT=str(port),
         TOKENSVC_INTERNAL_PORT=str(internal_port),
         TOKENSVC_LOG_FORMAT="json",
+        TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for (tests/e2e/test_shutdown.py)
     )
     service = Service(["serve", "token"], serve_env, tmp_path)
     wrong = secret[::-1]
@@ -745,6 +798,7 @@ def _serve_env(keys_file: Path, **settings: str) -> dict[str, str]:
         TOKENSVC_PORT=port,
         TOKENSVC_INTERNAL_PORT=str(free_port()),
         TOKENSVC_LOG_FORMAT="json",
+        TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for (tests/e2e/test_shutdown.py)
         **{k: v for k, v in settings.items() if k != "TOKENSVC_PORT"},
     )
 

@@ -117,7 +117,7 @@ async def make_harness(
     async def factory(keys: KeySet | None = None, **settings: Any) -> Harness:
         svc = make_service(stores, keys or es256_keys, clock, **settings)
         runners, public_url, internal_url = await start(svc)
-        harness = Harness(svc, public_url, internal_url, http)
+        harness = Harness(svc, public_url, internal_url, http, raw=stores)
         harness.remember("internal-test-token-0123456789")
         started.append((runners, harness))
         return harness

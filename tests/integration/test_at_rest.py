@@ -21,7 +21,7 @@ def backend() -> str:
 
 async def postgres_dump(harness: Harness) -> str:
     """Every row of every table of ours, as text (bytea shows as hex)."""
-    grants = harness.stores.grants
+    grants = harness.raw.grants
     assert isinstance(grants, PostgresGrants)
     async with grants._db.connection() as conn:
         tables = [r["tablename"] for r in await conn.fetch(
@@ -35,7 +35,7 @@ async def postgres_dump(harness: Harness) -> str:
 
 
 async def redis_dump(harness: Harness) -> bytes:
-    codes = harness.stores.codes
+    codes = harness.raw.codes
     assert isinstance(codes, RedisCodes)
     client: aioredis.Redis = codes._redis
     keys = await client.keys("*")

@@ -31,8 +31,9 @@ async def test_discovery_documents(harness: Harness) -> None:
         assert "ES256" in meta["id_token_signing_alg_values_supported"]
 
 
-async def test_jwks_publishes_public_keys_only(make_harness) -> None:
-    keys = keyset_from_jwks(rotated(generate_jwks("ES256"), "RS256"))
+async def test_jwks_publishes_public_keys_only(make_harness, clock) -> None:
+    # A rotation at the service's clock: both keys are published (the new one signs later).
+    keys = keyset_from_jwks(rotated(generate_jwks("ES256"), "RS256", now=clock()))
     harness = await make_harness(keys=keys)
     reply = await harness.get("/jwks.json")
     assert reply.status == 200

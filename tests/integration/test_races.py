@@ -17,7 +17,7 @@ pytestmark = pytest.mark.asyncio
 
 async def refresh_rows(harness: Harness) -> list[tuple[bytes, bytes | None]]:
     """Every stored refresh token as (hash, sealed successor response)."""
-    grants = harness.stores.grants
+    grants = harness.raw.grants
     if isinstance(grants, MemoryGrants):
         return [(h, t.successor_box) for h, t in grants._tokens.items()]
     assert isinstance(grants, PostgresGrants)

@@ -101,7 +101,7 @@ def test_lockout_settings_are_checked() -> None:
 
 def test_slow_down_is_429_with_whole_seconds_retry_after() -> None:
     for wait, header in ((0.001, "1"), (1.0, "1"), (1.2, "2"), (59.5, "60")):
-        response = oauth_error(SlowDown(wait))
+        response = oauth_error(SlowDown(wait, limit="rate", client_id="c"))
         assert response.status == 429
         assert response.headers["Retry-After"] == header
         assert response.headers["Cache-Control"] == "no-store"

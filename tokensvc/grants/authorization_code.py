@@ -31,6 +31,8 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
     now = svc.clock()
     if isinstance(record, CodeReplayed):
         await svc.stores.grants.revoke_grant(record.grant_id, now)
+        svc.metrics.code_replays.labels(client.client_id).inc()
+        svc.metrics.family_revocations.labels(client.client_id, "code_replay").inc()
         raise InvalidGrant("The code was already used; tokens issued from it are revoked.",
                            detail="code replay")
     if record is None or record.expires_at <= now:

@@ -54,13 +54,16 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         token_hash, now, svc.settings.refresh_grace, successor
     )
     if isinstance(outcome, Rotated):
+        svc.metrics.rotations.labels(client.client_id).inc()
         return body
     if isinstance(outcome, Repeated):
         repeated = opaque.unseal(presented, aad, outcome.sealed_response)
         if repeated is not None:
+            svc.metrics.grace_repeats.labels(client.client_id).inc()
             return repeated
         raise InvalidGrant("The refresh token was issued to another client.")
     if outcome.reused:
+        svc.metrics.family_revocations.labels(client.client_id, "reuse").inc()
         raise InvalidGrant("Refresh token reuse detected; the grant is revoked.",
                            detail="refresh reuse")
     raise InvalidGrant("The refresh token is invalid, expired or revoked.")

@@ -9,16 +9,18 @@ from tokensvc.http import discovery, health, internal
 from tokensvc.http.appkeys import DISCOVERY, SERVICE
 from tokensvc.http.forms import MAX_BODY
 from tokensvc.http.introspect import introspect
-from tokensvc.http.middleware import canonical
+from tokensvc.http.middleware import METRICS, canonical
 from tokensvc.http.revoke import revoke
 from tokensvc.http.token import token
 from tokensvc.http.userinfo import userinfo
+from tokensvc.metrics import CONTENT_TYPE
 from tokensvc.service import TokenService
 
 
 def public_app(svc: TokenService) -> web.Application:
     app = web.Application(middlewares=[canonical], client_max_size=MAX_BODY)
     app[SERVICE] = svc
+    app[METRICS] = svc.metrics
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
     app.router.add_post("/token", token)
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
@@ -30,13 +32,20 @@ def public_app(svc: TokenService) -> web.Application:
     app.router.add_post("/revoke", revoke)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def internal_app(svc: TokenService) -> web.Application:
     app = web.Application(middlewares=[canonical, internal.require_bearer],
                           client_max_size=MAX_BODY)
     app[SERVICE] = svc
+    app[METRICS] = svc.metrics
     app.router.add_post("/internal/codes", internal.mint_code)
     app.router.add_get("/internal/clients/{client_id}", internal.get_client)
     return app

@@ -1,13 +1,13 @@
 """Provider metadata (OIDC Discovery 1.0 §3, RFC 8414 §2) and the public JWKS (RFC 7517 §5).
 
-Both are built once at start-up; serving them costs no work per request.
+Both are built ahead (the metadata at start-up, the JWKS once per key-schedule phase);
+serving them costs no work per request.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from tokensvc.grants import REGISTRY
@@ -15,6 +15,7 @@ from tokensvc.http.appkeys import DISCOVERY, SERVICE
 from tokensvc.models import AUTH_METHODS
 from tokensvc.service import TokenService
 from tokensvc.signing.jws import ALGORITHMS
+from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 
 def metadata(svc: TokenService) -> dict[str, Any]:
@@ -53,9 +54,15 @@ async def discovery(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DISCOVERY], content_type="application/json")
 
 
+# Relying parties may cache the key set this long; `keys rotate` announces a key at least this
+# long before it signs (signing.schedule), so a cache that honours the header never misses it.
+JWKS_CACHE_CONTROL = f"public, max-age={JWKS_MAX_AGE}"
+
+
 async def jwks(request: web.Request) -> web.Response:
-    body = orjson.dumps(request.app[SERVICE].keys.public_jwks)
+    """The keys published now (`signing.schedule`), serialized once per schedule phase."""
+    svc = request.app[SERVICE]
     return web.Response(
-        body=body, content_type="application/jwk-set+json",
-        headers={"Cache-Control": "public, max-age=300"},
+        body=svc.keys.at(svc.clock()).jwks_body, content_type="application/jwk-set+json",
+        headers={"Cache-Control": JWKS_CACHE_CONTROL},
     )

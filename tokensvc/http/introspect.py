@@ -51,7 +51,8 @@ async def _refresh(svc: TokenService, client: Client, token: str) -> dict[str, A
 async def introspect(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     params = await read_form(request)
-    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params)
+    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params,
+                                lockouts=svc.stores.lockouts)
     request[LOG_FIELDS]["client_id"] = client.client_id
     if client.public:
         raise UnauthorizedClient("Public clients may not introspect tokens.")

@@ -13,14 +13,17 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tokensvc.errors import InvalidRequest, OAuthError, ServerError, StoreUnavailable
+from tokensvc.errors import InvalidClient, InvalidRequest, OAuthError, ServerError, StoreUnavailable
 from tokensvc.errors import TemporarilyUnavailable as Unavailable
 from tokensvc.http.responses import NO_STORE, json_response, oauth_error
+from tokensvc.metrics import Metrics
 
 log = structlog.get_logger("tokensvc.request")
 
 # Fields of the request's canonical log line, filled in by the handlers.
 LOG_FIELDS = web.RequestKey("log", dict)
+# The application's metrics, when it exports any.
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:
@@ -43,6 +46,8 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         response = await handler(request)
     except OAuthError as exc:
         fields["error"] = exc.error
+        if isinstance(exc, InvalidClient) and exc.client_id is not None:
+            fields["client_id"] = exc.client_id
         if exc.detail:
             fields["detail"] = exc.detail
         response = oauth_error(exc)
@@ -58,12 +63,33 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         log.exception("unhandled", method=request.method, path=request.path)
         fields["error"] = ServerError.error
         response = oauth_error(ServerError())
+    elapsed = time.perf_counter() - started
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        _observe(metrics, request, response.status, elapsed, fields)
     log.info(
         "request",
         method=request.method,
         path=request.path,
         status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        duration_ms=round(elapsed * 1000, 3),
         **fields,
     )
     return response
+
+
+def _observe(metrics: Metrics, request: web.Request, status: int, elapsed: float,
+             fields: dict[str, Any]) -> None:
+    resource = request.match_info.route.resource
+    endpoint = resource.canonical if resource is not None else "unmatched"
+    metrics.requests.labels(endpoint, request.method, str(status)).inc()
+    metrics.latency.labels(endpoint).observe(elapsed)
+    error = fields.get("error")
+    if error is not None:
+        metrics.errors.labels(endpoint, error).inc()
+        if error == "invalid_client":
+            metrics.invalid_client.labels(fields.get("client_id", "unknown")).inc()
+        elif "limit" in fields:
+            metrics.rate_limited.labels(fields["client_id"], fields["limit"]).inc()
+    elif status == 200 and endpoint == "/token":
+        metrics.issued.labels(fields["grant_type"], fields["client_id"]).inc()

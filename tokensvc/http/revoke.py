@@ -23,7 +23,8 @@ from tokensvc.signing.verify import InvalidToken
 async def revoke(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     params = await read_form(request)
-    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params)
+    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params,
+                                lockouts=svc.stores.lockouts)
     request[LOG_FIELDS]["client_id"] = client.client_id
     token = params.get("token")
     if token is None:
@@ -39,4 +40,5 @@ async def revoke(request: web.Request) -> web.Response:
         state = await svc.stores.grants.inspect(lookup_hash(token))
         if state is not None and state.grant.client_id == client.client_id:
             await svc.stores.grants.revoke_grant(state.grant.grant_id, svc.clock())
+            svc.metrics.family_revocations.labels(client.client_id, "revoke").inc()
     return web.Response(status=200, headers=NO_STORE)

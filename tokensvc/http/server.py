@@ -1,17 +1,49 @@
-"""Serving aiohttp applications on their ports until SIGTERM or SIGINT, for every service."""
+"""Serving aiohttp applications on their ports until SIGTERM or SIGINT, for every service.
+
+Stopping, in order (SIGTERM):
+
+1. `/readyz` answers 503 at once (`Lifecycle.draining`), and every response says
+   `Connection: close`, so a load balancer takes the process out of rotation and keep-alive
+   clients reconnect elsewhere;
+2. for `drain_seconds` new connections are still accepted and served, because a load balancer
+   notices a failing readiness probe only after its next probe (a second signal cuts this
+   short; SIGINT, an operator's Ctrl-C, skips it);
+3. the listeners close, requests in flight complete (up to `shutdown_timeout`), idle
+   connections close, and the applications' cleanup runs; the caller then closes its pools.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 log = structlog.get_logger("tokensvc")
 
 Listener = tuple[web.Application, str, int]
+
+
+class Lifecycle:
+    """What a process's applications may ask about its shutdown (see `LIFECYCLE`)."""
+
+    __slots__ = ("draining",)
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+
+
+async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        response.force_close()  # headers are prepared already: say it too
+        response.headers[hdrs.CONNECTION] = "close"
 
 
 async def serve(
@@ -19,27 +51,50 @@ async def serve(
     *,
     started: Callable[[], Awaitable[None] | None] | None = None,
     shutdown_timeout: float = 10.0,
+    drain_seconds: float = 0.0,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve each app on its host and port until a stop signal, then shut down gracefully."""
-    stop = asyncio.Event()
+    """Serve each app on its host and port until a stop signal, then shut down gracefully.
+
+    `reuse_port` binds with SO_REUSEPORT, so that sibling worker processes share the ports.
+    """
+    lifecycle = Lifecycle()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     runners: list[web.AppRunner] = []
     try:
         for app, host, port in listeners:
+            app[LIFECYCLE] = lifecycle
+            app.on_response_prepare.append(_close_while_draining)
             runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                    shutdown_timeout=shutdown_timeout)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, backlog=1024).start()
+            await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port).start()
         if started is not None:
             result = started()
             if result is not None:
                 await result
         await stop.wait()
+        lifecycle.draining = True
+        if received[0] == signal.SIGTERM and drain_seconds > 0:
+            log.info("draining", seconds=drain_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), drain_seconds)
         log.info("stopping")
     finally:
+        lifecycle.draining = True
+        for runner in runners:  # stop accepting on every port before waiting on any
+            for site in list(runner.sites):
+                await site.stop()
         for runner in reversed(runners):
             await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):

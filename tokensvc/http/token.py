@@ -15,7 +15,12 @@ from aiohttp import web
 
 from tokensvc import limits
 from tokensvc.clientauth import authenticate
-from tokensvc.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
+from tokensvc.errors import (
+    InvalidRequest,
+    SlowDown,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
 from tokensvc.grants import REGISTRY
 from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.forms import read_form
@@ -35,13 +40,17 @@ async def token(request: web.Request) -> web.Response:
         fields["grant_type"] = "unsupported"
         raise UnsupportedGrantType()
     fields["grant_type"] = grant_type
-    client = await authenticate(
-        svc.stores.clients, request.headers.get("Authorization"), params,
-        lockouts=svc.stores.lockouts,
-    )
-    fields["client_id"] = client.client_id
-    if client.rate_limit is not None:
-        await limits.admit(svc.stores.rates, client)
+    try:
+        client = await authenticate(
+            svc.stores.clients, request.headers.get("Authorization"), params,
+            lockouts=svc.stores.lockouts,
+        )
+        fields["client_id"] = client.client_id
+        if client.rate_limit is not None:
+            await limits.admit(svc.stores.rates, client)
+    except SlowDown as exc:  # for the log line and metrics: whose limit, and which
+        fields["client_id"], fields["limit"] = exc.client_id, exc.limit
+        raise
     if grant_type not in client.grant_types:
         raise UnauthorizedClient()
     body = await grant.handle(svc, client, {k: params[k] for k in grant.parameters & params.keys()})

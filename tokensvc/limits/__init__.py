@@ -29,5 +29,5 @@ async def admit(rates: RateLimiter, client: Client) -> None:
     if wait > 0:
         raise SlowDown(
             wait, "The client is over its request rate; try again after Retry-After seconds.",
-            detail="rate limited",
+            limit="rate", client_id=client.client_id,
         )

@@ -14,6 +14,7 @@ seconds is full again, and its key has expired: idle clients cost nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -26,6 +27,9 @@ from tokensvc.storage.redis_client import DRIVER_ERRORS
 log = structlog.get_logger("tokensvc.limits")
 
 KEY_PREFIX = "tokensvc:rate:"
+# A Redis answer slower than this (seconds) counts as an outage: the request is admitted. (The
+# client's own retries would otherwise hold a request for seconds while Redis is down.)
+REDIS_TIMEOUT = 0.5
 # After a Redis error the limiter admits without asking Redis for this many seconds, so an
 # outage costs limited clients one failed round trip per second, not one per request.
 OUTAGE_BACKOFF = 1.0
@@ -74,29 +78,49 @@ class MemoryBuckets:
 
 # --------------------------------------------------------------------------- redis
 
-# KEYS[1]: the client's bucket. ARGV[1]: microseconds per token (1e6 / rate); ARGV[2]: burst.
-# Returns 0 when a token was taken, else the microseconds until one is there. Redis's own
-# clock (TIME) is the one clock every replica shares; the key lives until the bucket is full.
+# KEYS: one bucket per take. ARGV[2i-1], ARGV[2i]: microseconds per token (1e6 / rate) and
+# burst of KEYS[i]. Returns, per take, 0 when a token was taken, else the microseconds until one
+# is there. The takes run in order, so a key named twice is taken from twice. Redis's own clock
+# (TIME) is the one clock every replica shares; a key lives until its bucket is full again.
 # Numbers are formatted with %.0f before they reach Redis: a bare Lua number may be rendered in
 # exponent notation, which SET would store and tonumber read back imprecisely.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-tat = tat + interval
-local wait = tat - tonumber(ARGV[2]) * interval - now
-if wait >= 1 then return math.ceil(wait) end
-redis.call('SET', KEYS[1], string.format('%.0f', tat),
-           'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
-return 0
+local waits = {}
+for i, key in ipairs(KEYS) do
+    local interval = tonumber(ARGV[2 * i - 1])
+    local tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now then tat = now end
+    tat = tat + interval
+    local wait = tat - tonumber(ARGV[2 * i]) * interval - now
+    if wait >= 1 then
+        waits[i] = math.ceil(wait)
+    else
+        waits[i] = 0
+        redis.call('SET', key, string.format('%.0f', tat),
+                   'PX', string.format('%.0f', math.ceil((tat - now) / 1000)))
+    end
+end
+return waits
 """
+
+# Takes per script call at most; more waiting in one loop iteration go in further calls.
+MAX_BATCH = 256
+
+_Take = tuple[str, float, int, "asyncio.Future[float]"]
 
 
 class RedisBuckets:
-    """Buckets shared by every replica: one registered Lua script call (EVALSHA) per `take`,
-    that is one Redis round trip per request of a rate-limited client, and none for others."""
+    """Buckets shared by every replica, in one registered Lua script (EVALSHA).
+
+    A request of a rate-limited client waits for exactly one Redis round trip, and a client
+    without a limit never gets here. Takes made in the same event-loop iteration (concurrent
+    requests) share that round trip: the first yields once to the loop, the others join it,
+    then it makes the one script call for all of them. That adds no delay worth the name (one
+    loop iteration, no timer), and under load it spreads the client library's per-call cost
+    (tens of microseconds of CPU) over many requests.
+    """
 
     def __init__(
         self, client: aioredis.Redis, *, clock: Callable[[], float] = time.monotonic
@@ -104,18 +128,58 @@ class RedisBuckets:
         self._script: Any = client.register_script(_TAKE)
         self._clock = clock
         self._resume_at = 0.0  # while clock() is before this, admit without asking Redis
+        self._gathering: list[_Take] | None = None  # the batch takes may still join
+        self._handed_off: set[asyncio.Task[None]] = set()
 
     async def take(self, client_id: str, rate: float, burst: int) -> float:
         if self._resume_at and self._clock() < self._resume_at:
             return 0.0
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        take = (KEY_PREFIX + client_id, 1e6 / rate, burst, waiter)
+        batch = self._gathering
+        if batch is not None and len(batch) < MAX_BATCH:
+            batch.append(take)
+            return await waiter
+        batch = self._gathering = [take]
         try:
-            wait_us = await self._script(keys=[KEY_PREFIX + client_id], args=[1e6 / rate, burst])
-        except DRIVER_ERRORS as exc:
+            await asyncio.sleep(0)  # the other takes ready in this iteration join
+        except asyncio.CancelledError:  # this request is gone; the others still need the call
+            self._close(batch)
+            if len(batch) > 1:
+                call = asyncio.ensure_future(self._call(batch[1:]))
+                self._handed_off.add(call)
+                call.add_done_callback(self._handed_off.discard)
+            raise
+        self._close(batch)
+        await self._call(batch)
+        return waiter.result()
+
+    def _close(self, batch: list[_Take]) -> None:
+        if self._gathering is batch:
+            self._gathering = None
+
+    async def _call(self, batch: list[_Take]) -> None:
+        """One script call for the batch; every waiter gets its answer, whatever happens."""
+        args: list[float | int] = []
+        for _, interval, burst, _ in batch:
+            args += (interval, burst)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                waits = await self._script(keys=[take[0] for take in batch], args=args)
+        except DRIVER_ERRORS as exc:  # TimeoutError included
             if not self._resume_at:
                 log.warning("rate limits unchecked: redis unavailable", error=type(exc).__name__)
             self._resume_at = self._clock() + OUTAGE_BACKOFF
-            return 0.0
-        if self._resume_at:
-            log.info("rate limits checked again: redis answers")
-            self._resume_at = 0.0
-        return int(wait_us) / 1e6
+            waits = [0] * len(batch)
+        except BaseException:  # cancelled: the others are admitted, as in an outage
+            for *_, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(0.0)
+            raise
+        else:
+            if self._resume_at:
+                log.info("rate limits checked again: redis answers")
+                self._resume_at = 0.0
+        for (*_, waiter), wait_us in zip(batch, waits, strict=True):
+            if not waiter.done():  # a follower cancelled meanwhile is gone
+                waiter.set_result(int(wait_us) / 1e6)

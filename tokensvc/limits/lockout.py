@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 import structlog
 
+from tokensvc.limits.buckets import REDIS_TIMEOUT
 from tokensvc.storage.redis_client import DRIVER_ERRORS
 
 log = structlog.get_logger("tokensvc.limits")
@@ -200,10 +201,11 @@ class RedisLockouts(_Locks):
 
     async def record_failure(self, client_id: str) -> int:
         try:
-            left_ms = int(await self._fail(
-                keys=[FAILURES_PREFIX + client_id, LOCKS_KEY], args=[client_id, *self._args]
-            ))
-        except DRIVER_ERRORS as exc:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                left_ms = int(await self._fail(
+                    keys=[FAILURES_PREFIX + client_id, LOCKS_KEY], args=[client_id, *self._args]
+                ))
+        except DRIVER_ERRORS as exc:  # TimeoutError included
             self._report(exc)
             return 0
         if left_ms <= 0:
@@ -218,8 +220,9 @@ class RedisLockouts(_Locks):
         process records while the read is under way is kept: the read may predate it."""
         self._noted_during_sync = {}
         try:
-            found = await self._read(keys=[LOCKS_KEY])
-        except DRIVER_ERRORS as exc:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                found = await self._read(keys=[LOCKS_KEY])
+        except DRIVER_ERRORS as exc:  # TimeoutError included
             self._report(exc)
             return
         finally:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokensvc.models import Grant
 from tokensvc.opaque import Entropy, new_value
 from tokensvc.signing.jws import Signer
+
+if TYPE_CHECKING:
+    from tokensvc.signing.keys import KeySet
 
 # Claims a login front-end may release about a person; anything else in `claims` is dropped so
 # that it cannot override the registered JWT claims.
@@ -18,19 +21,25 @@ USER_CLAIMS = frozenset({
 
 
 class TokenMinter:
-    """Builds and signs the JWTs one issuer hands out. Holds no state besides its key."""
+    """Builds and signs the JWTs one issuer hands out. Holds no state besides its keys; each
+    token is signed by the key the schedule names at the token's `iat`."""
 
-    __slots__ = ("_entropy", "access_ttl", "audience", "issuer", "signer")
+    __slots__ = ("_entropy", "access_ttl", "audience", "issuer", "keys")
 
     def __init__(
-        self, issuer: str, signer: Signer, access_ttl: int, entropy: Entropy, audience: str = ""
+        self, issuer: str, keys: KeySet, access_ttl: int, entropy: Entropy, audience: str = ""
     ) -> None:
         self.issuer = issuer
-        self.signer = signer
+        self.keys = keys  # replaced as a whole when the key file is reloaded
         self.access_ttl = access_ttl
         # RFC 9068 §3: without a resource indicator the default resource is the issuer itself.
         self.audience = audience or issuer
         self._entropy = entropy
+
+    @property
+    def signer(self) -> Signer:
+        """The key signing now (wall clock)."""
+        return self.keys.signer
 
     def access_token(
         self, *, sub: str, client_id: str, scope: str, now: int, grant: Grant | None = None
@@ -52,11 +61,12 @@ class TokenMinter:
                 claims["acr"] = grant.acr
             if grant.amr:
                 claims["amr"] = list(grant.amr)
-        return self.signer.sign(claims, "at+jwt")
+        return self.keys.signer_at(now).sign(claims, "at+jwt")
 
     def id_token(
         self, *, grant: Grant, access_token: str, now: int, nonce: str | None = None
     ) -> str:
+        signer = self.keys.signer_at(now)
         claims: dict[str, Any] = {
             key: value for key, value in grant.claims.items() if key in USER_CLAIMS
         }
@@ -68,7 +78,7 @@ class TokenMinter:
             iat=now,
             auth_time=grant.auth_time,
             azp=grant.client_id,
-            at_hash=self.signer.half_hash(access_token),
+            at_hash=signer.half_hash(access_token),
         )
         if nonce is not None:
             claims["nonce"] = nonce
@@ -78,4 +88,4 @@ class TokenMinter:
             claims["amr"] = list(grant.amr)
         if grant.sid is not None:
             claims["sid"] = grant.sid
-        return self.signer.sign(claims, "JWT")
+        return signer.sign(claims, "JWT")

@@ -1,0 +1,84 @@
+"""Prometheus metrics (`GET /metrics`): traffic, latency, issuance, errors, store latency, and
+the token-security series an SRE alerts on (reuse, replays, lockouts).
+
+Each service instance owns one registry, so tests and several services in one process (`dev`)
+never share counters. Label values are bounded: endpoints are route templates, `client_id`
+is only ever an authenticated or existing client (never a string an attacker chose).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tokensvc_http_requests", "HTTP requests handled.",
+                                ["endpoint", "method", "status"], registry=r)
+        self.latency = Histogram("tokensvc_http_request_duration_seconds",
+                                 "Time to answer an HTTP request.", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.errors = Counter("tokensvc_oauth_errors", "Error responses by RFC 6749 code.",
+                              ["endpoint", "error"], registry=r)
+        self.issued = Counter("tokensvc_tokens_issued", "Successful token responses.",
+                              ["grant_type", "client_id"], registry=r)
+        self.store_latency = Histogram("tokensvc_store_duration_seconds",
+                                       "Time spent in a store call.", ["store", "operation"],
+                                       buckets=STORE_BUCKETS, registry=r)
+        self.rotations = Counter("tokensvc_refresh_rotations",
+                                 "Refresh tokens rotated.", ["client_id"], registry=r)
+        self.grace_repeats = Counter(
+            "tokensvc_refresh_grace_repeats",
+            "Repeated refreshes answered with the same successor within the grace window.",
+            ["client_id"], registry=r)
+        self.family_revocations = Counter(
+            "tokensvc_family_revocations",
+            "Grants revoked with every token of their family (reason: reuse, code_replay, "
+            "revoke).", ["client_id", "reason"], registry=r)
+        self.code_replays = Counter("tokensvc_code_replays", "Authorization codes used twice.",
+                                    ["client_id"], registry=r)
+        self.invalid_client = Counter(
+            "tokensvc_invalid_client", "Failed client authentications (client_id is 'unknown' "
+            "for ids that are not registered).", ["client_id"], registry=r)
+        self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a limit.",
+                                    ["client_id", "limit"], registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class TimedStore:
+    """Wraps a store so each coroutine method call is observed in `store_latency`. The wrapped
+    methods are built once per name, so a call costs one timer pair and one observe."""
+
+    def __init__(self, inner: Any, store: str, metrics: Metrics) -> None:
+        self._inner = inner
+        self._store = store
+        self._histogram = metrics.store_latency
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(attr):
+            return attr
+        child = self._histogram.labels(self._store, name)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await attr(*args, **kwargs)
+            finally:
+                child.observe(time.perf_counter() - started)
+
+        self.__dict__[name] = timed
+        return timed
