@@ -95,11 +95,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         logs.configure(settings.log_format)
         _listen(run_login_service(settings))
         return
+    settings = config.load()
+    logs.configure(settings.log_format)
+    if settings.workers > 1:
+        _share_metrics_between_workers()  # before prometheus_client is first imported
     from tokensvc.serve import run_token_service
     from tokensvc.signing.keys import read_keys_file
 
-    settings = config.load()
-    logs.configure(settings.log_format)
     assert settings.keys_file is not None
     raw, keys = read_keys_file(settings.keys_file)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the service reloads keys on it
@@ -121,6 +123,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
     status = supervise(settings.workers, worker, stop_timeout=settings.drain_seconds + 15)
     if status:
         raise SystemExit(status)
+
+
+def _share_metrics_between_workers() -> None:
+    """Prometheus multiprocess mode: every worker writes its samples under one directory and
+    `/metrics`, whichever worker answers, reports the sum over all of them."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # the operator chose a directory (and cleans it between runs)
+    directory = tempfile.mkdtemp(prefix="tokensvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    parent = os.getpid()
+    atexit.register(lambda: os.getpid() == parent and shutil.rmtree(directory, True))
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:

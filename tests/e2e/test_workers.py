@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.e2e.procs import (
     Proc,
     alive,
@@ -37,6 +39,14 @@ def worker_pids(base: str, want: int, tries: int = 400) -> set[int]:
         if len(seen) >= want:
             break
     return seen
+
+
+def issued_total(base: str, client_id: str) -> float:
+    text = http(f"{base}/metrics").body.decode()
+    families = text_string_to_metric_families(text)
+    return sum(sample.value for family in families for sample in family.samples
+               if sample.name == "tokensvc_tokens_issued_total"
+               and sample.labels.get("client_id") == client_id)
 
 
 def test_workers_share_the_port_restart_and_stop(
@@ -68,6 +78,9 @@ def test_workers_share_the_port_restart_and_stop(
                              headers=basic(client["client_id"], client["client_secret"]))
                 assert reply.status == 200, reply.body
                 assert http(f"{base}/readyz").status == 200
+            # /metrics, whichever worker answers, counts what every worker did
+            for _ in range(10):
+                assert issued_total(base, client["client_id"]) == 6
             # the internal listener is shared too
             for _ in range(6):
                 reply = http(f"{internal}/internal/clients/{client['client_id']}",
