@@ -13,6 +13,7 @@ from aiohttp import web
 from tokensvc import passwords
 from tokensvc.claims import released_claims
 from tokensvc.forwarded import client_address
+from tokensvc.http.server import LIFECYCLE
 from tokensvc.login import pages
 from tokensvc.login.authorize import (
     AuthorizationRequest,
@@ -260,6 +261,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        return web.json_response({"status": "draining"}, status=503)
     checks = await request.app[CONTEXT].readiness()
     ready = all(checks.values())
     return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
