@@ -7,24 +7,23 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.e2e.procs import migrated_database
 from tests.e2e.test_cli import (
     INTERNAL_TOKEN,
     Reply,
     Service,
     base_env,
-    drop_database,
     http,
     query,
     run,
 )
-from tests.servers import create_database, free_port
+from tests.servers import free_port
 from tokensvc.limits.lockout import LOCKOUT, MAX_FAILURES, SYNC_INTERVAL
 
 LIMITS_REDIS_DB = 12  # not 0: other suites share the session's Redis
@@ -33,13 +32,8 @@ LIMITS_REDIS_DB = 12  # not 0: other suites share the session's Redis
 @pytest.fixture
 def database(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database, migrated by `tokensvc migrate`."""
-    name = f"e2e_limits_{uuid.uuid4().hex[:12]}"
-    url = create_database(postgres_admin_url, name)
-    try:
-        run(["migrate"], base_env(TOKENSVC_DATABASE_URL=url)).ok()
+    with migrated_database(postgres_admin_url) as url:
         yield url
-    finally:
-        drop_database(postgres_admin_url, name)
 
 
 def add_client(db: str, *flags: str) -> tuple[str, str]:
