@@ -80,7 +80,7 @@ def consent_page(
 <button type="submit" name="decision" value="allow">Allow</button>
 </div>
 </form>
-<p class="fine">You can change your mind later; we remember this choice for this app.</p>""")
+<p class="fine">We remember an Allow for this app and these permissions.</p>""")
 
 
 def error_page(title: str, message: str) -> str:
