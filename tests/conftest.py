@@ -88,5 +88,5 @@ class LogSink:
 @pytest.fixture(scope="session", autouse=True)
 def log_sink() -> LogSink:
     sink = LogSink()
-    logs.configure("json", sink, cache=False)
+    logs.configure("json", sink, cache=False, buffered=False)  # read back at once
     return sink

@@ -6,7 +6,10 @@ removes any field whose name says it holds one, should a future change try.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import sys
+import time
 from typing import IO, Any
 
 import orjson
@@ -24,11 +27,62 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(fmt: str = "json", file: IO[Any] | None = None, *, cache: bool = True) -> None:
+class _Timestamp:
+    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second, not once
+    per event (structlog's TimeStamper formats a datetime every time: a hot-path cost)."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        return event
+
+
+class BufferedLines:
+    """A binary sink that gathers the lines written during one turn of the event loop and
+    writes them with one system call at its end (and at once when no loop runs), instead of a
+    write and a flush per line."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def msg(self, message: bytes) -> None:
+        self._pending.append(message + b"\n")
+        if self._scheduled:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+            self._scheduled = True
+        except RuntimeError:  # no loop: CLI commands, start-up, shutdown
+            self.flush()
+
+    log = debug = info = warn = warning = error = err = critical = exception = msg
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            self._file.write(data)
+            self._file.flush()
+
+
+def configure(
+    fmt: str = "json", file: IO[Any] | None = None, *, cache: bool = True, buffered: bool = True
+) -> None:
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Timestamp(),
         _drop_secrets,
     ]
     if fmt == "json":
@@ -37,7 +91,12 @@ def configure(fmt: str = "json", file: IO[Any] | None = None, *, cache: bool = T
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
-        factory: Any = structlog.BytesLoggerFactory(file or sys.stdout.buffer)
+        if buffered:
+            sink = BufferedLines(file or sys.stdout.buffer)
+            atexit.register(sink.flush)
+            factory: Any = lambda *_: sink  # noqa: E731 - structlog wants a factory
+        else:
+            factory = structlog.BytesLoggerFactory(file or sys.stdout.buffer)
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=False)]
         factory = structlog.PrintLoggerFactory(file or sys.stdout)

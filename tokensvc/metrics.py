@@ -25,6 +25,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._issued: dict[tuple[str, str], Any] = {}
         self.requests = Counter("tokensvc_http_requests", "HTTP requests handled.",
                                 ["endpoint", "method", "status"], registry=r)
         self.latency = Histogram("tokensvc_http_request_duration_seconds",
@@ -54,6 +56,25 @@ class Metrics:
             "for ids that are not registered).", ["client_id"], registry=r)
         self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a limit.",
                                     ["client_id", "limit"], registry=r)
+
+    def per_request(self, endpoint: str, method: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram children for one route and outcome,
+        looked up once: `labels()` costs a lock and a tuple build on every call."""
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(endpoint, method, str(status)),
+                self.latency.labels(endpoint),
+            )
+        return children
+
+    def issued_by(self, grant_type: str, client_id: str) -> Any:
+        key = (grant_type, client_id)
+        child = self._issued.get(key)
+        if child is None:
+            child = self._issued[key] = self.issued.labels(grant_type, client_id)
+        return child
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # TOKENSVC_WORKERS > 1: every worker

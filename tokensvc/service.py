@@ -10,12 +10,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from tokensvc.config import Settings
 from tokensvc.metrics import Metrics, TimedStore
 from tokensvc.opaque import Entropy
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
+from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.stores import Stores
 
 
@@ -45,6 +47,11 @@ def timed_stores(stores: Stores, metrics: Metrics) -> Stores:
     """The same stores, each call observed in `tokensvc_store_duration_seconds`."""
     if isinstance(stores.codes, TimedStore):
         return stores
-    wrapped = {f.name: TimedStore(getattr(stores, f.name), f.name, metrics)
-               for f in fields(stores)}
+    wrapped: dict[str, Any] = {}
+    for f in fields(stores):
+        store = getattr(stores, f.name)
+        if isinstance(store, CachedClients):  # time the database behind the cache, not hits
+            store.instrument(lambda inner, name=f.name: TimedStore(inner, name, metrics))
+        else:
+            wrapped[f.name] = TimedStore(store, f.name, metrics)
     return replace(stores, **wrapped)

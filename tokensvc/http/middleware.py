@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from tokensvc.errors import InvalidClient, InvalidRequest, OAuthError, ServerError, StoreUnavailable
 from tokensvc.errors import TemporarilyUnavailable as Unavailable
 from tokensvc.http.responses import NO_STORE, json_response, oauth_error
+from tokensvc.http.server import close_while_draining
 from tokensvc.metrics import Metrics
 
 log = structlog.get_logger("tokensvc.request")
@@ -63,6 +64,7 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         log.exception("unhandled", method=request.method, path=request.path)
         fields["error"] = ServerError.error
         response = oauth_error(ServerError())
+    close_while_draining(request, response)
     elapsed = time.perf_counter() - started
     metrics = request.app.get(METRICS)
     if metrics is not None:
@@ -82,8 +84,9 @@ def _observe(metrics: Metrics, request: web.Request, status: int, elapsed: float
              fields: dict[str, Any]) -> None:
     resource = request.match_info.route.resource
     endpoint = resource.canonical if resource is not None else "unmatched"
-    metrics.requests.labels(endpoint, request.method, str(status)).inc()
-    metrics.latency.labels(endpoint).observe(elapsed)
+    counter, histogram = metrics.per_request(endpoint, request.method, status)
+    counter.inc()
+    histogram.observe(elapsed)
     error = fields.get("error")
     if error is not None:
         metrics.errors.labels(endpoint, error).inc()
@@ -92,4 +95,4 @@ def _observe(metrics: Metrics, request: web.Request, status: int, elapsed: float
         elif "limit" in fields:
             metrics.rate_limited.labels(fields["client_id"], fields["limit"]).inc()
     elif status == 200 and endpoint == "/token":
-        metrics.issued.labels(fields["grant_type"], fields["client_id"]).inc()
+        metrics.issued_by(fields["grant_type"], fields["client_id"]).inc()

@@ -39,10 +39,12 @@ class Lifecycle:
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 
-async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+def close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """While draining, every response closes its connection (called by the `canonical`
+    middleware: a plain call, cheaper than an `on_response_prepare` signal per response)."""
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
-        response.force_close()  # headers are prepared already: say it too
+        response.force_close()
         response.headers[hdrs.CONNECTION] = "close"
 
 
@@ -73,7 +75,6 @@ async def serve(
     try:
         for app, host, port in listeners:
             app[LIFECYCLE] = lifecycle
-            app.on_response_prepare.append(_close_while_draining)
             runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                    shutdown_timeout=shutdown_timeout)
             await runner.setup()

@@ -28,6 +28,10 @@ class CachedClients:
         self._maxsize = maxsize
         self._entries: dict[str, tuple[float, Client | None]] = {}
 
+    def instrument(self, wrap: Callable[[ClientStore], ClientStore]) -> None:
+        """Wrap the store behind the cache (e.g. to time its calls); hits stay untouched."""
+        self._inner = wrap(self._inner)
+
     async def get(self, client_id: str) -> Client | None:
         entry = self._entries.get(client_id)
         now = self._clock()

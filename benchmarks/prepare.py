@@ -1,0 +1,354 @@
+"""The work a run needs, prepared before anything is timed: clients, authorization codes and
+refresh tokens, each handed to exactly one request.
+
+* Clients are registered with `tokensvc client add` against the target's database (when we
+  spawned the stack or were given `--database-url`), or taken from the command line.
+* Codes are minted like the login front-end mints them: `POST /internal/codes` with the
+  internal bearer, PKCE S256, a nonce and user claims.
+* Refresh tokens come from exchanging such codes at `/token` (authorization_code grant).
+
+A request line is `(basic, body)`: the Base64 `client_id:secret` for HTTP Basic (empty for
+`client_secret_post`, whose credentials are in the body) and the form body. Pools hand lines
+out once; lines a run did not send go back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+Line = tuple[str, str]
+GRANTS = ("client_credentials", "authorization_code", "refresh_token")
+PERSON_SCOPE = "openid profile email offline_access"
+REDIRECT_URI = "https://bench.example/cb"
+PREP_CONCURRENCY = 32
+
+
+class PrepareError(RuntimeError):
+    """Preparation failed; the message says what the target answered."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    secret: str
+    auth_method: str = "basic"  # or "post" (client_secret_post)
+    redirect_uri: str = REDIRECT_URI
+
+    def basic(self) -> str:
+        if self.auth_method != "basic":
+            return ""
+        # RFC 6749 §2.3.1: form-encode id and secret before Base64
+        raw = f"{quote(self.client_id, safe='')}:{quote(self.secret, safe='')}"
+        return base64.b64encode(raw.encode()).decode()
+
+    def body_credentials(self) -> str:
+        if self.auth_method != "post":
+            return ""
+        return "&" + urlencode({"client_id": self.client_id, "client_secret": self.secret})
+
+    def line(self, params: dict[str, str]) -> Line:
+        return self.basic(), urlencode(params) + self.body_credentials()
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def tokensvc_command() -> list[str]:
+    script = Path(sys.executable).with_name("tokensvc")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "tokensvc"]
+
+
+def _client_add(database_url: str, *args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    env["TOKENSVC_DATABASE_URL"] = database_url
+    result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [*tokensvc_command(), "client", "add", *args], env=env, capture_output=True,
+        text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise PrepareError(f"tokensvc client add failed: {result.stderr.strip()}")
+    out: dict[str, Any] = json.loads(result.stdout)
+    return out
+
+
+def register_clients(database_url: str) -> tuple[Client, Client]:
+    """A machine client (client_credentials) and a web client (code + refresh)."""
+    machine = _client_add(database_url, "--name", "bench-machine",
+                          "--grant-type", "client_credentials", "--scope", "api:read")
+    web = _client_add(database_url, "--name", "bench-web",
+                      "--grant-type", "authorization_code", "--grant-type", "refresh_token",
+                      "--redirect-uri", REDIRECT_URI, "--scope", PERSON_SCOPE)
+    return (Client(machine["client_id"], machine["client_secret"]),
+            Client(web["client_id"], web["client_secret"]))
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def client_credentials_line(client: Client, extra: dict[str, str] | None = None) -> Line:
+    return client.line({"grant_type": "client_credentials", **(extra or {})})
+
+
+def floor_line() -> Line:
+    """Shaped like an authorization_code request (the largest body we send), never consumed."""
+    fake = Client("floor-client", secrets.token_urlsafe(32))
+    verifier, _ = pkce_pair()
+    return fake.line({"grant_type": "authorization_code", "code": secrets.token_urlsafe(32),
+                      "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+
+
+@dataclass
+class Issuer:
+    """Where codes are minted and exchanged."""
+
+    token_url: str
+    internal_url: str | None = None
+    internal_token: str | None = None
+    code_ttl: int | None = None  # seen in the first mint answer
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant -> a 200 body
+
+    async def mint_codes(self, client: Client, n: int) -> list[tuple[str, str]]:
+        """n fresh codes with their PKCE verifiers."""
+        if not self.internal_url or not self.internal_token:
+            raise PrepareError("minting codes needs --internal-url and --internal-token")
+        url = self.internal_url.rstrip("/") + "/internal/codes"
+        headers = {"Authorization": f"Bearer {self.internal_token}"}
+        out: list[tuple[str, str]] = []
+
+        async def one(http: aiohttp.ClientSession, i: int) -> None:
+            verifier, challenge = pkce_pair()
+            body = {
+                "client_id": client.client_id, "redirect_uri": client.redirect_uri,
+                "scope": PERSON_SCOPE, "sub": f"bench-user-{secrets.token_hex(6)}",
+                "auth_time": int(time.time()) - 5, "nonce": secrets.token_urlsafe(12),
+                "code_challenge": challenge, "code_challenge_method": "S256",
+                "amr": ["pwd"], "sid": secrets.token_hex(8),
+                "claims": {"email": "bench@example.com", "email_verified": True,
+                           "name": "Bench User"},
+            }
+            async with http.post(url, json=body, headers=headers) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status != 201:
+                    raise PrepareError(f"POST /internal/codes answered {resp.status}: {data}")
+                self.code_ttl = data.get("expires_in", self.code_ttl)
+                out.append((data["code"], verifier))
+
+        await _bounded(n, one)
+        return out
+
+    async def exchange(self, client: Client, codes: Sequence[tuple[str, str]]) -> list[str]:
+        """Refresh tokens from exchanging `codes` (each used once)."""
+        tokens: list[str] = []
+
+        async def one(http: aiohttp.ClientSession, i: int) -> None:
+            code, verifier = codes[i]
+            auth, body = code_line(client, code, verifier)
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            if auth:
+                headers["Authorization"] = f"Basic {auth}"
+            async with http.post(self.token_url, data=body.encode(), headers=headers) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status != 200 or "refresh_token" not in data:
+                    raise PrepareError(f"exchanging a code answered {resp.status}: "
+                                       f"{_safe(data)}")
+                self.samples.setdefault("authorization_code", data)
+                tokens.append(data["refresh_token"])
+
+        await _bounded(len(codes), one)
+        return tokens
+
+    async def sample(self, grant: str, line: Line) -> dict[str, Any]:
+        """Send one request (its credential is spent) and keep the 200 body."""
+        auth, body = line
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if auth:
+            headers["Authorization"] = f"Basic {auth}"
+        async with aiohttp.ClientSession() as http, \
+                http.post(self.token_url, data=body.encode(), headers=headers) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise PrepareError(f"{grant}: the target answered {resp.status}: {_safe(data)}")
+            self.samples[grant] = data
+            return dict(data)
+
+
+def code_line(client: Client, code: str, verifier: str) -> Line:
+    return client.line({"grant_type": "authorization_code", "code": code,
+                        "redirect_uri": client.redirect_uri, "code_verifier": verifier})
+
+
+def refresh_line(client: Client, token: str) -> Line:
+    return client.line({"grant_type": "refresh_token", "refresh_token": token})
+
+
+def _safe(data: Any) -> Any:
+    """An error body without anything that looks like a credential."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k in ("error", "error_description")}
+    return str(data)[:200]
+
+
+async def _bounded(n: int, one: Callable[[aiohttp.ClientSession, int], Any]) -> None:
+    connector = aiohttp.TCPConnector(limit=PREP_CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        queue = iter(range(n))
+
+        async def worker() -> None:
+            for i in queue:
+                await one(http, i)
+
+        await asyncio.gather(*(worker() for _ in range(min(PREP_CONCURRENCY, n))))
+
+
+# --------------------------------------------------------------------------- pools
+
+
+class Pool:
+    """Request lines for one workload; each line is handed out once."""
+
+    name = "pool"
+    consumable = True
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def ensure(self, n: int) -> int:
+        """Prepare lines until at least `n` are available; returns how many were added."""
+        raise NotImplementedError
+
+    def take(self, n: int) -> list[Line]:
+        raise NotImplementedError
+
+    def give_back(self, lines: Sequence[Line]) -> None:
+        raise NotImplementedError
+
+
+class StaticPool(Pool):
+    """One line repeated: client_credentials and the floor spend nothing per request."""
+
+    consumable = False
+
+    def __init__(self, name: str, line: Line) -> None:
+        self.name = name
+        self.line = line
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def ensure(self, n: int) -> int:
+        return 0
+
+    def take(self, n: int) -> list[Line]:
+        return [self.line] * n
+
+    def give_back(self, lines: Sequence[Line]) -> None:
+        return None
+
+
+class PreparedPool(Pool):
+    """Lines prepared by `supply(n)` (untimed), handed out first in, first out."""
+
+    def __init__(self, name: str, supply: Callable[[int], list[Line]],
+                 on_prepare: Callable[[str, int, float], None] | None = None) -> None:
+        self.name = name
+        self.supply = supply
+        self.lines: deque[Line] = deque()
+        self.prepared = 0
+        self.prepare_seconds = 0.0
+        self.on_prepare = on_prepare
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def ensure(self, n: int) -> int:
+        missing = n - len(self.lines)
+        if missing <= 0:
+            return 0
+        started = time.perf_counter()
+        fresh = self.supply(missing)
+        elapsed = time.perf_counter() - started
+        self.lines.extend(fresh)
+        self.prepared += len(fresh)
+        self.prepare_seconds += elapsed
+        if self.on_prepare:
+            self.on_prepare(self.name, len(fresh), elapsed)
+        return len(fresh)
+
+    def take(self, n: int) -> list[Line]:
+        self.ensure(n)
+        return [self.lines.popleft() for _ in range(min(n, len(self.lines)))]
+
+    def give_back(self, lines: Sequence[Line]) -> None:
+        self.lines.extendleft(reversed(lines))
+
+
+class MixPool(Pool):
+    """Lines drawn from several pools (keyed by grant type) in proportion to their weights,
+    interleaved at random."""
+
+    def __init__(self, parts: dict[str, tuple[Pool, float]], seed: int = 5) -> None:
+        self.name = "mix"
+        total = sum(w for _, w in parts.values())
+        self.parts = {k: (p, w / total) for k, (p, w) in parts.items() if w > 0}
+        self.consumable = any(p.consumable for p, _ in self.parts.values())
+        self._random = random.Random(seed)  # noqa: S311 - an interleaving, not a secret
+
+    def __len__(self) -> int:
+        return min(int(len(p) / w) for p, w in self.parts.values())
+
+    def ensure(self, n: int) -> int:
+        return sum(p.ensure(int(n * w * 1.05) + 16) for p, w in self.parts.values())
+
+    def take(self, n: int) -> list[Line]:
+        self.ensure(n)
+        names = [name for name, (_, w) in self.parts.items() for _ in range(round(n * w))]
+        names = (names + list(self.parts) * n)[:n]
+        self._random.shuffle(names)
+        drawn = {name: iter(self.parts[name][0].take(names.count(name))) for name in self.parts}
+        out: list[Line] = []
+        for name in names:
+            line = next(drawn[name], None)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def give_back(self, lines: Sequence[Line]) -> None:
+        back: dict[str, list[Line]] = {name: [] for name in self.parts}
+        for line in lines:
+            name = grant_of(line)
+            if name in back:
+                back[name].append(line)
+        for name, part in back.items():
+            self.parts[name][0].give_back(part)
+
+
+def grant_of(line: Line) -> str:
+    """The grant_type a request line carries."""
+    for param in line[1].split("&"):
+        if param.startswith("grant_type="):
+            return param[len("grant_type="):]
+    return ""
