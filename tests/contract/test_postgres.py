@@ -98,8 +98,9 @@ async def test_no_plaintext_credentials_at_rest(postgres: Postgres) -> None:
 async def test_rotation_race_on_a_locked_row_creates_one_successor(
     postgres: Postgres, contract_database_url: str
 ) -> None:
-    """All 30 callers read the live token and build a successor before any can write: they
-    queue on the row lock, and the rotation statement's re-check lets exactly one through."""
+    """All 30 callers read the live token and build a successor before any can write: their
+    rotations queue on the row lock (in one batched statement or several), and the statement's
+    re-check and its one-input-row-per-target join let exactly one through."""
     await postgres.clients.add(a_client())
     t0 = lookup_hash("rt-0")
     assert await postgres.grants.issue(a_grant(), t0, NOW + TTL, NOW)
@@ -115,13 +116,14 @@ async def test_rotation_race_on_a_locked_row_creates_one_successor(
         tasks = [asyncio.create_task(postgres.grants.rotate(t0, NOW + 1, 5, f)) for f in factories]
         deadline = time.monotonic() + 4
         waiting = 0
-        while waiting < 30 and time.monotonic() < deadline:
+        while (waiting < 1 or not all(f.seen for f in factories)) and (
+                time.monotonic() < deadline):
             await asyncio.sleep(0.02)
             waiting = await observer.fetchval(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )
-        assert waiting == 30
+        assert waiting >= 1  # the rotation statement(s) wait on the locked row
         assert all(len(f.seen) == 1 for f in factories)
         await holding.rollback()
         outcomes = await asyncio.gather(*tasks)

@@ -32,6 +32,7 @@ import orjson
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import Client, Grant, RefreshState, User
+from tokensvc.storage.batch import Batcher
 from tokensvc.storage.protocols import (
     Rejected,
     Repeated,
@@ -258,56 +259,6 @@ class PostgresUsers(_Store):
 
 # --------------------------------------------------------------------------- grants
 
-# The grant and its first token, in one statement. If the grant id already has a row (the
-# tombstone of a revocation that overtook this issue), the row is completed but `revoked_at`
-# is left alone, so the grant and token end up stored revoked, as if the revocation had come
-# after; the statement answers whether the grant is live. (Data-modifying CTEs always run to
-# completion, whether or not the final SELECT reads them.)
-_ISSUE = """
-WITH grant_row AS (
-    INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims,
-                        created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
-    ON CONFLICT (grant_id) DO UPDATE
-    SET client_id = EXCLUDED.client_id, sub = EXCLUDED.sub, scope = EXCLUDED.scope,
-        auth_time = EXCLUDED.auth_time, acr = EXCLUDED.acr, amr = EXCLUDED.amr,
-        sid = EXCLUDED.sid, claims = EXCLUDED.claims
-    RETURNING grant_id, revoked_at
-), token_row AS (
-    INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
-    SELECT $11::bytea, grant_id, $10, $12 FROM grant_row WHERE $11::bytea IS NOT NULL
-)
-SELECT revoked_at IS NULL FROM grant_row
-"""
-
-# A token as rotation sees it: its own row and its grant's.
-_TOKEN_STATE = """
-SELECT t.grant_id, t.expires_at, t.retired_at, t.successor_box,
-       g.revoked_at IS NOT NULL AS revoked,
-       g.client_id, g.sub, g.scope, g.auth_time, g.acr, g.amr, g.sid, g.claims
-FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id
-WHERE t.token_hash = $1
-"""
-
-# Retire the presented token and insert its successor, atomically. The UPDATE matches only a
-# live row; a concurrent rotation of the same token blocks on the row lock, re-checks
-# `retired_at IS NULL` once the first commits, matches nothing, and so inserts nothing.
-_ROTATE = """
-WITH retired AS (
-    UPDATE refresh_tokens t
-    SET retired_at = $2, successor_box = $3
-    WHERE t.token_hash = $1
-      AND t.retired_at IS NULL
-      AND t.expires_at > $2
-      AND NOT EXISTS (SELECT 1 FROM grants g
-                      WHERE g.grant_id = t.grant_id AND g.revoked_at IS NOT NULL)
-    RETURNING t.grant_id
-)
-INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
-SELECT $4, grant_id, $2, $5 FROM retired
-RETURNING grant_id
-"""
-
 # Revoke, or leave a tombstone for a grant not issued yet; the first revocation time stays.
 _REVOKE = """
 INSERT INTO grants (grant_id, created_at, revoked_at) VALUES ($1, $2, $2)
@@ -318,6 +269,75 @@ WHERE grants.revoked_at IS NULL
 _LIVE_GRANT = """
 SELECT client_id, sub, scope, auth_time, acr, amr, sid, claims FROM grants
 WHERE grant_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL
+"""
+
+# The three hot statements take whole batches (see `tokensvc.storage.batch`): one statement,
+# one round trip and one commit for every request of an event-loop turn.
+#
+# Issue: the grant and its first token. If the grant id already has a row (the tombstone of a
+# revocation that overtook this issue), the row is completed but `revoked_at` is left alone,
+# so the grant and token end up stored revoked, as if the revocation had come after; the
+# statement answers whether each grant is live.
+_ISSUE_MANY = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                         $6::text[], $7::jsonb[], $8::text[], $9::jsonb[], $10::timestamptz[],
+                         $11::bytea[], $12::timestamptz[])
+        AS i(grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims, created_at,
+             token_hash, expires_at)
+), grant_rows AS (
+    INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims,
+                        created_at)
+    SELECT grant_id, client_id, sub, scope, auth_time, acr,
+           CASE WHEN amr IS NULL THEN NULL
+                ELSE ARRAY(SELECT jsonb_array_elements_text(amr)) END,
+           sid, claims, created_at
+    FROM input
+    ON CONFLICT (grant_id) DO UPDATE
+    SET client_id = EXCLUDED.client_id, sub = EXCLUDED.sub, scope = EXCLUDED.scope,
+        auth_time = EXCLUDED.auth_time, acr = EXCLUDED.acr, amr = EXCLUDED.amr,
+        sid = EXCLUDED.sid, claims = EXCLUDED.claims
+    RETURNING grant_id, revoked_at
+), token_rows AS (
+    INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
+    SELECT i.token_hash, i.grant_id, i.created_at, i.expires_at
+    FROM input i JOIN grant_rows g USING (grant_id)
+    WHERE i.token_hash IS NOT NULL
+)
+SELECT grant_id, revoked_at IS NULL AS live FROM grant_rows
+"""
+
+_TOKEN_STATES = """
+SELECT t.token_hash, t.grant_id, t.expires_at, t.retired_at, t.successor_box,
+       g.revoked_at IS NOT NULL AS revoked,
+       g.client_id, g.sub, g.scope, g.auth_time, g.acr, g.amr, g.sid, g.claims
+FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id
+WHERE t.token_hash = ANY($1::bytea[])
+"""
+
+# Rotate: retire each presented token and insert its successor, atomically. The UPDATE matches
+# only a live row; a concurrent rotation of the same token (another batch) blocks on the row
+# lock, re-checks `retired_at IS NULL` once the first commits, matches nothing, and so inserts
+# nothing. With the same token twice in one batch the UPDATE joins its row to one input row
+# only, so one successor is inserted; RETURNING names the winner by its new hash.
+_ROTATE_MANY = """
+WITH input AS (
+    SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::bytea[], $4::bytea[],
+                         $5::timestamptz[]) AS i(old_hash, now, box, new_hash, expires_at)
+), retired AS (
+    UPDATE refresh_tokens t
+    SET retired_at = i.now, successor_box = i.box
+    FROM input i
+    WHERE t.token_hash = i.old_hash
+      AND t.retired_at IS NULL
+      AND t.expires_at > i.now
+      AND NOT EXISTS (SELECT 1 FROM grants g
+                      WHERE g.grant_id = t.grant_id AND g.revoked_at IS NOT NULL)
+    RETURNING t.grant_id, i.new_hash, i.now, i.expires_at
+)
+INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
+SELECT new_hash, grant_id, now, expires_at FROM retired
+RETURNING token_hash
 """
 
 _COUNT_TOKENS = "SELECT count(*) FROM refresh_tokens WHERE grant_id = $1"
@@ -338,32 +358,64 @@ def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
     )
 
 
+_IssueRow = tuple[Any, ...]
+_RotateRow = tuple[bytes, datetime, bytes, bytes, datetime]
+
+
 class PostgresGrants(_Store):
+    """Issue and rotate are batched per event-loop turn (`tokensvc.storage.batch`)."""
+
+    def __init__(self, db: Postgres) -> None:
+        super().__init__(db)
+        self._issues: Batcher[_IssueRow, bool] = Batcher(self._issue_many)
+        self._states: Batcher[bytes, asyncpg.Record | None] = Batcher(self._states_many)
+        self._rotations: Batcher[_RotateRow, bool] = Batcher(self._rotate_many)
+
     async def issue(
         self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
     ) -> bool:
         """As the protocol says; also `False`, with nothing stored, if the grant's client no
         longer exists (removing a client ends its grants, and a grant row needs its client)."""
-        args: tuple[Any, ...] = (
+        return await self._issues.submit((
             grant.grant_id,
             grant.client_id,
             grant.sub,
             grant.scope,
             grant.auth_time,
             grant.acr,
-            list(grant.amr) if grant.amr is not None else None,
+            orjson.dumps(list(grant.amr)).decode() if grant.amr is not None else None,
             grant.sid,
             orjson.dumps(grant.claims).decode(),
             _ts(now),
             token_hash,
             _ts(expires_at),
-        )
+        ))
+
+    async def _issue_many(self, rows: list[_IssueRow]) -> list[bool]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
         async with self._db.connection() as conn:
             try:
-                live: bool = await conn.fetchval(_ISSUE, *args)
+                records = await conn.fetch(_ISSUE_MANY, *columns)
             except asyncpg.ForeignKeyViolationError:
-                return False
-        return live
+                if len(rows) == 1:
+                    return [False]
+                # A client was removed meanwhile: find its rows one by one, keep the others.
+                return [(await self._issue_many([row]))[0] for row in rows]
+        live = {r["grant_id"]: r["live"] for r in records}
+        return [bool(live.get(row[0], False)) for row in rows]
+
+    async def _states_many(self, hashes: list[bytes]) -> list[asyncpg.Record | None]:
+        async with self._db.connection() as conn:
+            records = await conn.fetch(_TOKEN_STATES, hashes)
+        found = {bytes(r["token_hash"]): r for r in records}
+        return [found.get(h) for h in hashes]
+
+    async def _rotate_many(self, rows: list[_RotateRow]) -> list[bool]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        async with self._db.connection() as conn:
+            records = await conn.fetch(_ROTATE_MANY, *columns)
+        winners = {bytes(r["token_hash"]) for r in records}
+        return [row[3] in winners for row in rows]
 
     async def rotate(
         self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory
@@ -382,16 +434,10 @@ class PostgresGrants(_Store):
             revoked=False,
         )
         new = successor(state)  # may raise: nothing has been written
-        async with self._db.connection() as conn:
-            won = await conn.fetchval(
-                _ROTATE,
-                token_hash,
-                _ts(now),
-                new.sealed_response,
-                new.token_hash,
-                _ts(new.expires_at),
-            )
-        if won is not None:
+        won = await self._rotations.submit(
+            (token_hash, _ts(now), new.sealed_response, new.token_hash, _ts(new.expires_at))
+        )
+        if won:
             return Rotated(state)
         # Lost a race (or the grant was revoked meanwhile): answer as for the row as it is now.
         decided = await self._settled(await self._state(token_hash), now, grace)
@@ -416,8 +462,7 @@ class PostgresGrants(_Store):
         )
 
     async def _state(self, token_hash: bytes) -> asyncpg.Record | None:
-        async with self._db.connection() as conn:
-            return await conn.fetchrow(_TOKEN_STATE, token_hash)
+        return await self._states.submit(token_hash)
 
     async def _settled(
         self, row: asyncpg.Record | None, now: float, grace: float

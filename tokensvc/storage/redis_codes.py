@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import CodeRecord, CodeReplayed
+from tokensvc.storage.batch import Batcher
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
 from tokensvc.storage.redis_client import connect
@@ -21,14 +22,24 @@ from tokensvc.storage.redis_client import connect
 KEY_PREFIX = "tokensvc:code:"
 _USED = b"U:"
 
-# KEYS[1] code key; ARGV[1] seconds to remember a used code.
+# KEYS: the code keys of one batch; ARGV[1] seconds to remember a used code. Each key is read
+# and, when live, replaced by its "used" marker; the script as a whole is atomic, so every key
+# is consumed exactly once however the exchanges of one code are spread over batches.
 _CONSUME = """
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.sub(v, 1, 2) == 'U:' then return v end
-local nl = string.find(v, '\\n', 1, true)
-redis.call('SET', KEYS[1], 'U:' .. string.sub(v, 1, nl - 1), 'EX', ARGV[1])
-return v
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v then
+    out[i] = false
+  else
+    if string.sub(v, 1, 2) ~= 'U:' then
+      local nl = string.find(v, '\\n', 1, true)
+      redis.call('SET', key, 'U:' .. string.sub(v, 1, nl - 1), 'EX', ARGV[1])
+    end
+    out[i] = v
+  end
+end
+return out
 """
 
 
@@ -36,6 +47,8 @@ class RedisCodes:
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._consume: Any = client.register_script(_CONSUME)
+        # Exchanges that arrive together share one script call: one round trip for the batch.
+        self._consumer: Batcher[bytes, bytes | None] = Batcher(self._consume_many)
 
     @classmethod
     def from_url(cls, url: str) -> RedisCodes:
@@ -48,11 +61,15 @@ class RedisCodes:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable("redis", exc) from exc
 
-    async def consume(self, code_hash: bytes) -> CodeRecord | CodeReplayed | None:
+    async def _consume_many(self, code_hashes: list[bytes]) -> list[bytes | None]:
+        keys = [KEY_PREFIX + h.hex() for h in code_hashes]
         try:
-            raw = await self._consume(keys=[KEY_PREFIX + code_hash.hex()], args=[USED_CODE_MEMORY])
+            return list(await self._consume(keys=keys, args=[USED_CODE_MEMORY]))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable("redis", exc) from exc
+
+    async def consume(self, code_hash: bytes) -> CodeRecord | CodeReplayed | None:
+        raw = await self._consumer.submit(code_hash)
         if raw is None:
             return None
         if raw.startswith(_USED):

@@ -1,0 +1,70 @@
+"""Coalescing store calls made in the same turn of the event loop into one round trip.
+
+Under load many requests reach the same store operation together. Each `submit` joins the
+batch of the current loop turn; at the turn's end one `run(items)` serves them all: one
+network round trip, and for Postgres one commit shared by every request of the batch (the
+"commits shared across concurrent requests" that durability allows: each request still
+answers only after its own row is committed). A lone request pays nothing extra: its batch
+of one leaves at the end of the very turn that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from tokensvc.errors import StoreUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[Sequence[R]]], max_size: int = 256
+    ) -> None:
+        self._run = run
+        self._max_size = max_size
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        elif len(self._pending) >= self._max_size:
+            self._flush()
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.ensure_future(self._serve(batch))
+            self._tasks.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._run([item for item, _ in batch])
+        except StoreUnavailable as exc:
+            for _, future in batch:
+                if not future.done():  # a fresh exception each: they travel separately
+                    copy = StoreUnavailable(exc.store, exc.__cause__)
+                    copy.__cause__ = exc.__cause__
+                    future.set_exception(copy)
+            return
+        except Exception as exc:  # handed to every waiter, never swallowed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (shutdown): nobody may wait forever
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
