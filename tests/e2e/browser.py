@@ -55,8 +55,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # git-ignored
-CODES_REDIS_DB = 6  # not 0: other suites share the session's Redis
-LOGIN_REDIS_DB = 7
+CODES_REDIS_DB = 10  # not 0 (shared); numbers no other test module uses
+LOGIN_REDIS_DB = 11
 SCOPE = "openid profile email"
 STEP_TIMEOUT_MS = 10_000  # one navigation or one assertion in the browser
 

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from tests.conftest import LogSink
 from tests.e2e.browser import (
@@ -38,8 +45,8 @@ from tokensvc.storage.migrate import migrate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 expect.set_options(timeout=STEP_TIMEOUT_MS)
-DESKTOP = {"width": 1280, "height": 800}
-MOBILE = {"width": 375, "height": 740}
+DESKTOP = ViewportSize(width=1280, height=800)
+MOBILE = ViewportSize(width=375, height=740)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +68,7 @@ async def stack(redis_url: str, database_url: str, log_sink: LogSink) -> AsyncIt
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    ARTIFACTS.mkdir(exist_ok=True)  # screenshots to look at; git-ignored
     async with async_playwright() as playwright:
         chromium = await launch_chromium(playwright)
         try:
@@ -71,7 +79,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
+    ctx = await browser.new_context(viewport=DESKTOP)
     ctx.set_default_timeout(STEP_TIMEOUT_MS)
     try:
         yield ctx
@@ -119,7 +127,6 @@ async def test_sign_in_returns_a_code_that_yields_a_verified_id_token(
     await expect(username_field).to_have_attribute("autocomplete", "username")
     await expect(password_field).to_have_attribute("type", "password")
     await expect(username_field).to_be_focused()
-    ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=ARTIFACTS / "login.png", full_page=True)
     await _mobile_screenshot(browser, stack.new_request(client))
 
@@ -162,8 +169,8 @@ async def test_sign_in_returns_a_code_that_yields_a_verified_id_token(
 
 
 async def _mobile_screenshot(browser: Browser, request: AuthorizeRequest) -> None:
-    phone = await browser.new_context(viewport=MOBILE, device_scale_factor=2,  # type: ignore[arg-type]
-                                      is_mobile=True, has_touch=True)
+    phone = await browser.new_context(viewport=MOBILE, device_scale_factor=2, is_mobile=True,
+                                      has_touch=True)
     try:
         page = await phone.new_page()
         await open_login(page, request)
@@ -232,6 +239,7 @@ async def test_wrong_password_shows_the_generic_message_and_stays(
     await expect(page.get_by_label("Password")).to_have_value("")
     await expect(page.get_by_label("Password")).to_have_attribute("aria-describedby",
                                                                   "form-error")
+    await page.screenshot(path=ARTIFACTS / "login-error.png", full_page=True)
     assert cookie_named(await context.cookies(), BROWSER_COOKIE)
     assert not [c for c in await context.cookies() if c["name"] == SESSION_COOKIE]
 

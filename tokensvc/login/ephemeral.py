@@ -1,8 +1,9 @@
 """Short-lived records of the login front-end: browser sessions and pending sign-in
 "interactions" (an `/authorize` request waiting for its login and consent).
 
-Memory for `tokensvc dev`, Redis in production (`TOKENSVC_REDIS_URL`), one keyspace per use
-(`RedisEphemeral(client, "session")`, `RedisEphemeral(client, "interaction")`).
+Memory for `tokensvc dev`, Redis in production (`TOKENSVC_REDIS_URL`) under one prefix
+(`RedisEphemeral(client, "login")`): sessions and pending sign-ins share it, their keys being
+hashes of independent random values.
 """
 
 from __future__ import annotations

@@ -50,15 +50,17 @@ def login_page(
     error: str | None = None,
 ) -> str:
     described = ' aria-describedby="form-error"' if error else ""
+    # After a failed attempt the username is filled in: the password is what to type next.
+    user_focus, password_focus = ("", " autofocus") if username else (" autofocus", "")
     return _layout(f"Sign in to continue to {client_name}", f"""<h1>Sign in</h1>
 <p class="lead">to continue to <span class="client">{escape(client_name)}</span></p>
 {_alert(error)}<form method="post" action="/login" novalidate>
 {_hidden(interaction, csrf)}<label for="username">Username</label>
 <input id="username" name="username" type="text" value="{escape(username)}"
- autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus{described}>
+ autocomplete="username" autocapitalize="none" spellcheck="false" required{user_focus}{described}>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password"
- required{described}>
+ required{password_focus}{described}>
 <button type="submit">Sign in</button>
 </form>""")
 

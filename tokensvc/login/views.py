@@ -175,8 +175,10 @@ async def _checked_interaction(
         return error_page("This sign-in has expired",
                           "Start again from the application you came from.", 400)
     csrf = form.get("csrf")
-    if (interaction.stage != stage
-            or not interaction.belongs_to(request.cookies.get(BROWSER_COOKIE))
+    if interaction.stage != stage:  # e.g. the sign-in form resubmitted after consent showed
+        return error_page("This sign-in has moved on",
+                          "Start again from the application you came from.", 400)
+    if (not interaction.belongs_to(request.cookies.get(BROWSER_COOKIE))
             or not interaction.csrf_matches(csrf if isinstance(csrf, str) else None)):
         return error_page("Request refused",
                           "The form could not be verified (CSRF check failed).", 403)
