@@ -281,10 +281,13 @@ WHERE grant_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL
 _ISSUE_MANY = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                         $6::text[], $7::jsonb[], $8::text[], $9::jsonb[], $10::timestamptz[],
-                         $11::bytea[], $12::timestamptz[])
-        AS i(grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims, created_at,
-             token_hash, expires_at)
+                         $6::text[], $7::jsonb[], $8::text[], $9::jsonb[], $10::float8[],
+                         $11::bytea[], $12::float8[])
+        AS e(grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims, created_epoch,
+             token_hash, expires_epoch)
+    -- times travel as epoch seconds (float8): cheaper to encode than timestamptz values
+    CROSS JOIN LATERAL (SELECT to_timestamp(created_epoch) AS created_at,
+                               to_timestamp(expires_epoch) AS expires_at) AS t
 ), grant_rows AS (
     INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims,
                         created_at)
@@ -322,8 +325,10 @@ WHERE t.token_hash = ANY($1::bytea[])
 # only, so one successor is inserted; RETURNING names the winner by its new hash.
 _ROTATE_MANY = """
 WITH input AS (
-    SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::bytea[], $4::bytea[],
-                         $5::timestamptz[]) AS i(old_hash, now, box, new_hash, expires_at)
+    SELECT old_hash, to_timestamp(now_epoch) AS now, box, new_hash,
+           to_timestamp(expires_epoch) AS expires_at
+    FROM unnest($1::bytea[], $2::float8[], $3::bytea[], $4::bytea[], $5::float8[])
+        AS e(old_hash, now_epoch, box, new_hash, expires_epoch)
 ), retired AS (
     UPDATE refresh_tokens t
     SET retired_at = i.now, successor_box = i.box
@@ -359,7 +364,7 @@ def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
 
 
 _IssueRow = tuple[Any, ...]
-_RotateRow = tuple[bytes, datetime, bytes, bytes, datetime]
+_RotateRow = tuple[bytes, float, bytes, bytes, float]
 
 
 class PostgresGrants(_Store):
@@ -386,9 +391,9 @@ class PostgresGrants(_Store):
             orjson.dumps(list(grant.amr)).decode() if grant.amr is not None else None,
             grant.sid,
             orjson.dumps(grant.claims).decode(),
-            _ts(now),
+            now,
             token_hash,
-            _ts(expires_at),
+            expires_at,
         ))
 
     async def _issue_many(self, rows: list[_IssueRow]) -> list[bool]:
@@ -435,7 +440,7 @@ class PostgresGrants(_Store):
         )
         new = successor(state)  # may raise: nothing has been written
         won = await self._rotations.submit(
-            (token_hash, _ts(now), new.sealed_response, new.token_hash, _ts(new.expires_at))
+            (token_hash, now, new.sealed_response, new.token_hash, new.expires_at)
         )
         if won:
             return Rotated(state)
