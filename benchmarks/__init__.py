@@ -1,0 +1,1 @@
+"""Load-testing kit for /token: `python -m benchmarks` (see benchmarks/README.md)."""

@@ -270,28 +270,35 @@ class StaticPool(Pool):
 
 
 class PreparedPool(Pool):
-    """Lines prepared by `supply(n)` (untimed), handed out first in, first out."""
+    """Lines prepared by `supply(n)` (untimed), handed out first in, first out. With `max_age`
+    (seconds, asked each time: authorization codes expire), older lines are dropped unsent."""
 
     def __init__(self, name: str, supply: Callable[[int], list[Line]],
-                 on_prepare: Callable[[str, int, float], None] | None = None) -> None:
+                 on_prepare: Callable[[str, int, float], None] | None = None,
+                 max_age: Callable[[], float | None] | None = None) -> None:
         self.name = name
         self.supply = supply
-        self.lines: deque[Line] = deque()
+        self.lines: deque[tuple[float, Line]] = deque()  # (prepared at, line)
+        self._out: dict[int, float] = {}  # lines handed out and not yet given back
         self.prepared = 0
+        self.expired = 0
         self.prepare_seconds = 0.0
         self.on_prepare = on_prepare
+        self.max_age = max_age
 
     def __len__(self) -> int:
+        self._drop_expired()
         return len(self.lines)
 
     def ensure(self, n: int) -> int:
-        missing = n - len(self.lines)
+        missing = n - len(self)
         if missing <= 0:
             return 0
         started = time.perf_counter()
         fresh = self.supply(missing)
         elapsed = time.perf_counter() - started
-        self.lines.extend(fresh)
+        now = time.monotonic()
+        self.lines.extend((now, line) for line in fresh)
         self.prepared += len(fresh)
         self.prepare_seconds += elapsed
         if self.on_prepare:
@@ -300,10 +307,26 @@ class PreparedPool(Pool):
 
     def take(self, n: int) -> list[Line]:
         self.ensure(n)
-        return [self.lines.popleft() for _ in range(min(n, len(self.lines)))]
+        out = []
+        for _ in range(min(n, len(self.lines))):
+            born, line = self.lines.popleft()
+            self._out[id(line)] = born
+            out.append(line)
+        return out
 
     def give_back(self, lines: Sequence[Line]) -> None:
-        self.lines.extendleft(reversed(lines))
+        now = time.monotonic()
+        self.lines.extendleft((self._out.get(id(line), now), line) for line in reversed(lines))
+        self._out.clear()  # the rest were spent
+
+    def _drop_expired(self) -> None:
+        limit = self.max_age() if self.max_age is not None else None
+        if limit is None:
+            return
+        oldest = time.monotonic() - limit
+        while self.lines and self.lines[0][0] < oldest:
+            self.lines.popleft()
+            self.expired += 1
 
 
 class MixPool(Pool):
@@ -319,6 +342,10 @@ class MixPool(Pool):
 
     def __len__(self) -> int:
         return min(int(len(p) / w) for p, w in self.parts.values())
+
+    @property
+    def prepare_seconds(self) -> float:
+        return sum(getattr(p, "prepare_seconds", 0.0) for p, _ in self.parts.values())
 
     def ensure(self, n: int) -> int:
         return sum(p.ensure(int(n * w * 1.05) + 16) for p, w in self.parts.values())

@@ -13,6 +13,7 @@ their credentials are spent, their time is not in the figures.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -38,10 +39,11 @@ def wrk_version(binary: str = "wrk") -> str | None:
         return None
     result = subprocess.run([path, "-v"], capture_output=True, text=True,  # noqa: S603
                             timeout=10, check=False)
-    first = (result.stdout or result.stderr).splitlines()
-    if not first or not first[0].startswith("wrk 4"):
-        return None  # wrk 2 (wrk2) and others lack the Lua hooks we rely on
-    return first[0].split(" Copyright")[0].strip()
+    first = ((result.stdout or result.stderr).splitlines() or [""])[0]
+    match = re.match(r"wrk\s+(?:\S*/)?(\d+)\.", first)  # "wrk 4.2.0", "wrk debian/4.1.0-3"
+    if not match or match.group(1) != "4":
+        return None  # wrk2 and others lack the Lua hooks we rely on
+    return first.split(" Copyright")[0].strip()
 
 
 class Wrk:
@@ -63,7 +65,8 @@ class Wrk:
         self.binary = path
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def run_slice(self, lines: Sequence[Sequence[Line]], seconds: int = 1) -> Outcome:
+    def run_slice(self, lines: Sequence[Sequence[Line]], seconds: int = 1,
+                  repeat: bool = False) -> Outcome:
         """One wrk run; `lines[i]` feeds thread i. The outcome's `per_thread_used` says how many
         lines each thread spent (the rest may be given to the next slice)."""
         if len(lines) != self.threads:
@@ -74,7 +77,7 @@ class Wrk:
                 out.writelines(f"{basic}\t{body}\n" for basic, body in chunk)
         argv = [self.binary, "-t", str(self.threads), "-c", str(self.connections),
                 "-d", f"{seconds}s", "--timeout", f"{self.timeout_s}s", "-s", str(SCRIPT),
-                self.url, "--", str(prefix)]
+                self.url, "--", str(prefix)] + (["repeat"] if repeat else [])
         cpu_before = children_cpu_seconds()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603
                                 text=True)

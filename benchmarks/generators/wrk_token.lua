@@ -1,10 +1,11 @@
 -- wrk (4.x, LuaJIT) script for benchmarks.generators.wrk: one POST per line of a credentials
 -- file, each line used once, so every request carries a fresh code or refresh token.
 --
---   wrk -t T -c C -d 1s -s wrk_token.lua URL -- PREFIX
+--   wrk -t T -c C -d 1s -s wrk_token.lua URL -- PREFIX [repeat]
 --
 -- Thread i reads PREFIX<i>.txt; a line is "<Basic credentials or empty>\t<form body>". A thread
--- that runs out of lines stops sending (and says so): a line is never sent twice. `done`
+-- that runs out of lines stops sending (and says so): a line is never sent twice. With
+-- "repeat" (client_credentials, the floor: nothing is spent) the first line is sent each time. `done`
 -- prints, on lines starting with "BENCH ", wrk's totals, each thread's lines used, status
 -- counts and `error` codes, and wrk's latency histogram read straight from its C struct
 -- (exact, in µs; still with wrk's coordinated-omission "correction", which the Python side
@@ -33,6 +34,8 @@ end
 
 local file, with_auth, without_auth
 
+local repeated = nil  -- "repeat" mode: one line, sent again and again (nothing to spend)
+
 function init(args)
   file = assert(io.open(args[1] .. tid .. ".txt", "r"))
   used = 0
@@ -46,9 +49,25 @@ function init(args)
   with_auth = head .. "Authorization: Basic "
   without_auth = head .. form
   form_after_auth = "\r\n" .. form
+  if args[2] == "repeat" then
+    repeated = build(assert(file:read("*l")))
+  end
+end
+
+function build(line)
+  local tab = line:find("\t", 1, true)
+  local auth, body = line:sub(1, tab - 1), line:sub(tab + 1)
+  if auth == "" then
+    return without_auth .. #body .. "\r\n\r\n" .. body
+  end
+  return with_auth .. auth .. form_after_auth .. #body .. "\r\n\r\n" .. body
 end
 
 function request()
+  if repeated then
+    used = used + 1
+    return repeated
+  end
   local line = file:read("*l")
   if line == nil then
     if exhausted_us < 0 then exhausted_us = now_us() - started_us end
@@ -56,12 +75,7 @@ function request()
     return ""
   end
   used = used + 1
-  local tab = line:find("\t", 1, true)
-  local auth, body = line:sub(1, tab - 1), line:sub(tab + 1)
-  if auth == "" then
-    return without_auth .. #body .. "\r\n\r\n" .. body
-  end
-  return with_auth .. auth .. form_after_auth .. #body .. "\r\n\r\n" .. body
+  return build(line)
 end
 
 function response(status, headers, body)

@@ -1,0 +1,254 @@
+"""`--spawn`: the whole stack on this machine, started and stopped by the benchmark.
+
+* a throwaway redis-server and a throwaway Postgres (fsync and synchronous_commit on), on
+  free loopback ports (tests/servers.py), unless `--redis-url` / `--postgres-url` name
+  servers to use (never the machine's own on 6379/5432 by default);
+* a fresh database, migrated with `tokensvc migrate`; an ES256 key file from
+  `tokensvc keys generate`;
+* `tokensvc serve token` with N workers, pinned to the service cores (default core 0), its
+  JSON request log going to /dev/null;
+* the floor server (benchmarks.floor), pinned to the same cores.
+
+This process (and so wrk, the Python generator, Redis and Postgres, which it starts) moves to
+the other cores first. Everything is stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import cpu
+from benchmarks.prepare import tokensvc_command
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 30.0
+
+
+class SpawnError(RuntimeError):
+    """Part of the stack did not start; the message carries its error output."""
+
+
+@dataclass
+class Stack:
+    token_url: str
+    internal_url: str
+    internal_token: str
+    metrics_url: str
+    database_url: str
+    keys_file: Path
+    floor_url: str
+    service_pid: int
+    floor_pid: int | None
+    redis_pid: int | None
+    postgres_pid: int | None
+    workers: int
+    service_cores: list[int]
+    other_cores: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], errfile: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SpawnError(f"{what} exited with {proc.returncode}: "
+                             f"{errfile.read_text(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SpawnError(f"{what} did not answer {url} within {START_TIMEOUT:.0f} s")
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], errfile: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SpawnError(f"{what} exited with {proc.returncode}: "
+                             f"{errfile.read_text(errors='replace')[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise SpawnError(f"{what} did not listen on port {port} within {START_TIMEOUT:.0f} s")
+
+
+def _start(argv: list[str], env: dict[str, str], cores: list[int], errfile: Path,
+           ) -> subprocess.Popen[bytes]:
+    def pin_child() -> None:  # runs in the child between fork and exec
+        if cores:
+            os.sched_setaffinity(0, set(cores))
+
+    with errfile.open("wb") as err:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,  # noqa: S603
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, preexec_fn=pin_child)
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
+    """SIGINT (the service then skips its drain), then the whole process group if need be."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _run_tokensvc(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run([*tokensvc_command(), *args], env=env,  # noqa: S603
+                            capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise SpawnError(f"tokensvc {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    from tests.servers import run_sync
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:  # the name is ours (tokensvc_bench_<hex>), not input
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    with contextlib.suppress(Exception):  # best effort: a throwaway server goes anyway
+        run_sync(drop)
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))}
+
+
+def plan_cores(service: str | None, other: str | None) -> tuple[list[int], list[int], str]:
+    """Which cores the service (and floor) get, which everything else gets, and a note."""
+    cores = cpu.available_cores()
+    if len(cores) < 2 and service is None:
+        return [], [], f"only {len(cores)} core available: nothing is pinned"
+    service_cores = cpu.parse_cores(service) if service else [cores[0]]
+    other_cores = (cpu.parse_cores(other) if other
+                   else [c for c in cores if c not in service_cores] or cores)
+    return service_cores, other_cores, ""
+
+
+@contextlib.contextmanager
+def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = None,
+          other_cores: list[int] | None = None, redis_url: str | None = None,
+          postgres_url: str | None = None, with_floor: bool = True,
+          code_ttl: int = 3600) -> Iterator[Stack]:
+    """Start the stack; yields it and stops everything on the way out."""
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import PostgresServer, RedisServer, create_database
+
+    service_cores = service_cores or []
+    other_cores = other_cores or []
+    if other_cores:  # before starting Redis and Postgres: they inherit it
+        os.sched_setaffinity(0, set(other_cores))
+    workdir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    with ExitStack() as stack:
+        redis_pid = postgres_pid = None
+        if redis_url is None:
+            redis = stack.enter_context(RedisServer())
+            redis_url = redis.url
+            redis_pid = redis._proc.pid if redis._proc else None
+        if postgres_url is None:
+            pg = stack.enter_context(PostgresServer())
+            postgres_url = pg.url
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                postgres_pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+        db_name = f"tokensvc_bench_{secrets.token_hex(4)}"
+        database_url = create_database(postgres_url, db_name)
+        stack.callback(_drop_database, postgres_url, db_name)
+
+        env = _base_env()
+        env["TOKENSVC_DATABASE_URL"] = database_url
+        _run_tokensvc(["migrate"], env)
+        keys_file = workdir / "jwks.json"
+        keys_file.write_text(_run_tokensvc(["keys", "generate", "--alg", "ES256"], env))
+        keys_file.chmod(0o600)
+
+        port, internal_port = _free_port(), _free_port()
+        internal_token = secrets.token_urlsafe(32)
+        env.update({
+            "TOKENSVC_ISSUER": f"http://127.0.0.1:{port}",
+            "TOKENSVC_REDIS_URL": redis_url,
+            "TOKENSVC_KEYS_FILE": str(keys_file),
+            "TOKENSVC_INTERNAL_TOKEN": internal_token,
+            "TOKENSVC_HOST": "127.0.0.1",
+            "TOKENSVC_PORT": str(port),
+            "TOKENSVC_INTERNAL_PORT": str(internal_port),
+            "TOKENSVC_WORKERS": str(workers),
+            "TOKENSVC_LOG_FORMAT": "json",
+            # codes are minted ahead of the run: let them outlive preparation
+            "TOKENSVC_CODE_TTL": str(code_ttl),
+        })
+        errfile = workdir / "service.stderr"
+        service = _start([*tokensvc_command(), "serve", "token"], env, service_cores, errfile)
+        stack.callback(_stop, service)
+        _wait_http(f"http://127.0.0.1:{port}/readyz", service, errfile, "tokensvc serve token")
+
+        floor_pid, floor_url = None, ""
+        if with_floor:
+            floor_port = _free_port()
+            floor_err = workdir / "floor.stderr"
+            floor = _start([sys.executable, "-m", "benchmarks.floor", "--port", str(floor_port)],
+                           {**_base_env(), "PYTHONPATH": str(ROOT)}, service_cores, floor_err)
+            stack.callback(_stop, floor, signal.SIGTERM)
+            _wait_port(floor_port, floor, floor_err, "the floor server")
+            floor_pid, floor_url = floor.pid, f"http://127.0.0.1:{floor_port}/token"
+
+        yield Stack(
+            token_url=f"http://127.0.0.1:{port}/token",
+            internal_url=f"http://127.0.0.1:{internal_port}",
+            internal_token=internal_token,
+            metrics_url=f"http://127.0.0.1:{port}/metrics",
+            database_url=database_url, keys_file=keys_file, floor_url=floor_url,
+            service_pid=service.pid, floor_pid=floor_pid, redis_pid=redis_pid,
+            postgres_pid=postgres_pid, workers=workers, service_cores=service_cores,
+            other_cores=other_cores, notes=notes,
+        )
+
+
+@contextlib.contextmanager
+def local_floor(workdir: Path, cores: list[int]) -> Iterator[tuple[str, int]]:
+    """Just the floor server (for runs against a remote target): (url, pid)."""
+    port = _free_port()
+    errfile = workdir / "floor.stderr"
+    workdir.mkdir(parents=True, exist_ok=True)
+    floor = _start([sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
+                   {**_base_env(), "PYTHONPATH": str(ROOT)}, cores, errfile)
+    try:
+        _wait_port(port, floor, errfile, "the floor server")
+        yield f"http://127.0.0.1:{port}/token", floor.pid
+    finally:
+        _stop(floor, signal.SIGTERM)

@@ -1,0 +1,56 @@
+"""Smoke run of the load-testing kit (issue 5): about a second per workload against a spawned
+stack (the session's Redis and Postgres, a fresh database), closed loop (wrk when installed,
+else the Python generator) and open loop (the Python generator). It asserts that nothing
+failed and that the report is well formed, never how fast anything was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ("client_credentials", "authorization_code", "refresh_token", "mix")
+PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
+
+
+def test_every_grant_runs_without_errors_and_reports(tmp_path: Path, redis_url: str,
+                                                      postgres_admin_url: str) -> None:
+    out = tmp_path / "bench"
+    command = [
+        sys.executable, "-m", "benchmarks", "--spawn",
+        "--redis-url", redis_url, "--postgres-url", postgres_admin_url,
+        "--duration", "1", "--warmup", "0", "--concurrency", "4", "--rate", "100",
+        "--batch", "4000", "--out", str(out), "--quiet",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "tokensvc-bench/1"
+    phases = {(p["name"], p["mode"]): p for p in report["phases"]}
+    assert ("floor", "closed") in phases
+    assert report["floor"]["name"] == "floor"
+    for name in WORKLOADS:
+        assert (name, "closed") in phases, name
+        assert (name, "open") in phases, name
+    for (name, mode), phase in phases.items():
+        where = f"{name} {mode}"
+        assert phase["errors"]["total"] == 0, (where, phase["errors"])
+        assert phase["requests"] > 0 and phase["ok"] == phase["requests"], where
+        latencies = [phase["latency_ms"][p] for p in PERCENTILES]
+        assert latencies == sorted(latencies) and latencies[0] > 0, (where, latencies)
+        curve = [ms for _, ms in phase["percentile_curve"]]
+        assert curve == sorted(curve), where
+        if name != "floor":
+            assert "rps" in phase["vs_floor"], where
+            assert phase["time_per_request_us"]["requests"] > 0, where
+        if mode == "open":
+            assert phase["open_loop"]["scheduled"] > 0, where
+    assert report["generator"]["floor_rps"] > 0
+    assert report["engines"]["closed"] and report["engines"]["open"]
+    assert (out / "summary.txt").read_text().startswith("tokensvc /token benchmark")
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") >= 3 and "<script" not in page
