@@ -94,7 +94,7 @@ def new_client(
     rate_limit, rate_burst = check_rate_limit(rate_limit, rate_burst)
     secret = None if method == "none" else new_value(SECRET_BYTES, entropy)
     client = Client(
-        client_id=new_value(16, entropy),
+        client_id=entropy(16).hex(),  # hex: never starts with "-", so always a CLI argument
         name=name.strip(),
         auth_method=_method(method),
         grant_types=grants,
