@@ -243,8 +243,6 @@ def test_short_password() -> None:
 def test_client_ids_are_safe_as_command_line_arguments() -> None:
     """base64url ids start with "-" one time in 64, and argparse then takes them for an
     option (`tokensvc client remove -abc` failed); hex ids never do."""
-    from tokensvc.registration import new_client as make
-
     for _ in range(300):
-        client, _ = make(name="x", grant_types=["client_credentials"])
+        client, _ = new_client(name="x", grant_types=["client_credentials"])
         assert client.client_id[0].isalnum() and len(client.client_id) == 32
