@@ -12,6 +12,7 @@ are the lockout's and the ingress's to stop. A client without a limit skips it e
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tokensvc import limits
 from tokensvc.clientauth import authenticate
@@ -26,6 +27,9 @@ from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
+
+# RFC 6749 §5.1; built once (aiohttp copies it into each response).
+TOKEN_HEADERS = CIMultiDict({**NO_STORE, "Content-Type": "application/json"})
 
 
 async def token(request: web.Request) -> web.Response:
@@ -54,4 +58,4 @@ async def token(request: web.Request) -> web.Response:
     if grant_type not in client.grant_types:
         raise UnauthorizedClient()
     body = await grant.handle(svc, client, {k: params[k] for k in grant.parameters & params.keys()})
-    return web.Response(body=body, content_type="application/json", headers=NO_STORE)
+    return web.Response(body=body, headers=TOKEN_HEADERS)
