@@ -803,14 +803,25 @@ def _serve_env(keys_file: Path, **settings: str) -> dict[str, str]:
     )
 
 
-def test_serve_token_unreachable_database_stops_with_one_line(tmp_path: Path) -> None:
+def test_serve_token_unreachable_database_is_not_ready(tmp_path: Path) -> None:
+    """Like Redis: the service starts, says it is not ready, and answers 503, so Kubernetes
+    keeps it out of rotation instead of crash-looping it until the database is up."""
     keys_file = tmp_path / "jwks.json"
     write_generated(keys_file)
     env = _serve_env(keys_file, TOKENSVC_DATABASE_URL=f"postgresql://u@127.0.0.1:{free_port()}/x")
-    result = run(["serve", "token"], env)
-    assert result.returncode == 2, result.stderr
-    (line,) = result.stderr.splitlines()
-    assert "postgres" in line
+    base = env["TOKENSVC_ISSUER"]
+    service = Service(["serve", "token"], env, tmp_path)
+    try:
+        assert service.wait_http(f"{base}/healthz").status == 200
+        ready = http(f"{base}/readyz")
+        assert ready.status == 503
+        assert ready.json()["stores"]["grants"] is False
+        reply = http(f"{base}/token", data={"grant_type": "client_credentials"},
+                     headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()})
+        assert reply.status == 503 and reply.json()["error"] == "temporarily_unavailable"
+        assert service.stop(signal.SIGTERM) == 0
+    finally:
+        service.kill()
 
 
 def test_serve_token_unreachable_redis_is_not_ready(tmp_path: Path) -> None:

@@ -86,7 +86,9 @@ async def open_login_context(
             from tokensvc.login.consents import PostgresConsents
             from tokensvc.storage.postgres import Postgres
 
-            pg = await Postgres.connect(settings.database_url)
+            # Connections open on demand: the service starts (not ready) while the
+            # database is still down, and recovers by itself when it comes up.
+            pg = await Postgres.connect(settings.database_url, min_size=0, max_size=20)
             stack.push_async_callback(pg.close)
             users, consents = pg.users, PostgresConsents(pg)
         http = await stack.enter_async_context(aiohttp.ClientSession())

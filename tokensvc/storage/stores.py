@@ -87,7 +87,9 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         if settings.database_url:
             from tokensvc.storage.postgres import Postgres
 
-            pg = await Postgres.connect(settings.database_url)
+            # Connections open on demand: the service starts (not ready) while the
+            # database is still down, and recovers by itself when it comes up.
+            pg = await Postgres.connect(settings.database_url, min_size=0, max_size=20)
             closers.append(pg.close)
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
             users, grants = pg.users, pg.grants
