@@ -12,11 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from tokensvc import accesstoken
-from tokensvc.clientauth import authenticate
 from tokensvc.errors import InvalidRequest, UnauthorizedClient
 from tokensvc.http.appkeys import SERVICE
-from tokensvc.http.forms import read_form
-from tokensvc.http.middleware import LOG_FIELDS
+from tokensvc.http.forms import authenticated_form
 from tokensvc.http.responses import NO_STORE, json_response
 from tokensvc.models import Client
 from tokensvc.opaque import lookup_hash
@@ -50,10 +48,7 @@ async def _refresh(svc: TokenService, client: Client, token: str) -> dict[str, A
 
 async def introspect(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    params = await read_form(request)
-    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params,
-                                lockouts=svc.stores.lockouts)
-    request[LOG_FIELDS]["client_id"] = client.client_id
+    client, params = await authenticated_form(request, svc.stores.clients, svc.stores.lockouts)
     if client.public:
         raise UnauthorizedClient("Public clients may not introspect tokens.")
     token = params.get("token")

@@ -10,11 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokensvc import accesstoken
-from tokensvc.clientauth import authenticate
 from tokensvc.errors import InvalidRequest
 from tokensvc.http.appkeys import SERVICE
-from tokensvc.http.forms import read_form
-from tokensvc.http.middleware import LOG_FIELDS
+from tokensvc.http.forms import authenticated_form
 from tokensvc.http.responses import NO_STORE
 from tokensvc.opaque import lookup_hash
 from tokensvc.signing.verify import InvalidToken
@@ -22,10 +20,7 @@ from tokensvc.signing.verify import InvalidToken
 
 async def revoke(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    params = await read_form(request)
-    client = await authenticate(svc.stores.clients, request.headers.get("Authorization"), params,
-                                lockouts=svc.stores.lockouts)
-    request[LOG_FIELDS]["client_id"] = client.client_id
+    client, params = await authenticated_form(request, svc.stores.clients, svc.stores.lockouts)
     token = params.get("token")
     if token is None:
         raise InvalidRequest("token is required.")

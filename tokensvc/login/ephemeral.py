@@ -16,6 +16,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from tokensvc.errors import StoreUnavailable
+from tokensvc.expiring import ExpiringDict
 from tokensvc.storage.redis_client import DRIVER_ERRORS, connect
 
 STORE = "redis"
@@ -81,17 +82,15 @@ class MemoryEphemeral:
         self, clock: Callable[[], float] = time.time, *, sweep_interval: float = 60.0
     ) -> None:
         self._clock = clock
-        self._records: dict[bytes, tuple[float, bytes]] = {}  # key -> (expires_at, value)
-        self._sweep_interval = sweep_interval
-        self._next_sweep = clock() + sweep_interval
-        self._sweep_size = 1024
+        # key -> (expires_at, value)
+        self._records: ExpiringDict[bytes, tuple[float, bytes]] = ExpiringDict(
+            lambda record: record[0], clock(), sweep_interval)
 
     async def put(self, key: bytes, value: bytes, ttl: int) -> None:
         _check_ttl(ttl)
         now = self._clock()
-        self._records[key] = (now + ttl, bytes(value))
-        if now >= self._next_sweep or len(self._records) >= self._sweep_size:
-            self._sweep(now)
+        self._records.entries[key] = (now + ttl, bytes(value))
+        self._records.swept(now)
 
     async def get(self, key: bytes) -> bytes | None:
         return self._live(key, self._clock(), remove=False)
@@ -100,24 +99,18 @@ class MemoryEphemeral:
         return self._live(key, self._clock(), remove=True)
 
     async def delete(self, key: bytes) -> None:
-        self._records.pop(key, None)
+        self._records.entries.pop(key, None)
 
     def _live(self, key: bytes, now: float, *, remove: bool) -> bytes | None:
-        record = self._records.get(key)
+        record = self._records.entries.get(key)
         if record is None:
             return None
         expires_at, value = record
         if expires_at <= now or remove:
-            del self._records[key]
+            del self._records.entries[key]
         return value if expires_at > now else None
 
-    def _sweep(self, now: float) -> None:
-        self._records = {k: r for k, r in self._records.items() if r[0] > now}
-        self._next_sweep = now + self._sweep_interval
-        self._sweep_size = max(1024, 2 * len(self._records))
-
     def __len__(self) -> int:
-        """Records held, expired ones not yet swept included (for tests and metrics)."""
         return len(self._records)
 
     async def ping(self) -> None:

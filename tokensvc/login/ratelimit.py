@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from tokensvc.errors import StoreUnavailable
+from tokensvc.expiring import ExpiringDict
 from tokensvc.storage.redis_client import DRIVER_ERRORS, connect
 
 STORE = "redis"
@@ -107,52 +108,46 @@ class MemoryFailureLimiter:
         self, clock: Callable[[], float] = time.time, *, sweep_interval: float = 60.0
     ) -> None:
         self._clock = clock
-        self._counters: dict[tuple[str, str], tuple[int, float]] = {}  # -> (failures, ends)
-        self._sweep_interval = sweep_interval
-        self._next_sweep = clock() + sweep_interval
-        self._sweep_size = 1024
+        # (limit name, subject) -> (failures, window end)
+        self._counters: ExpiringDict[tuple[str, str], tuple[int, float]] = ExpiringDict(
+            lambda counter: counter[1], clock(), sweep_interval)
 
     async def retry_after(self, checks: Sequence[Check]) -> int:
         return self._retry_after(checks, self._clock())
 
     async def record_failure(self, checks: Sequence[Check]) -> int:
         now = self._clock()
+        counters = self._counters.entries
         for limit, subject in checks:
             key = (limit.name, subject)
-            counter = self._counters.get(key)
+            counter = counters.get(key)
             if counter is None or counter[1] <= now:
-                self._counters[key] = (1, now + limit.window)
+                counters[key] = (1, now + limit.window)
             else:
-                self._counters[key] = (counter[0] + 1, counter[1])
-        if now >= self._next_sweep or len(self._counters) >= self._sweep_size:
-            self._sweep(now)
+                counters[key] = (counter[0] + 1, counter[1])
+        self._counters.swept(now)
         return self._retry_after(checks, now)
 
     async def clear(self, checks: Sequence[Check]) -> None:
         for limit, subject in checks:
-            self._counters.pop((limit.name, subject), None)
+            self._counters.entries.pop((limit.name, subject), None)
 
     def _retry_after(self, checks: Sequence[Check], now: float) -> int:
         wait = 0.0
+        counters = self._counters.entries
         for limit, subject in checks:
             key = (limit.name, subject)
-            counter = self._counters.get(key)
+            counter = counters.get(key)
             if counter is None:
                 continue
             failures, ends = counter
             if ends <= now:
-                del self._counters[key]
+                del counters[key]
             elif failures >= limit.max_failures:
                 wait = max(wait, ends - now)
         return math.ceil(wait)
 
-    def _sweep(self, now: float) -> None:
-        self._counters = {k: c for k, c in self._counters.items() if c[1] > now}
-        self._next_sweep = now + self._sweep_interval
-        self._sweep_size = max(1024, 2 * len(self._counters))
-
     def __len__(self) -> int:
-        """Counters held, finished ones not yet swept included (for tests and metrics)."""
         return len(self._counters)
 
     async def ping(self) -> None:

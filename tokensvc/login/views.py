@@ -42,6 +42,11 @@ def error_page(title: str, message: str, status: int) -> web.Response:
     return html(pages.error_page(title, message), status)
 
 
+def expired() -> web.Response:
+    return error_page("This sign-in has expired",
+                      "Start again from the application you came from.", 400)
+
+
 def unavailable() -> web.Response:
     return error_page("Temporarily unavailable",
                       "Sign-in is briefly unavailable. Please try again in a moment.", 503)
@@ -172,8 +177,7 @@ async def _checked_interaction(
     key = form.get("interaction")
     interaction = await ctx.interactions.get(key if isinstance(key, str) else None)
     if interaction is None:
-        return error_page("This sign-in has expired",
-                          "Start again from the application you came from.", 400)
+        return expired()
     csrf = form.get("csrf")
     if interaction.stage != stage:  # e.g. the sign-in form resubmitted after consent showed
         return error_page("This sign-in has moved on",
@@ -228,8 +232,7 @@ async def login(request: web.Request) -> web.Response:
         moved = await ctx.interactions.advance(key, interaction, stage="consent", sub=user.sub)
         response = _consent(key, moved)
     elif await ctx.interactions.finish(key) is None:
-        response = error_page("This sign-in has expired",
-                              "Start again from the application you came from.", 400)
+        response = expired()
     else:
         response = await _issue_code(ctx, areq, user, session)
     _set_cookie(ctx, response, SESSION_COOKIE, cookie, ctx.session_ttl)
@@ -248,8 +251,7 @@ async def consent(request: web.Request) -> web.Response:
     if session is None or user is None or user.sub != interaction.sub:
         return error_page("Request refused", "Your session ended; start again.", 403)
     if await ctx.interactions.finish(key) is None:
-        return error_page("This sign-in has expired",
-                          "Start again from the application you came from.", 400)
+        return expired()
     areq = interaction.request
     if form.get("decision") != "allow":
         return _redirect(ctx, areq, error="access_denied",
