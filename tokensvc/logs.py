@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -77,12 +78,38 @@ class BufferedLines:
             self._file.flush()
 
 
+_request_log = structlog.get_logger("tokensvc.request")
+
+
+def _structlog_request_line(event: dict[str, Any]) -> None:
+    _request_log.info("request", **event)
+
+
+def _json_request_line(sink: Any, stamp: _Timestamp) -> Callable[[dict[str, Any]], None]:
+    """The per-request line without structlog's processor chain (a tenth of its cost, and it
+    runs on every request). It writes what the JSON chain would: same fields, same redaction."""
+    dumps, write = orjson.dumps, sink.msg
+
+    def line(event: dict[str, Any]) -> None:
+        event["event"] = "request"
+        event["level"] = "info"
+        write(dumps(_drop_secrets(None, "", stamp(None, "", event))))
+
+    return line
+
+
+# One canonical line per HTTP request; `configure` picks the fastest writer for the format.
+request_line: Callable[[dict[str, Any]], None] = _structlog_request_line
+
+
 def configure(
     fmt: str = "json", file: IO[Any] | None = None, *, cache: bool = True, buffered: bool = True
 ) -> None:
+    global request_line
+    stamp = _Timestamp()
     shared: list[Any] = [
         structlog.processors.add_log_level,
-        _Timestamp(),
+        stamp,
         _drop_secrets,
     ]
     if fmt == "json":
@@ -92,14 +119,16 @@ def configure(
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         if buffered:
-            sink = BufferedLines(file or sys.stdout.buffer)
+            sink: Any = BufferedLines(file or sys.stdout.buffer)
             atexit.register(sink.flush)
-            factory: Any = lambda *_: sink  # noqa: E731 - structlog wants a factory
         else:
-            factory = structlog.BytesLoggerFactory(file or sys.stdout.buffer)
+            sink = structlog.BytesLogger(file or sys.stdout.buffer)
+        factory: Any = lambda *_: sink  # noqa: E731 - structlog wants a factory
+        request_line = _json_request_line(sink, stamp)
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=False)]
         factory = structlog.PrintLoggerFactory(file or sys.stdout)
+        request_line = _structlog_request_line
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(20),

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from tokensvc import logs
 from tokensvc.errors import InvalidClient, InvalidRequest, OAuthError, ServerError, StoreUnavailable
 from tokensvc.errors import TemporarilyUnavailable as Unavailable
 from tokensvc.http.responses import NO_STORE, json_response, oauth_error
@@ -69,14 +70,11 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
     metrics = request.app.get(METRICS)
     if metrics is not None:
         _observe(metrics, request, response.status, elapsed, fields)
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round(elapsed * 1000, 3),
-        **fields,
-    )
+    fields["method"] = request.method
+    fields["path"] = request.path
+    fields["status"] = response.status
+    fields["duration_ms"] = round(elapsed * 1000, 3)
+    logs.request_line(fields)
     return response
 
 
