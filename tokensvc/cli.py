@@ -7,6 +7,7 @@ plain words. Bad input: one line on stderr, exit status 2, nothing written.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -143,6 +144,10 @@ def _share_metrics_between_workers() -> None:
 def cmd_migrate(args: argparse.Namespace) -> None:
     from tokensvc.storage.migrate import MigrationFailed, migrate
 
+    if args.check:
+        _run(_check_schema(_database_url(), args.wait))
+        return
+
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
@@ -152,6 +157,32 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         raise CommandError(str(exc)) from None
     print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date",
           file=sys.stderr)
+
+
+async def _check_schema(dsn: str, wait: float) -> None:
+    """Exit 0 once nothing is pending, polling for up to `wait` seconds: a pod's init step
+    that holds it back until the migration Job has put its schema in place."""
+    from tokensvc.storage.migrate import pending
+
+    deadline = time.monotonic() + wait
+    said = 0.0
+    while True:
+        try:
+            versions = await pending(dsn)
+        except StoreUnavailable:
+            reason = "postgres is unreachable"
+        else:
+            if not versions:
+                print("schema is up to date", file=sys.stderr)
+                return
+            reason = f"{len(versions)} migration(s) pending: {', '.join(versions)}"
+        now = time.monotonic()
+        if now >= deadline:
+            raise CommandError(reason)
+        if now - said >= 10:
+            print(f"waiting: {reason}", file=sys.stderr, flush=True)
+            said = now
+        await asyncio.sleep(min(2.0, deadline - now))
 
 
 def _client_view(client: Any) -> dict[str, Any]:
@@ -284,8 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a service")
     serve.add_argument("service", choices=["token", "login"])
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("migrate", help="apply schema/ to TOKENSVC_DATABASE_URL"
-                   ).set_defaults(func=cmd_migrate)
+    mig = sub.add_parser("migrate", help="apply schema/ to TOKENSVC_DATABASE_URL")
+    mig.add_argument("--check", action="store_true",
+                     help="apply nothing; exit 0 when the schema is current, 2 when not")
+    mig.add_argument("--wait", type=_seconds, default=0, metavar="SECONDS",
+                     help="with --check: keep checking this long before giving up")
+    mig.set_defaults(func=cmd_migrate)
 
     client = sub.add_parser("client", help="manage clients").add_subparsers(
         dest="action", required=True, metavar="ACTION")

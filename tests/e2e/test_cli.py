@@ -231,6 +231,43 @@ def test_migrate_rejected_by_the_server_is_one_line_and_rolled_back(empty_db: st
     assert query(empty_db, "SELECT to_regclass('clients') AS t")[0]["t"] is None
 
 
+def test_migrate_check_reports_pending_and_applies_nothing(empty_db: str) -> None:
+    env = base_env(TOKENSVC_DATABASE_URL=empty_db)
+    line = run(["migrate", "--check"], env).bad_input()
+    versions = sorted(p.stem for p in SCHEMA_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    assert line.startswith(f"tokensvc: {len(versions)} migration(s) pending: {versions[0]}")
+    assert query(empty_db, "SELECT to_regclass('schema_migrations') AS t")[0]["t"] is None
+
+    run(["migrate"], env).ok()
+    assert run(["migrate", "--check"], env).ok().stderr.strip() == "schema is up to date"
+
+
+def test_migrate_check_waits_for_the_migration_to_land(empty_db: str) -> None:
+    """What a pod's init step does while the migration Job runs: wait, then let the pod start."""
+    env = base_env(TOKENSVC_DATABASE_URL=empty_db)
+    waiting = subprocess.Popen(
+        [*TOKENSVC, "migrate", "--check", "--wait", "60"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(1.0)
+        assert waiting.poll() is None, "--check --wait gave up while migrations were pending"
+        run(["migrate"], env).ok()
+        _, err = waiting.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert err.splitlines()[0].startswith("waiting: ")
+    assert err.splitlines()[-1] == "schema is up to date"
+
+
+def test_migrate_check_gives_up_on_an_unreachable_database() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    result = run(["migrate", "--check", "--wait", "1"], base_env(TOKENSVC_DATABASE_URL=url))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "tokensvc: postgres is unreachable"
+
+
 def test_migrate_unreachable_database_is_one_line() -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     line = run(["migrate"], base_env(TOKENSVC_DATABASE_URL=url)).bad_input()

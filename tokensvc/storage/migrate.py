@@ -128,6 +128,26 @@ async def migrate(
     return applied
 
 
+async def pending(dsn: str, schema_dir: Path | None = None) -> list[str]:
+    """The versions `migrate` would apply to `dsn` now, without applying them (for
+    `tokensvc migrate --check`: a pod waits until its schema is in place)."""
+    files = migration_files(schema_dir or default_schema_dir())
+    try:
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+    except _DRIVER_ERRORS as exc:
+        raise StoreUnavailable("postgres", exc) from exc
+    try:
+        if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+            done: set[str] = set()
+        else:
+            done = {row["version"] for row in await conn.fetch(_APPLIED)}
+    except _DRIVER_ERRORS as exc:
+        raise StoreUnavailable("postgres", exc) from exc
+    finally:
+        await _close(conn)
+    return [version for version, _ in files if version not in done]
+
+
 async def _close(conn: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(conn.close(), timeout=CONNECT_TIMEOUT)
