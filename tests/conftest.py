@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from tests.redis_topologies import RedisClusterServers, SentinelServers
 from tests.servers import PostgresServer, RedisServer
 from tokensvc import logs
 
@@ -42,6 +43,21 @@ def postgres_admin_url() -> Iterator[str]:
         return
     with PostgresServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster on loopback, always started here (a shared one would be
+    reshaped by the tests)."""
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelServers]:
+    """A master, a replica and three sentinels. Tests that fail it over start their own."""
+    with SentinelServers() as servers:
+        yield servers
 
 
 # ============================================================================

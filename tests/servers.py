@@ -273,10 +273,10 @@ class RedisServer(_Server):
         assert self.dir is not None
         return self.dir / "redis.log"
 
-    def _start(self) -> None:
+    def _argv(self, binary: str) -> list[str]:
+        """The command line; subclasses (cluster nodes, sentinels) extend it."""
         assert self.dir is not None
-        binary = find_binary("redis-server", "redis-server")
-        argv = [
+        return [
             binary,
             "--port", str(self.port),
             "--bind", HOST,
@@ -285,6 +285,10 @@ class RedisServer(_Server):
             "--dir", str(self.dir),
             "--daemonize", "no",
         ]  # fmt: skip
+
+    def _start(self) -> None:
+        assert self.dir is not None
+        argv = self._argv(find_binary("redis-server", "redis-server"))
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -327,6 +331,14 @@ class RedisServer(_Server):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL redis-server, as a crash would (nothing it held survives: no persistence);
+        `start()` brings it back empty on the same port."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class PostgresServer(_Server):
@@ -433,6 +445,22 @@ class PostgresServer(_Server):
                 break
         self._kill_leftover_postmaster()
         self._running = False
+
+    def crash(self) -> None:
+        """Immediate shutdown: every server process quits at once, without a checkpoint, as
+        after a crash; `start()` then replays the WAL (committed data must survive it)."""
+        if not self._running:
+            return
+        pg_ctl = find_binary("pg_ctl", "postgresql")
+        stopped = False
+        try:
+            result = self._run([pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate",
+                                "-w", "-t", "30"], timeout=35)
+            stopped = result.returncode == 0
+        finally:
+            if not stopped:
+                self._kill_leftover_postmaster()
+            self._running = False
 
     def _kill_leftover_postmaster(self) -> None:
         """Last resort if pg_ctl could not stop it: SIGKILL the pid in postmaster.pid."""

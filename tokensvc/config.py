@@ -78,8 +78,37 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
         return None
     parts = urlsplit(raw)
     if parts.scheme not in schemes or (not parts.netloc and not parts.path):
-        raise ConfigError(f"{PREFIX}{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+        shown = raw.replace(f":{parts.password}@", ":***@") if parts.password else raw
+        raise ConfigError(f"{PREFIX}{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
     return raw
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster",
+                 "redis+sentinel", "rediss+sentinel")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """One server, a cluster (`redis+cluster://h:p,h:p`) or Sentinel
+    (`redis+sentinel://h:p,h:p/service[/db]`): see `tokensvc.storage.redis_client`."""
+    url = _url(env, "REDIS_URL", REDIS_SCHEMES)
+    if url is None or "+" not in url.split(":", 1)[0]:
+        return url
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    ports_ok = all(
+        h.rpartition(":")[2].isdigit() for h in hosts if h.rfind(":") > h.rfind("]")
+    )
+    service = [p for p in parts.path.split("/") if p]
+    if not all(hosts) or not ports_ok or (
+        parts.scheme.endswith("+sentinel") and not (
+            1 <= len(service) <= 2 and (len(service) == 1 or service[1].isdigit())
+        )
+    ):
+        raise ConfigError(
+            f"{PREFIX}REDIS_URL must look like redis+cluster://host:port[,host:port...] or "
+            f"redis+sentinel://host:port[,host:port...]/service[/db]"
+        )
+    return url
 
 
 def _issuer(raw: str) -> str:
@@ -137,7 +166,7 @@ def load(
     return Settings(
         issuer=issuer,
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
-        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+        redis_url=_redis_url(env),
         keys_file=keys_file,
         internal_token=internal_token,
         token_internal_url=(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -30,6 +31,7 @@ from tests.contract.backends import (
     LimiterBackend,
     Stores,
 )
+from tests.redis_topologies import RedisClusterServers, SentinelServers
 from tests.servers import create_database, run_sync
 from tokensvc.login.consents import MemoryConsents, PostgresConsents
 from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
@@ -38,6 +40,7 @@ from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
+from tokensvc.storage.redis_client import connect
 from tokensvc.storage.redis_codes import RedisCodes
 
 CONTRACT_REDIS_DB = 9  # not 0: other suites share the session's Redis
@@ -66,7 +69,38 @@ async def redis_codes(contract_redis_url: str) -> AsyncIterator[RedisCodes]:
         await store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+async def contract_cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[Any]:
+    """A client of the 3-master cluster, every primary flushed."""
+    client = connect(redis_cluster.url, max_connections=64)
+    try:
+        await client.flushdb()
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def contract_sentinel(redis_sentinel: SentinelServers) -> AsyncIterator[Any]:
+    """A client of the master Sentinel names, its database flushed."""
+    client = connect(redis_sentinel.url(CONTRACT_REDIS_DB), max_connections=64)
+    try:
+        await client.flushdb()
+        yield client
+    finally:
+        await client.aclose()
+
+
+# Redis in its three shapes: the fixture that gives a flushed client of each.
+REDIS_CLIENTS = {"redis": "contract_redis", "redis-cluster": "contract_cluster",
+                 "redis-sentinel": "contract_sentinel"}
+
+
+def redis_client(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(REDIS_CLIENTS[request.param])
+
+
+@pytest.fixture(params=["memory", *REDIS_CLIENTS])
 def codes(request: pytest.FixtureRequest) -> CodeBackend:
     if request.param == "memory":
         clock = FakeClock()
@@ -75,7 +109,9 @@ def codes(request: pytest.FixtureRequest) -> CodeBackend:
             clock.now += seconds
 
         return CodeBackend("memory", MemoryCodes(clock), tick)
-    return CodeBackend("redis", request.getfixturevalue("redis_codes"), asyncio.sleep)
+    if request.param == "redis":
+        return CodeBackend("redis", request.getfixturevalue("redis_codes"), asyncio.sleep)
+    return CodeBackend(request.param, RedisCodes(redis_client(request)), asyncio.sleep)
 
 
 # --------------------------------------------------------------------------- clients/users/grants
@@ -140,22 +176,21 @@ def _fake_time() -> tuple[FakeClock, Callable[[float], Awaitable[None]]]:
     return clock, tick
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def ephemeral(request: pytest.FixtureRequest) -> EphemeralBackend:
     if request.param == "memory":
         clock, tick = _fake_time()
         return EphemeralBackend("memory", MemoryEphemeral(clock), tick)
-    client: aioredis.Redis = request.getfixturevalue("contract_redis")
+    client = redis_client(request)
     return EphemeralBackend("redis", RedisEphemeral(client, "session"), asyncio.sleep)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def limiter(request: pytest.FixtureRequest) -> LimiterBackend:
     if request.param == "memory":
         clock, tick = _fake_time()
         return LimiterBackend("memory", MemoryFailureLimiter(clock), tick)
-    client: aioredis.Redis = request.getfixturevalue("contract_redis")
-    return LimiterBackend("redis", RedisFailureLimiter(client), asyncio.sleep)
+    return LimiterBackend("redis", RedisFailureLimiter(redis_client(request)), asyncio.sleep)
 
 
 @pytest.fixture(params=["memory", "postgres"])

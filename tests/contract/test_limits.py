@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.contract.backends import FakeClock
+from tests.contract.conftest import redis_client
 from tests.servers import free_port
 from tokensvc.limits import buckets, lockout
 from tokensvc.limits.buckets import MemoryBuckets, RateLimiter, RedisBuckets
@@ -27,7 +28,7 @@ class Backend:
     make_lockouts: Callable[..., Lockouts]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
         clock = FakeClock()
@@ -37,8 +38,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
         return Backend("memory", tick, lambda: MemoryBuckets(clock),
                        lambda **kw: MemoryLockouts(clock, **kw))
-    client: aioredis.Redis = request.getfixturevalue("contract_redis")
-    return Backend("redis", asyncio.sleep, lambda: RedisBuckets(client),
+    client = redis_client(request)
+    return Backend(request.param, asyncio.sleep, lambda: RedisBuckets(client),
                    lambda **kw: RedisLockouts(client, **kw))
 
 

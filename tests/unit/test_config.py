@@ -11,6 +11,7 @@ import pytest
 
 from tokensvc import config
 from tokensvc.config import ConfigError, Settings
+from tokensvc.storage import redis_client
 
 INTERNAL_TOKEN = "internal-token-0123456789abcdef"
 
@@ -217,6 +218,10 @@ def test_short_internal_token_is_rejected() -> None:
         ("TOKENSVC_REFRESH_GRACE", "-1"),
         ("TOKENSVC_REDIS_URL", "http://x"),
         ("TOKENSVC_REDIS_URL", "localhost:6379"),
+        ("TOKENSVC_REDIS_URL", "redis+cluster://a:7000,b:x"),
+        ("TOKENSVC_REDIS_URL", "redis+cluster://a:7000,"),
+        ("TOKENSVC_REDIS_URL", "redis+sentinel://a:26379"),
+        ("TOKENSVC_REDIS_URL", "redis+sentinel://a:26379/master/db"),
         ("TOKENSVC_DATABASE_URL", "mysql://db/tokensvc"),
         ("TOKENSVC_DATABASE_URL", "http://db"),
         ("TOKENSVC_TOKEN_INTERNAL_URL", "ftp://internal"),
@@ -233,6 +238,30 @@ def test_short_internal_token_is_rejected() -> None:
 def test_malformed_setting_names_the_variable(name: str, value: str) -> None:
     message = config_error({**REQUIRED, name: value})
     assert message.startswith(name), message
+
+
+@pytest.mark.parametrize("url", [
+    "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+    "rediss+cluster://:pw@[::1]:7000",
+    "redis+sentinel://s1:26379,s2:26379/tokensvc",
+    "rediss+sentinel://user:pw@s1:26379/tokensvc/2?sentinel_password=x",
+])
+def test_redis_cluster_and_sentinel_urls_are_accepted(url: str) -> None:
+    assert load(TOKENSVC_REDIS_URL=url).redis_url == url
+
+
+def test_a_rejected_url_never_shows_its_password() -> None:
+    message = config_error({**REQUIRED, "TOKENSVC_DATABASE_URL": "mysql://u:hunter2@db/x"})
+    assert "hunter2" not in message and "***" in message
+
+
+@pytest.mark.parametrize(("netloc", "expected"), [
+    ("h:7000", (None, None, [("h", 7000)])),
+    ("u:p%40ss@a:1,b:2", ("u", "p@ss", [("a", 1), ("b", 2)])),
+    (":pw@[::1]:7000,[fe80::1]", (None, "pw", [("::1", 7000), ("fe80::1", 6379)])),
+])
+def test_redis_host_lists_parse(netloc: str, expected: tuple[object, ...]) -> None:
+    assert redis_client._hosts(netloc) == expected
 
 
 def test_malformed_setting_is_reported_in_dev_too() -> None:

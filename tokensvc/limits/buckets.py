@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 import structlog
 
-from tokensvc.storage.redis_client import DRIVER_ERRORS
+from tokensvc.storage.redis_client import DRIVER_ERRORS, calls_by_slot
 
 log = structlog.get_logger("tokensvc.limits")
 
@@ -125,6 +125,7 @@ class RedisBuckets:
     def __init__(
         self, client: aioredis.Redis, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        self._client = client
         self._script: Any = client.register_script(_TAKE)
         self._clock = clock
         self._resume_at = 0.0  # while clock() is before this, admit without asking Redis
@@ -160,12 +161,20 @@ class RedisBuckets:
 
     async def _call(self, batch: list[_Take]) -> None:
         """One script call for the batch; every waiter gets its answer, whatever happens."""
-        args: list[float | int] = []
-        for _, interval, burst, _ in batch:
-            args += (interval, burst)
+        keys = [take[0] for take in batch]
+
+        async def take_slot(indexes: list[int]) -> list[int]:
+            args: list[float | int] = []
+            for i in indexes:
+                args += (batch[i][1], batch[i][2])
+            return list(await self._script(keys=[keys[i] for i in indexes], args=args))
+
+        waits = [0] * len(batch)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                waits = await self._script(keys=[take[0] for take in batch], args=args)
+                for indexes, slot_waits in await calls_by_slot(self._client, keys, take_slot):
+                    for i, wait in zip(indexes, slot_waits, strict=True):
+                        waits[i] = wait
         except DRIVER_ERRORS as exc:  # TimeoutError included
             if not self._resume_at:
                 log.warning("rate limits unchecked: redis unavailable", error=type(exc).__name__)

@@ -44,8 +44,10 @@ WINDOW = 60.0  # seconds in which MAX_FAILURES failures lock a client_id
 LOCKOUT = 60.0  # seconds a client_id stays locked
 SYNC_INTERVAL = 0.25  # seconds between a replica's reads of the current Redis locks
 
-FAILURES_PREFIX = "tokensvc:authfail:"
-LOCKS_KEY = "tokensvc:lockouts"
+# One hash tag for every lockout key: a failure's script updates its counter and the set of
+# locks together, which a Redis Cluster allows only within one slot.
+FAILURES_PREFIX = "tokensvc:{lockouts}:authfail:"
+LOCKS_KEY = "tokensvc:{lockouts}:locks"
 
 
 class Lockouts(Protocol):

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
-from tokensvc.storage.redis_client import DRIVER_ERRORS, connect
+from tokensvc.storage.redis_client import DRIVER_ERRORS, calls_by_slot, connect
 
 STORE = "redis"
 KEY_PREFIX = "tokensvc:fail:"
@@ -200,7 +200,7 @@ def key_name(limit: Limit, subject: str) -> str:
 class RedisFailureLimiter:
     """Counters as Redis integers with a native expiry: one registered Lua script call per
     `retry_after` / `record_failure` (INCR, PEXPIRE on the first failure, PTTL), one `DEL`
-    per `clear`. All keys of one call go to one server (no Redis Cluster hash slots)."""
+    per `clear`. On a Redis Cluster, one call per hash slot of the keys checked."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
@@ -228,14 +228,18 @@ class RedisFailureLimiter:
         if not checks:
             return 0
         keys = [key_name(limit, subject) for limit, subject in checks]
-        args: list[int] = [1 if count else 0]
-        for limit, _ in checks:
-            args += [limit.max_failures, limit.window * 1000]
+
+        async def run_slot(indexes: list[int]) -> int:
+            args: list[int] = [1 if count else 0]
+            for i in indexes:
+                args += [checks[i][0].max_failures, checks[i][0].window * 1000]
+            return int(await self._script(keys=[keys[i] for i in indexes], args=args))
+
         try:
-            longest_ms = await self._script(keys=keys, args=args)
+            longest_ms = max(ms for _, ms in await calls_by_slot(self._redis, keys, run_slot))
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
-        return math.ceil(int(longest_ms) / 1000)
+        return math.ceil(longest_ms / 1000)
 
     async def ping(self) -> None:
         try:

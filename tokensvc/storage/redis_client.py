@@ -1,12 +1,31 @@
-"""The one way tokensvc opens Redis: short timeouts, so a dead server is a quick 503.
+"""The one way tokensvc opens Redis: one server, a Redis Cluster, or a master found through
+Sentinel, all with short timeouts so a dead server is a quick 503.
 
-Shared by every Redis-backed store (authorization codes, the login front-end's sessions and
-failure counters); it imports nothing of theirs, so either side may use it.
+`TOKENSVC_REDIS_URL` picks the topology by scheme:
+
+* `redis://`, `rediss://`, `unix://` — one server (redis-py's URL syntax);
+* `redis+cluster://[user:password@]host:port[,host:port...][?options]` (`rediss+cluster://`
+  for TLS) — a Redis Cluster, discovered from any of the listed nodes;
+* `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?options]`
+  (`rediss+sentinel://`) — the master Sentinel names for `service`, followed across failovers.
+  The credentials are the master's; `?sentinel_password=` authenticates to the Sentinels.
+
+Every store keeps the keys of one script call in one hash slot, or calls once per slot
+(`calls_by_slot`), so each works unchanged on a cluster. Shared by every Redis-backed store
+(codes, limits, the login front-end's sessions and counters); it imports nothing of theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 # What a Redis call may raise when the server is down, slow or refusing: each store turns
@@ -14,13 +33,109 @@ from redis.exceptions import RedisError
 # `ConnectionError` are `RedisError`s; a few socket paths raise bare `OSError`s.)
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
+SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+           "rediss+sentinel")
+# A dead Redis must turn into a quick 503, not a hang.
+TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
-def connect(url: str) -> aioredis.Redis:
-    """A client with short timeouts: a dead Redis must turn into a quick 503, not a hang."""
+T = TypeVar("T")
+
+
+def connect(url: str, *, max_connections: int | None = None) -> Any:
+    """A client for the topology `url` names (see the module docstring). The result has the
+    `redis.asyncio.Redis` command API either way; `RedisCluster` routes each call by key."""
+    scheme = urlsplit(url).scheme
+    pool = {} if max_connections is None else {"max_connections": max_connections}
+    if scheme.endswith("+cluster"):
+        return _cluster(url, pool)
+    if scheme.endswith("+sentinel"):
+        return _sentinel_master(url, pool)
     return aioredis.Redis.from_url(
-        url,
-        socket_timeout=2.0,
-        socket_connect_timeout=1.0,
-        health_check_interval=30,
-        retry_on_timeout=False,
+        url, health_check_interval=30, retry_on_timeout=False, **TIMEOUTS, **pool
     )
+
+
+def _hosts(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """`user:password@h1:p1,h2:p2` -> (user, password, [(h1, p1), (h2, p2)])."""
+    userinfo, _, hostlist = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    hosts = []
+    for item in hostlist.split(","):
+        host, port = item, ""
+        if item.rfind(":") > item.rfind("]"):  # a port, not the inside of an [IPv6] address
+            host, _, port = item.rpartition(":")
+        hosts.append((host.strip("[]") or "localhost", int(port or 6379)))
+    return unquote(user) or None, unquote(password) or None, hosts
+
+
+def _options(query: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+def _cluster(url: str, pool: dict[str, Any]) -> RedisCluster:
+    parts = urlsplit(url)
+    user, password, hosts = _hosts(parts.netloc)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+        username=user,
+        password=password,
+        ssl=parts.scheme.startswith("rediss"),
+        **TIMEOUTS,
+        **pool,
+    )
+
+
+def _sentinel_master(url: str, pool: dict[str, Any]) -> aioredis.Redis:
+    parts = urlsplit(url)
+    user, password, hosts = _hosts(parts.netloc)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a redis+sentinel URL names the service: redis+sentinel://h:p/service")
+    options = _options(parts.query)
+    sentinel_auth = (
+        {"password": options["sentinel_password"]} if "sentinel_password" in options else {}
+    )
+    sentinel = Sentinel(hosts, sentinel_kwargs={**TIMEOUTS, **sentinel_auth}, **TIMEOUTS)
+    master: _SentinelMaster = sentinel.master_for(
+        path[0],
+        redis_class=_SentinelMaster,
+        db=int(path[1]) if len(path) > 1 else 0,
+        username=user,
+        password=password,
+        ssl=parts.scheme.startswith("rediss"),
+        **pool,
+    )
+    master.sentinels = sentinel.sentinels
+    return master
+
+
+class _SentinelMaster(aioredis.Redis):
+    """The master's client, which also closes its connections to the sentinels."""
+
+    sentinels: list[aioredis.Redis]
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.sentinels:
+            await sentinel.aclose()
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+async def calls_by_slot(
+    client: Any, keys: Sequence[str], call: Callable[[list[int]], Awaitable[T]]
+) -> list[tuple[list[int], T]]:
+    """Run `call` with the indexes of `keys` that share a hash slot, once per slot and
+    concurrently, on a cluster (a script may only touch one slot's keys there); once with all
+    indexes on one server. Returns each call's indexes with its result."""
+    if not is_cluster(client):
+        everything = list(range(len(keys)))
+        return [(everything, await call(everything))]
+    groups: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(index)
+    batches = list(groups.values())
+    results = await asyncio.gather(*(call(batch) for batch in batches))
+    return list(zip(batches, results, strict=True))

@@ -1,4 +1,5 @@
-"""Authorization codes in Redis: one key per code hash, consumed by one Lua script call.
+"""Authorization codes in Redis: one key per code hash, consumed by one Lua script call (on a
+single server, a master behind Sentinel, or a Redis Cluster).
 
 The script reads the code and overwrites it with a "used" marker naming its grant in one
 atomic step, so exactly one of N concurrent exchanges gets the record and a later replay still
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from tokensvc.errors import StoreUnavailable
@@ -17,7 +19,7 @@ from tokensvc.models import CodeRecord, CodeReplayed
 from tokensvc.storage.batch import Batcher
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
-from tokensvc.storage.redis_client import connect
+from tokensvc.storage.redis_client import connect, is_cluster
 
 KEY_PREFIX = "tokensvc:code:"
 _USED = b"U:"
@@ -44,11 +46,14 @@ return out
 
 
 class RedisCodes:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._redis = client
         self._consume: Any = client.register_script(_CONSUME)
         # Exchanges that arrive together share one script call: one round trip for the batch.
-        self._consumer: Batcher[bytes, bytes | None] = Batcher(self._consume_many)
+        # On a cluster each code is its own call: a script may only touch one hash slot, and
+        # one code's key is one slot (its read and its "used" marker are one key).
+        self._submit = (self._consume_one if is_cluster(client)
+                        else Batcher(self._consume_many).submit)
 
     @classmethod
     def from_url(cls, url: str) -> RedisCodes:
@@ -68,8 +73,12 @@ class RedisCodes:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable("redis", exc) from exc
 
+    async def _consume_one(self, code_hash: bytes) -> bytes | None:
+        (raw,) = await self._consume_many([code_hash])
+        return raw
+
     async def consume(self, code_hash: bytes) -> CodeRecord | CodeReplayed | None:
-        raw = await self._consumer.submit(code_hash)
+        raw = await self._submit(code_hash)
         if raw is None:
             return None
         if raw.startswith(_USED):
