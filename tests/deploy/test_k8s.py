@@ -279,6 +279,20 @@ def test_keys_are_mounted_as_a_directory_so_rotation_reaches_the_pods(
     assert mounts[0].get("readOnly") is True
 
 
+def test_login_pods_use_their_own_database_role_and_the_same_internal_token() -> None:
+    """A compromised login front-end must not hold the token service's database role; it
+    must hold the token service's internal token, or it could mint no code."""
+    base = render("base")
+    token = env_of(base, main_container(base, "tokensvc-token"))
+    login = env_of(base, main_container(base, "tokensvc-login"))
+    role = urlsplit(login["TOKENSVC_DATABASE_URL"]).username
+    assert role and role != urlsplit(token["TOKENSVC_DATABASE_URL"]).username
+    assert login["TOKENSVC_INTERNAL_TOKEN"] == token["TOKENSVC_INTERNAL_TOKEN"]
+    assert "TOKENSVC_KEYS_FILE" in token  # the ConfigMap names it; login never mounts keys
+    login_pod = deployment(base, "tokensvc-login")["spec"]["template"]["spec"]
+    assert not [v for v in login_pod["volumes"] if v["name"] == "keys"]
+
+
 # --------------------------------------------------------------------------- network
 
 

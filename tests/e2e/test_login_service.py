@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.e2e.procs import (
@@ -22,12 +23,21 @@ from tests.e2e.procs import (
     wait_for,
 )
 from tests.e2e.test_cli import base_env, http, run
-from tests.servers import free_port
+from tests.servers import free_port, run_sync
 
 pytestmark = pytest.mark.asyncio
 LOGIN_REDIS_DB = 8
 PASSWORD = "correct horse battery"
 REDIRECT = "https://app.example.com/cb"
+LOGIN_ROLE_SQL = Path(__file__).resolve().parents[2] / "k8s" / "login-role.sql"
+
+
+async def execute_script(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 async def test_sign_in_across_two_processes_then_drain(
@@ -36,7 +46,11 @@ async def test_sign_in_across_two_processes_then_drain(
     with migrated_database(postgres_admin_url) as db:
         env_db = base_env(TOKENSVC_DATABASE_URL=db)
         client = run(["client", "add", "--name", "Web", "--grant-type", "authorization_code",
-                      "--redirect-uri", REDIRECT], env_db).ok().json()
+                      "--redirect-uri", REDIRECT, "--require-consent"], env_db).ok().json()
+        # The front-end connects with the least-privileged role the deployment docs give it.
+        run_sync(lambda: execute_script(db, LOGIN_ROLE_SQL.read_text()))
+        login_db = urlunsplit(urlsplit(db)._replace(
+            netloc=f"tokensvc_login@{urlsplit(db).hostname}:{urlsplit(db).port}"))
         run(["user", "add", "--username", "ada", "--password-stdin", "--email",
              "ada@example.com"], env_db, stdin=PASSWORD + "\n").ok()
         keys_file = tmp_path / "jwks.json"
@@ -46,7 +60,7 @@ async def test_sign_in_across_two_processes_then_drain(
         token_env = service_env(keys_file, TOKENSVC_DATABASE_URL=db, TOKENSVC_REDIS_URL=redis,
                                 TOKENSVC_LOGIN_PORT=str(login_port))
         login_env = base_env(
-            TOKENSVC_ISSUER=token_env["TOKENSVC_ISSUER"], TOKENSVC_DATABASE_URL=db,
+            TOKENSVC_ISSUER=token_env["TOKENSVC_ISSUER"], TOKENSVC_DATABASE_URL=login_db,
             TOKENSVC_REDIS_URL=redis, TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
             TOKENSVC_TOKEN_INTERNAL_URL=f"http://127.0.0.1:{token_env['TOKENSVC_INTERNAL_PORT']}",
             TOKENSVC_HOST="127.0.0.1", TOKENSVC_LOGIN_PORT=str(login_port),
@@ -79,7 +93,14 @@ async def test_sign_in_across_two_processes_then_drain(
                 async with browser.post(f"{login_url}/login", allow_redirects=False, data={
                         **fields, "username": "ada", "password": PASSWORD},
                         headers={"Cookie": cookie.split(";")[0]}) as resp:
-                    assert resp.status == 302, await resp.text()
+                    assert resp.status == 200, await resp.text()  # the consent screen
+                    page = await resp.text()
+                    cookies = "; ".join(c.split(";")[0] for c in [
+                        cookie, *resp.headers.getall("Set-Cookie")])
+                consent = dict(re.findall(r'name="(interaction|csrf)" value="([^"]*)"', page))
+                async with browser.post(f"{login_url}/consent", allow_redirects=False, data={
+                        **consent, "decision": "allow"}, headers={"Cookie": cookies}) as resp:
+                    assert resp.status == 302, await resp.text()  # consent kept, code minted
                     location = resp.headers["Location"]
             assert location.startswith(REDIRECT + "?")
             query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
