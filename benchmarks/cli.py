@@ -3,6 +3,7 @@ floor measured in the same run. See benchmarks/README.md.
 
     python -m benchmarks --spawn                       # the whole stack here, all grants
     python -m benchmarks --target URL --client-id ID --client-secret S     # any issuer
+    python -m benchmarks soak --spawn                  # 10 minutes of mixed grants (soak/)
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Load-test POST /token per grant, closed and open loop, against a no-op "
-                    "floor measured in the same run.")
+                    "floor measured in the same run. `python -m benchmarks soak --help`: the "
+                    "soak (a long mixed run: memory growth, latency drift).")
     where = p.add_argument_group("target (one of)")
     where.add_argument("--spawn", action="store_true",
                        help="start Redis, Postgres, tokensvc and the floor here")
@@ -208,6 +210,16 @@ def background_load(seconds: float = 1.0) -> dict[int, float]:
             for core in after if core in before}
 
 
+def busy_note(background: dict[int, float]) -> str | None:
+    """A note when some core was busy before anything started, else None."""
+    busy = {c: u for c, u in background.items() if u > BACKGROUND_BUSY}
+    if not busy:
+        return None
+    return ("the machine was busy before the run started ("
+            + ", ".join(f"core {c} {u:.0%}" for c, u in sorted(busy.items()))
+            + "): other work shares these cores, the figures are less reliable")
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -271,6 +283,11 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["soak"]:  # python -m benchmarks soak ...: benchmarks/soak
+        from benchmarks.soak.cli import main as soak
+
+        return soak(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -326,11 +343,9 @@ def _main(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         notes: list[str] = []
         background = background_load()
-        busy = {c: u for c, u in background.items() if u > BACKGROUND_BUSY}
+        busy = busy_note(background)
         if busy:
-            notes.append("the machine was busy before the run started ("
-                         + ", ".join(f"core {c} {u:.0%}" for c, u in sorted(busy.items()))
-                         + "): other work shares these cores, the figures are less reliable")
+            notes.append(busy)
             live.say(f"warning: {notes[-1]}")
         watcher = cpu.Watcher()
         if args.spawn:

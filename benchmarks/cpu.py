@@ -59,6 +59,19 @@ def tree_cpu_seconds(root: int, children: dict[int, list[int]] | None = None) ->
     return total / TICK
 
 
+def tree(root: int) -> list[int]:
+    """`root` and its live descendants (empty when `root` is gone)."""
+    if _stat_fields(root) is None:
+        return []
+    children = _children_map()
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
 def core_ticks() -> dict[int, tuple[int, int]] | None:
     """Per core: (busy ticks, total ticks) since boot, from /proc/stat."""
     try:

@@ -148,6 +148,63 @@ def timeline_chart(phases: Sequence[dict[str, Any]], key: str, title: str, unit:
     return "\n".join(out)
 
 
+Series = tuple[str, str, bool, Sequence[tuple[float, float]]]  # label, colour, dashed, (x, y)
+
+
+def _nice_step(span: float) -> float:
+    step = 10 ** math.floor(math.log10(span)) if span > 0 else 1.0
+    while span / step < 3:
+        step /= 2
+    return step
+
+
+def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
+               *, from_zero: bool = True, marks: Sequence[tuple[float, str]] = (),
+               x_start: float | None = None) -> str:
+    """Lines over a linear x axis (the soak's time series). Without `from_zero` the y axis
+    spans the data only, so a small drift on a large value stays visible. `marks` are
+    labelled vertical lines (e.g. the end of the warm-up); `x_start` fixes the axis' start."""
+    series = [s for s in series if s[3]]
+    if not series:
+        return ""
+    xs = [x for *_, pts in series for x, _ in pts] + [x for x, _ in marks]
+    ys = [y for *_, pts in series for _, y in pts]
+    x_lo, x_hi = (min(xs) if x_start is None else x_start), max(xs)
+    x_hi = x_hi if x_hi > x_lo else x_lo + 1
+    y_lo = 0.0 if from_zero else min(ys)
+    y_hi = max(ys)
+    pad = (y_hi - y_lo) * 0.1 or abs(y_hi) * 0.05 or 1.0
+    y_hi += pad
+    if not from_zero:
+        y_lo -= pad
+    y_step, x_step = _nice_step(y_hi - y_lo), _nice_step(x_hi - x_lo)
+
+    def xmap(x: float) -> float:
+        return LEFT + (x - x_lo) / (x_hi - x_lo) * (W - RIGHT - LEFT)
+
+    def ymap(y: float) -> float:
+        return H - BOTTOM - (y - y_lo) / (y_hi - y_lo) * (H - BOTTOM - TOP)
+
+    y_ticks = [(v, _fmt(round(v, 6))) for v in
+               (y_step * i for i in range(math.ceil(y_lo / y_step), int(y_hi / y_step) + 1))]
+    x_ticks = [(v, _fmt(round(v, 6))) for v in
+               (x_step * i for i in range(math.ceil(x_lo / x_step), int(x_hi / x_step) + 1))]
+    out = _frame(title, x_ticks, y_ticks, x_label, y_label, xmap, ymap)
+    for x, label in marks:
+        out.append(f'<line x1="{xmap(x):.1f}" y1="{TOP}" x2="{xmap(x):.1f}" '
+                   f'y2="{H - BOTTOM}" stroke="#999" stroke-dasharray="2 3"/>')
+        out.append(f'<text x="{xmap(x) + 3:.1f}" y="{TOP + 12}" fill="#666">'
+                   f'{html.escape(label)}</text>')
+    for _, colour, dashed, points in series:
+        dash = ' stroke-dasharray="5 3"' if dashed else ""
+        path = " ".join(f"{xmap(x):.1f},{ymap(y):.1f}" for x, y in points)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                   f'stroke-width="2"{dash}/>')
+    out += _legend([(label, colour, dashed) for label, colour, dashed, _ in series])
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def ratio_chart(phases: Sequence[dict[str, Any]]) -> str:
     bars = [(p["name"], p["vs_floor"]["rps"], (p.get("target") or {}).get(
         "rps_vs_floor_at_least")) for p in phases if p["mode"] == "closed" and "vs_floor" in p]

@@ -131,8 +131,10 @@ class Issuer:
     code_ttl: int | None = None  # seen in the first mint answer
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant -> a 200 body
 
-    async def mint_codes(self, client: Client, n: int) -> list[tuple[str, str]]:
-        """n fresh codes with their PKCE verifiers."""
+    async def mint_codes(self, client: Client, n: int,
+                         http: aiohttp.ClientSession | None = None) -> list[tuple[str, str]]:
+        """n fresh codes with their PKCE verifiers (over `http` when given: a caller minting
+        all along keeps its connections)."""
         if not self.internal_url or not self.internal_token:
             raise PrepareError("minting codes needs --internal-url and --internal-token")
         url = self.internal_url.rstrip("/") + "/internal/codes"
@@ -157,7 +159,7 @@ class Issuer:
                 self.code_ttl = data.get("expires_in", self.code_ttl)
                 out.append((data["code"], verifier))
 
-        await _bounded(n, one)
+        await _bounded(n, one, http)
         return out
 
     async def exchange(self, client: Client, codes: Sequence[tuple[str, str]]) -> list[str]:
@@ -212,16 +214,22 @@ def _safe(data: Any) -> Any:
     return str(data)[:200]
 
 
-async def _bounded(n: int, one: Callable[[aiohttp.ClientSession, int], Any]) -> None:
-    connector = aiohttp.TCPConnector(limit=PREP_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        queue = iter(range(n))
+async def _bounded(n: int, one: Callable[[aiohttp.ClientSession, int], Any],
+                   http: aiohttp.ClientSession | None = None) -> None:
+    """`one(http, i)` for i < n, PREP_CONCURRENCY at a time, over `http` or a session of its
+    own."""
+    if http is None:
+        connector = aiohttp.TCPConnector(limit=PREP_CONCURRENCY)
+        async with aiohttp.ClientSession(connector=connector) as own:
+            await _bounded(n, one, own)
+        return
+    queue = iter(range(n))
 
-        async def worker() -> None:
-            for i in queue:
-                await one(http, i)
+    async def worker() -> None:
+        for i in queue:
+            await one(http, i)
 
-        await asyncio.gather(*(worker() for _ in range(min(PREP_CONCURRENCY, n))))
+    await asyncio.gather(*(worker() for _ in range(min(PREP_CONCURRENCY, n))))
 
 
 # --------------------------------------------------------------------------- pools

@@ -57,6 +57,7 @@ class Stack:
     service_cores: list[int]
     other_cores: list[int]
     notes: list[str] = field(default_factory=list)
+    redis_url: str = ""  # what the service uses (the soak reads its INFO)
 
 
 def _free_port() -> int:
@@ -235,7 +236,7 @@ def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = 
             database_url=database_url, keys_file=keys_file, floor_url=floor_url,
             service_pid=service.pid, floor_pid=floor_pid, redis_pid=redis_pid,
             postgres_pid=postgres_pid, workers=workers, service_cores=service_cores,
-            other_cores=other_cores, notes=notes,
+            other_cores=other_cores, notes=notes, redis_url=redis_url,
         )
 
 

@@ -22,13 +22,14 @@ import contextlib
 import multiprocessing
 import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from benchmarks.generators.common import OK_STATUS, Interval, Outcome, error_code
+from benchmarks.generators.connpool import ConnectionPool
 from benchmarks.generators.httpclient import (
     ConnectionLost,
     Endpoint,
@@ -179,47 +180,11 @@ class _Worker:
             self.stats.record(status, body, finished - started)
 
     async def _open(self, conns: list[HttpConnection]) -> None:
-        loop = asyncio.get_running_loop()
-        idle: deque[HttpConnection] = deque(conns)
-        waiters: deque[asyncio.Future[HttpConnection | None]] = deque()
-        total = len(conns)
-        limit = self.connections
-
-        async def acquire() -> HttpConnection:
-            nonlocal total
-            while True:
-                while idle:
-                    c = idle.pop()
-                    if not c.closed:
-                        return c
-                    total -= 1
-                if total < limit:
-                    total += 1
-                    try:
-                        return await HttpConnection.open(self.endpoint)
-                    except OSError:
-                        total -= 1
-                        raise
-                fut: asyncio.Future[HttpConnection | None] = loop.create_future()
-                waiters.append(fut)
-                c2 = await fut
-                if c2 is not None and not c2.closed:
-                    return c2
-
-        def release(c: HttpConnection) -> None:
-            nonlocal total
-            given: HttpConnection | None = c
-            if c.closed:
-                total -= 1
-                given = None
-            if waiters:
-                waiters.popleft().set_result(given)
-            elif given is not None:
-                idle.append(given)
+        pool = ConnectionPool(self.endpoint, self.connections, conns)
 
         async def fire(due: float, line: Line) -> None:
             try:
-                c = await acquire()
+                c = await pool.acquire()
             except OSError:
                 self.stats.failed("connect")
                 return
@@ -228,10 +193,10 @@ class _Worker:
                 status, body = await c.send(build_request(self.head, *line))
             except ConnectionLost:
                 self.stats.failed("read")
-                release(c)
+                pool.release(c)
                 return
             self.stats.record(status, body, time.monotonic() - due)
-            release(c)
+            pool.release(c)
 
         interval = self.spec.processes / self.spec.rate
         offset = interval * self.index / self.spec.processes
