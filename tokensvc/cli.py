@@ -284,6 +284,35 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
     })
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    """Retention (tokensvc.storage.purge): progress on stderr, one JSON summary on stdout."""
+    from tokensvc.storage.purge import Retention, purge
+
+    retention = Retention.from_env(os.environ)
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    async def run(pg: Any) -> Any:
+        return await purge(pg, retention, time.time(), batch_size=args.batch_size,
+                           max_seconds=args.max_seconds, dry_run=args.dry_run,
+                           progress=progress)
+
+    _emit(_run(_with_postgres(run)).as_json())
+
+
+def _batch_size(raw: str) -> int:
+    from tokensvc.storage.purge import MAX_BATCH_SIZE
+
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_BATCH_SIZE}, got {value}")
+    return value
+
+
 def _seconds(raw: str) -> int:
     try:
         value = int(raw)
@@ -367,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="unpublish the replaced keys this long after the new one signs "
                           "(default: TOKENSVC_ACCESS_TOKEN_TTL + lead)")
     rot.set_defaults(func=cmd_keys_rotate)
+
+    pur = sub.add_parser("purge", help="delete expired refresh tokens and finished grants")
+    pur.add_argument("--batch-size", type=_batch_size, default=1000, metavar="N",
+                     help="rows per transaction (default 1000)")
+    pur.add_argument("--max-seconds", type=_seconds, metavar="S",
+                     help="start no batch after this long; the next run goes on")
+    pur.add_argument("--dry-run", action="store_true",
+                     help="count what would be deleted, delete nothing")
+    pur.set_defaults(func=cmd_purge)
     return parser
 
 

@@ -49,8 +49,11 @@ class Rendered:
 
     def pod_specs(self) -> Iterator[tuple[str, Obj]]:
         for obj in self.objects:
+            where = f"{obj['kind']}/{obj['metadata']['name']}"
             if obj["kind"] in WORKLOADS:
-                yield f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
+                yield where, obj["spec"]["template"]["spec"]
+            elif obj["kind"] == "CronJob":
+                yield where, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
     def containers(self) -> Iterator[tuple[str, Obj]]:
         for where, spec in self.pod_specs():
@@ -436,6 +439,17 @@ def test_migrations_run_in_a_job_and_pods_wait_for_them(rendered: Rendered) -> N
     for name in SERVICES:
         init = deployment(rendered, name)["spec"]["template"]["spec"]["initContainers"]
         assert any(c.get("args", [])[:2] == ["migrate", "--check"] for c in init), name
+
+
+def test_purge_runs_nightly_one_at_a_time_with_the_services_ttls(rendered: Rendered) -> None:
+    cron = rendered.get("CronJob", "tokensvc-purge")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "purge"
+    env = env_of(rendered, container)
+    token_env = env_of(rendered, main_container(rendered, "tokensvc-token"))
+    for ttl in ("TOKENSVC_ACCESS_TOKEN_TTL", "TOKENSVC_REFRESH_TOKEN_TTL", "TOKENSVC_CODE_TTL"):
+        assert env[ttl] == token_env[ttl], ttl  # the horizons follow the service's TTLs
 
 
 # --------------------------------------------------------------------------- overlays

@@ -7,6 +7,10 @@ Job and an operator): the second waits, then finds everything applied and does n
 
 Because every file runs inside a transaction, a migration cannot use statements that refuse
 one (`CREATE INDEX CONCURRENTLY`, `ALTER TYPE ... ADD VALUE` before PG 12).
+
+The session lock is also why migrations talk to Postgres directly: behind a PgBouncer in
+transaction mode the lock would stay with whichever server connection took it. A URL marked
+`?pgbouncer=true` is refused by `migrate`; `pending` (read-only) accepts it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 
 import asyncpg
 
+from tokensvc.config import ConfigError
 from tokensvc.errors import StoreUnavailable
+from tokensvc.storage.postgres import split_pgbouncer
 
 # pg_advisory_lock key shared by every `tokensvc migrate`: an arbitrary fixed bigint that other
 # applications sharing the database are unlikely to pick.
@@ -96,6 +102,12 @@ async def migrate(
     raise `StoreUnavailable("postgres", ...)`; SQL the server rejects raises `MigrationFailed`
     after rolling that file back (earlier files stay applied)."""
     files = migration_files(schema_dir or default_schema_dir())
+    dsn, pgbouncer = split_pgbouncer(dsn)
+    if pgbouncer:
+        raise ConfigError(
+            "migrations hold a session lock, which a PgBouncer in transaction mode cannot "
+            "keep: run `tokensvc migrate` with TOKENSVC_DATABASE_URL pointing at Postgres itself"
+        )
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
     except _DRIVER_ERRORS as exc:
@@ -132,8 +144,10 @@ async def pending(dsn: str, schema_dir: Path | None = None) -> list[str]:
     """The versions `migrate` would apply to `dsn` now, without applying them (for
     `tokensvc migrate --check`: a pod waits until its schema is in place)."""
     files = migration_files(schema_dir or default_schema_dir())
+    dsn, pgbouncer = split_pgbouncer(dsn)
     try:
-        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT,
+                                     statement_cache_size=0 if pgbouncer else 100)
     except _DRIVER_ERRORS as exc:
         raise StoreUnavailable("postgres", exc) from exc
     try:

@@ -16,7 +16,10 @@ Times cross the boundary as epoch floats (the protocol) and are stored as timest
 Every driver, network and timeout failure becomes `StoreUnavailable("postgres", ...)`. The
 pool replaces connections that broke, so the stores recover by themselves once the server is
 back. SQL lives in module constants: asyncpg prepares and caches each statement per
-connection (behind PgBouncer in transaction mode pass `statement_cache_size=0`).
+connection, as a named prepared statement. Behind a PgBouncer in transaction mode (before 1.21)
+a connection's statements may each run on another server connection, where such a name does
+not exist: `?pgbouncer=true` on the URL (`split_pgbouncer`) switches the cache off, so every
+statement is described in one round trip and parsed again, unnamed, in the one that runs it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
+from tokensvc.config import ConfigError
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import Client, Grant, RefreshState, User
 from tokensvc.storage.batch import Batcher
@@ -52,6 +57,9 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     OSError,  # ConnectionError (refused, reset) included
     TimeoutError,  # asyncio.TimeoutError is the same class on 3.11
+    # A connection whose server sent an error unprompted (the FATAL of a shutdown or a crash)
+    # is stuck until its socket closes; a query on it in between raises this (tests/faults).
+    asyncpg.InternalClientError,
 )
 
 
@@ -65,11 +73,47 @@ def _epoch(value: datetime | None) -> float | None:
 
 # --------------------------------------------------------------------------- pool
 
+PGBOUNCER_FLAG = "pgbouncer"
+
+
+def split_pgbouncer(url: str) -> tuple[str, bool]:
+    """`url` without its `pgbouncer=true|false` query parameter (Prisma's convention), and
+    whether it said a PgBouncer in transaction mode is in front. Then no connection may rely
+    on server session state, named prepared statements included: each transaction may run on
+    a different server connection. The flag must go before asyncpg sees the URL, which would
+    send it to the server as a setting, and both PgBouncer and Postgres refuse that."""
+    parts = urlsplit(url)
+    if PGBOUNCER_FLAG not in parts.query:  # the usual case, left untouched
+        return url, False
+    items = parts.query.split("&")
+    kept = [item for item in items if item.partition("=")[0] != PGBOUNCER_FLAG]
+    flags = [item.partition("=")[2].lower() for item in items if item not in kept]
+    if not flags:
+        return url, False
+    if len(flags) > 1 or flags[0] not in ("true", "false"):
+        raise ConfigError(
+            "TOKENSVC_DATABASE_URL: pgbouncer must be given once, as true or false"
+        )
+    return urlunsplit(parts._replace(query="&".join(kept))), flags[0] == "true"
+
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip: the stores
     run single autocommit statements and never change session state (asyncpg still rolls back
     a transaction left open). Code borrowing `Postgres.connection()` must keep it that way."""
+
+
+# Every type asyncpg has no built-in codec for that a statement here sends or reads.
+_LOOKED_UP_TYPES = "SELECT NULL::int8[], NULL::bytea[], NULL::float8[], NULL::jsonb[]"
+
+
+async def _look_up_types_in_one_transaction(conn: asyncpg.Connection) -> None:
+    """For a new connection behind PgBouncer: asyncpg looks a type up on first sight with `jit`
+    switched off for the session around the lookup, three statements that PgBouncer may send to
+    three server connections, one of which then keeps `jit = off`. In one transaction they run
+    on one, which ends as it began."""
+    async with conn.transaction():
+        await conn.fetchrow(_LOOKED_UP_TYPES)
 
 
 class Postgres:
@@ -91,7 +135,11 @@ class Postgres:
         statement_cache_size: int = 100,
     ) -> Postgres:
         """Open the pool. With `min_size=0` nothing connects until first use, so a service can
-        start (and report not-ready) while the database is still down."""
+        start (and report not-ready) while the database is still down. `dsn` may end in
+        `?pgbouncer=true` (see `split_pgbouncer`); a malformed flag is a `ConfigError`."""
+        dsn, pgbouncer = split_pgbouncer(dsn)
+        if pgbouncer:
+            statement_cache_size = 0
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -103,6 +151,7 @@ class Postgres:
                 max_inactive_connection_lifetime=300.0,
                 server_settings={"application_name": "tokensvc"},
                 reset=_keep_session,
+                init=_look_up_types_in_one_transaction if pgbouncer else None,
             )
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
@@ -114,7 +163,11 @@ class Postgres:
         A connection that broke is dropped by the pool and replaced on the next acquire."""
         try:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    conn.terminate()  # unusable whether or not its socket closes: replace it
+                    raise
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
 

@@ -1,0 +1,18 @@
+-- 0004_purge_indexes: what `tokensvc purge` (tokensvc/storage/purge.py) needs to find expired
+-- refresh tokens without scanning the table.
+--
+-- Applied by `tokensvc migrate` after 0003_client_limits, in one transaction. Never edit an
+-- applied migration: add 0005_*.sql instead.
+--
+-- Each purge batch takes the oldest expired rows (ORDER BY expires_at LIMIT n), so the index
+-- also hands them over in order. The cost on the hot path: one more index entry per row
+-- version written, i.e. per issued refresh token, and per retirement that is not a HOT update
+-- (the rotation's UPDATE leaves expires_at alone, so it can still be one).
+--
+-- CREATE INDEX (not CONCURRENTLY: a migration runs in a transaction) blocks writes to
+-- refresh_tokens while it builds, about a second per million rows. On a large table build it
+-- beforehand, outside any transaction:
+--     CREATE INDEX CONCURRENTLY IF NOT EXISTS refresh_tokens_expires_at
+--         ON refresh_tokens (expires_at);
+-- and this migration then finds it in place.
+CREATE INDEX IF NOT EXISTS refresh_tokens_expires_at ON refresh_tokens (expires_at);
