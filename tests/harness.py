@@ -22,6 +22,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
+from tokensvc.http.server import app_runner
 from tokensvc.models import Client
 from tokensvc.registration import new_client
 from tokensvc.service import TokenService
@@ -201,7 +202,7 @@ class Harness:
 async def start(svc: TokenService) -> tuple[list[web.AppRunner], str, str]:
     runners, urls = [], []
     for app in (public_app(svc), internal_app(svc)):
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = app_runner(app)  # the production runner: its limits and its logger
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

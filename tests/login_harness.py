@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.harness import Harness, pkce_pair
+from tokensvc.http.server import app_runner
 from tokensvc.login.app import login_app
 from tokensvc.login.context import LoginContext
 
@@ -118,7 +119,7 @@ class Login:
 
 
 async def start_login(ctx: LoginContext, token: Harness) -> Login:
-    runner = web.AppRunner(login_app(ctx), access_log=None, handle_signals=False)
+    runner = app_runner(login_app(ctx))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

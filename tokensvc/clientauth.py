@@ -31,7 +31,10 @@ def _basic(header: str) -> tuple[str, str]:
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id:
         raise InvalidClient("Malformed Basic authorization header.", basic=True)
-    return unquote(client_id, errors="strict"), unquote(secret, errors="strict")
+    client_id = unquote(client_id, errors="strict")
+    if "\x00" in client_id:  # no client_id holds NUL (RFC 6749 A.1), nor can a Postgres text
+        raise InvalidClient("Malformed Basic authorization header.", basic=True)
+    return client_id, unquote(secret, errors="strict")
 
 
 async def authenticate(

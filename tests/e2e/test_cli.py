@@ -794,9 +794,11 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         ("GET", "/jwks.json", 200),
         ("POST", "/token", 401),
         ("GET", "/readyz", 200),
-        ("GET", f"/internal/clients/{client_id}", 200),
-        ("GET", f"/internal/clients/{client_id}", 404),
+        # Route templates, never the path as sent: a path is whatever anyone typed.
+        ("GET", "/internal/clients/{client_id}", 200),
+        ("GET", "unmatched", 404),  # the internal route does not exist on the public port
     ]
+    assert [e.get("client_id") for e in requests[-2:]] == [client_id, None]
 
 
 @pytest.mark.parametrize("taken", ["public", "internal"])

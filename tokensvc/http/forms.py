@@ -1,7 +1,7 @@
 """Reading `application/x-www-form-urlencoded` bodies strictly (RFC 6749 §3.1-§3.2).
 
 Parameters without a value count as omitted; a parameter sent twice is an error; the body must
-be UTF-8. The body size limit is the application's `client_max_size`.
+be UTF-8 and hold no NUL. The body size limit is the application's `client_max_size`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from tokensvc.storage.protocols import ClientStore
 
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
+MAX_FIELDS = 100  # an OAuth form has a dozen; thousands would only be work for nothing
+_NUL = "Parameters must not contain NUL characters."
 _NAMED = frozenset({
     "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
     "client_id", "client_secret", "username", "password", "token", "token_type_hint",
@@ -46,15 +48,25 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 def _pairs(text: str) -> list[tuple[str, str]]:
     """`parse_qsl(text, keep_blank_values=True, errors="strict")`, without its per-call set-up
-    and unquoting only the parts that need it (most /token bodies need none)."""
+    and unquoting only the parts that need it (most /token bodies need none).
+
+    NUL is refused: no OAuth parameter may hold it (RFC 6749 Appendix A), and Postgres text
+    cannot, so letting one through would turn bad input into a store error (a 503)."""
+    if "\x00" in text:
+        raise InvalidRequest(_NUL)
+    parts = text.split("&")
+    if len(parts) > MAX_FIELDS:
+        raise InvalidRequest(f"At most {MAX_FIELDS} parameters are accepted.")
     pairs = []
-    for part in text.split("&"):
+    for part in parts:
         if not part:
             continue
         name, _, value = part.partition("=")
         if "%" in part or "+" in part:
             name = unquote_plus(name, errors="strict")
             value = unquote_plus(value, errors="strict")
+            if "\x00" in name or "\x00" in value:
+                raise InvalidRequest(_NUL)
         pairs.append((name, value))
     return pairs
 

@@ -24,6 +24,11 @@ from tokensvc.models import Client, CodeRecord, Grant
 from tokensvc.opaque import CODE_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService
 
+# The last second of year 9999: any real auth_time, and well inside what Postgres (bigint), the
+# JSON of an ID token and every relying party can hold. A larger one would be minted into a
+# code whose exchange then fails to store its grant.
+MAX_EPOCH = 253_402_300_799
+
 
 class InvalidInternalClient(OAuthError):
     error = "invalid_client"
@@ -46,8 +51,9 @@ def client_view(client: Client) -> dict[str, Any]:
 async def require_bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[SERVICE].settings.internal_token or ""
     presented = request.headers.get("Authorization", "")
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compared as the raw bytes.
     ok = presented[:7].lower() == "bearer " and expected and hmac.compare_digest(
-        presented[7:].strip().encode(), expected.encode()
+        presented[7:].strip().encode("utf-8", "surrogateescape"), expected.encode()
     )
     if not ok:
         request[LOG_FIELDS]["error"] = "unauthorized"
@@ -76,7 +82,8 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
     scope = scopes.narrow(_text(body, "scope"), client.scopes, "")
     sub = _text(body, "sub")
     auth_time = body.get("auth_time")
-    if not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time <= 0:
+    if (not isinstance(auth_time, int) or isinstance(auth_time, bool)
+            or not 0 < auth_time <= MAX_EPOCH):
         raise InvalidRequest("auth_time must be a positive integer (seconds since the epoch).")
     challenge = _text(body, "code_challenge", required=False)
     method = _text(body, "code_challenge_method", required=False)
@@ -120,6 +127,18 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
     )
 
 
+def _holds_nul(value: Any) -> bool:
+    """NUL anywhere, keys included: Postgres text and jsonb cannot hold it, so a code carrying
+    one could be minted but never exchanged (its grant would fail to store)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 async def mint_code(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     try:
@@ -128,11 +147,13 @@ async def mint_code(request: web.Request) -> web.Response:
         raise InvalidRequest("The body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
+    if _holds_nul(body):
+        raise InvalidRequest("Strings must not contain NUL characters.")
     client_id = _text(body, "client_id") or ""
-    request[LOG_FIELDS]["client_id"] = client_id
     client = await svc.stores.clients.get(client_id)
     if client is None:
         raise InvalidInternalClient()
+    request[LOG_FIELDS]["client_id"] = client_id  # registered: not a string anyone chose
     record = _code_record(svc, client, body)
     code = new_value(CODE_BYTES, svc.entropy)
     await svc.stores.codes.put(lookup_hash(code), record, svc.settings.code_ttl)
@@ -141,7 +162,11 @@ async def mint_code(request: web.Request) -> web.Response:
 
 
 async def get_client(request: web.Request) -> web.Response:
-    client = await request.app[SERVICE].stores.clients.get(request.match_info["client_id"])
+    client_id = request.match_info["client_id"]
+    # No client_id holds NUL (RFC 6749 A.1); Postgres could not even be asked about one.
+    client = None if "\x00" in client_id else await request.app[SERVICE].stores.clients.get(
+        client_id)
     if client is None:
         return json_response({"error": "not_found", "error_description": "Unknown client."}, 404)
+    request[LOG_FIELDS]["client_id"] = client_id
     return json_response(client_view(client))

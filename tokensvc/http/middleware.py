@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from tokensvc import logs
 from tokensvc.errors import InvalidClient, InvalidRequest, OAuthError, ServerError, StoreUnavailable
@@ -39,6 +40,14 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     return json_response(body, exc.status, headers)
 
 
+def abandon_body(request: web.Request, response: web.StreamResponse) -> None:
+    """A body that cannot be decoded (a broken gzip or deflate stream, bad chunking): the
+    connection closes after the response, since what follows on it is not a request anyone
+    can trust, and the unread rest is not drained (aiohttp would log a traceback trying)."""
+    request.content.feed_eof()
+    response.force_close()
+
+
 @web.middleware
 async def canonical(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
@@ -61,8 +70,12 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         if exc.status < 400:
             raise
         response = _http_error(exc)
+    except RequestPayloadError:
+        fields["error"] = InvalidRequest.error
+        response = oauth_error(InvalidRequest("The body could not be decoded."))
+        abandon_body(request, response)
     except Exception:
-        log.exception("unhandled", method=request.method, path=request.path)
+        log.exception("unhandled", method=request.method, path=_endpoint(request))
         fields["error"] = ServerError.error
         response = oauth_error(ServerError())
     close_while_draining(request, response)
@@ -71,17 +84,23 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
     if metrics is not None:
         _observe(metrics, request, response.status, elapsed, fields)
     fields["method"] = request.method
-    fields["path"] = request.path
+    fields["path"] = _endpoint(request)
     fields["status"] = response.status
     fields["duration_ms"] = round(elapsed * 1000, 3)
     logs.request_line(fields)
     return response
 
 
+def _endpoint(request: web.Request) -> str:
+    """The route template (`/internal/clients/{client_id}`), never the path as sent: a path is
+    whatever the caller typed, and a log line must not carry what someone pasted into it."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 def _observe(metrics: Metrics, request: web.Request, status: int, elapsed: float,
              fields: dict[str, Any]) -> None:
-    resource = request.match_info.route.resource
-    endpoint = resource.canonical if resource is not None else "unmatched"
+    endpoint = _endpoint(request)
     counter, histogram = metrics.per_request(endpoint, request.method, status)
     counter.inc()
     histogram.observe(elapsed)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
@@ -37,6 +40,46 @@ class Lifecycle:
 
 
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+
+
+class ProtocolLog(logging.Logger):
+    """Where aiohttp reports what it refused before any handler ran (a malformed or oversized
+    request line or header, a body that does not decode) or a connection that broke: one
+    structlog line naming the error's class, instead of a multi-line traceback on stderr for
+    every hostile request, and never the offending bytes (they can hold a credential)."""
+
+    def __init__(self) -> None:
+        super().__init__("tokensvc.http.protocol")
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any
+                  ) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        log.warning("bad http request", error=type(exc).__name__ if exc else "unknown")
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.exception(msg, *args, **kwargs)
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        log.warning("http server", message=str(msg))
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        return None  # e.g. TLS or random bytes on the port: expected noise, not news
+
+
+def app_runner(app: web.Application, *, shutdown_timeout: float = 10.0) -> web.AppRunner:
+    """The runner every listener uses, with aiohttp's request limits spelt out (README,
+    *Limits*): a request line up to 8190 bytes, at most 128 headers of up to 8190 bytes each;
+    beyond them aiohttp answers 400 and closes the connection. The body limit is each
+    application's `client_max_size` (413)."""
+    return web.AppRunner(app, access_log=None, handle_signals=False,
+                         shutdown_timeout=shutdown_timeout, logger=ProtocolLog(),
+                         max_line_size=MAX_LINE, max_field_size=MAX_FIELD,
+                         max_headers=MAX_HEADERS)
+
+
+MAX_LINE = 8190  # bytes of the request line
+MAX_FIELD = 8190  # bytes of one header
+MAX_HEADERS = 128  # headers per request
 
 
 def close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
@@ -75,8 +118,7 @@ async def serve(
     try:
         for app, host, port in listeners:
             app[LIFECYCLE] = lifecycle
-            runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                   shutdown_timeout=shutdown_timeout)
+            runner = app_runner(app, shutdown_timeout=shutdown_timeout)
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port).start()

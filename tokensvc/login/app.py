@@ -9,10 +9,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from tokensvc.config import Settings
 from tokensvc.errors import StoreUnavailable
-from tokensvc.http.middleware import LOG_FIELDS, canonical
+from tokensvc.http.middleware import LOG_FIELDS, abandon_body, canonical
 from tokensvc.login import views
 from tokensvc.login.consents import ConsentStore, MemoryConsents
 from tokensvc.login.context import CONTEXT, LoginContext
@@ -47,6 +48,9 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = views.error_page(exc.reason, "That page does not exist here.", exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+    except RequestPayloadError:  # a form body that does not decode (bad gzip, chunking)
+        response = views.error_page("Bad Request", "The form could not be read.", 400)
+        abandon_body(request, response)
     response.headers.update(SECURITY_HEADERS)
     return response
 
