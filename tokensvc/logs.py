@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import orjson
 import structlog
+import structlog.tracebacks
 
 _SECRET_FIELDS = frozenset({
     "code", "code_verifier", "client_secret", "refresh_token", "access_token", "id_token",
@@ -115,7 +116,11 @@ def configure(
     if fmt == "json":
         processors = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Frames, never their local variables: a request handler's locals hold the
+            # very codes and tokens no log line may carry (structlog shows them by default).
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         if buffered:

@@ -8,6 +8,7 @@ import io
 import orjson
 import structlog
 
+from tests.conftest import LogSink
 from tokensvc import logs
 
 
@@ -53,3 +54,21 @@ def test_configured_json_line_shape(log_sink) -> None:
         assert event["timestamp"].endswith("Z") and len(event["timestamp"]) == 24
     finally:  # give the session's capture back its sink
         logs.configure("json", log_sink, cache=False, buffered=False)
+
+
+def test_a_traceback_shows_frames_but_never_their_locals(log_sink: LogSink) -> None:
+    """An unhandled error's log line names where it happened; the handler's locals (the
+    refresh token it was rotating) stay out of it."""
+    secret = "rt-0123456789abcdefghijklmnop"
+
+    def rotate(presented: str) -> None:
+        raise ValueError("boom")
+
+    mark = log_sink.mark()
+    try:
+        rotate(secret)
+    except ValueError:
+        structlog.get_logger("t").exception("unhandled")
+    (event,) = log_sink.events(mark)
+    assert event["exception"][0]["frames"][-1]["name"] == "rotate"
+    assert secret not in orjson.dumps(event).decode()

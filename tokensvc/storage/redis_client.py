@@ -24,8 +24,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 # What a Redis call may raise when the server is down, slow or refusing: each store turns
@@ -37,6 +40,16 @@ SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+
            "rediss+sentinel")
 # A dead Redis must turn into a quick 503, not a hang.
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
+
+
+def _retry() -> Retry:
+    """One immediate retry, on a fresh connection, of a command whose connection turned out
+    dead: after a Redis restart every idle pooled connection is, and each would otherwise fail
+    one request with a 503 long after Redis is back (tests/faults). Re-running a script is
+    safe: a code consumed by the first attempt reads as used (`invalid_grant`), never as a
+    second success. One retry only, so a Redis that is really down is still a quick 503; not on
+    a timeout, which is a Redis too slow to hurry."""
+    return Retry(NoBackoff(), 1, (RedisConnectionError,))
 
 T = TypeVar("T")
 
@@ -51,7 +64,7 @@ def connect(url: str, *, max_connections: int | None = None) -> Any:
     if scheme.endswith("+sentinel"):
         return _sentinel_master(url, pool)
     return aioredis.Redis.from_url(
-        url, health_check_interval=30, retry_on_timeout=False, **TIMEOUTS, **pool
+        url, health_check_interval=30, retry=_retry(), **TIMEOUTS, **pool
     )
 
 
@@ -80,6 +93,7 @@ def _cluster(url: str, pool: dict[str, Any]) -> RedisCluster:
         username=user,
         password=password,
         ssl=parts.scheme.startswith("rediss"),
+        retry=_retry(),  # the cluster's own: rediscovers the slots, then tries once more
         **TIMEOUTS,
         **pool,
     )
@@ -103,6 +117,7 @@ def _sentinel_master(url: str, pool: dict[str, Any]) -> aioredis.Redis:
         username=user,
         password=password,
         ssl=parts.scheme.startswith("rediss"),
+        retry=_retry(),  # a connection to a master that failed over: ask the sentinels again
         **pool,
     )
     master.sentinels = sentinel.sentinels
