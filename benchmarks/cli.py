@@ -472,16 +472,21 @@ def _main(args: argparse.Namespace) -> int:
            "service_measured": service_pid is not None}
     data = report.build(meta, phases, ctx, signing, tokens)
     text = report.table(data)
-    (outdir / "report.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    (outdir / "summary.txt").write_text(text + "\n")
-    (outdir / "report.html").write_text(plot.page(data, text))
     shutil.rmtree(workdir, ignore_errors=True)
-    print(text)
-    print(f"\nreport: {outdir / 'report.json'}  plot: {outdir / 'report.html'}")
+    write_report(outdir, data, text, plot.page(data, text))
     if failure:
         print(f"benchmarks: {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_report(outdir: Path, data: dict[str, Any], text: str, page: str) -> None:
+    """report.json, summary.txt and report.html in `outdir`; the summary on stdout."""
+    (outdir / "report.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    (outdir / "summary.txt").write_text(text + "\n")
+    (outdir / "report.html").write_text(page)
+    print(text)
+    print(f"\nreport: {outdir / 'report.json'}  plot: {outdir / 'report.html'}")
 
 
 SECRET_OPTIONS = ("--client-secret", "--code-client-secret", "--internal-token",

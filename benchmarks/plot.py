@@ -284,8 +284,17 @@ def page(report: dict[str, Any], table_text: str) -> str:
         timeline_chart(phases, "p99_ms", "p99 per second", "ms"),
         time_chart([p for p in phases if p["mode"] == "open"] or closed),
     ]
+    return html_page(
+        f"tokensvc benchmark {report['started_at']}",
+        f"<pre>{html.escape(table_text)}</pre>", charts,
+        "<p>Solid lines: closed loop; dashed: open loop. The full data is in report.json next to "
+        "this file.</p>",
+    )
+
+
+def html_page(title: str, head: str, charts: list[str | None], foot: str) -> str:
+    """A self-contained page (inline SVG, no script): `head`, the charts, `foot`."""
     body = "\n".join(f"<figure>{c}</figure>" for c in charts if c)
-    title = f"tokensvc benchmark {report['started_at']}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -294,9 +303,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
 figure {{ margin: 1.5em 0; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<pre>{html.escape(table_text)}</pre>
+{head}
 {body}
-<p>Solid lines: closed loop; dashed: open loop. The full data is in report.json next to this
-file.</p>
+{foot}
 </body></html>
 """

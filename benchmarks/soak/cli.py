@@ -22,8 +22,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from benchmarks import cli, cpu, spawn
 from benchmarks.histogram import Histogram
 from benchmarks.live import Live
@@ -206,12 +204,8 @@ def _main(args: argparse.Namespace) -> int:
 
     report = _report(args, config, started, commit, target, session, notes, background)
     summary_text = render.text(report)
-    (outdir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    (outdir / "summary.txt").write_text(summary_text + "\n")
-    (outdir / "report.html").write_text(render.page(report, summary_text))
     shutil.rmtree(workdir, ignore_errors=True)
-    print(summary_text)
-    print(f"\nreport: {outdir / 'report.json'}  plot: {outdir / 'report.html'}")
+    cli.write_report(outdir, report, summary_text, render.page(report, summary_text))
     if failure:
         print(f"benchmarks soak: {failure}", file=sys.stderr)
         return 1

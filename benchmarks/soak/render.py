@@ -209,19 +209,9 @@ def page(report: dict[str, Any], summary_text: str) -> str:
         chart("Redis keys (codes, and used-code markers kept 10 minutes)", "keys", [
             ("keys", "#d62728", False, _points(report, lambda w: _get(w, "redis", "keys")))]),
     ]
-    body = "\n".join(f"<figure>{c}</figure>" for c in charts if c)
-    title = f"tokensvc soak {report['started_at']}"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
-figure {{ margin: 1.5em 0; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p><b>{html.escape(report['summary']['verdict']['line'])}</b></p>
-{body}
-<pre>{html.escape(summary_text)}</pre>
-<p>The full data is in report.json next to this file.</p>
-</body></html>
-"""
+    return plot.html_page(
+        f"tokensvc soak {report['started_at']}",
+        f"<p><b>{html.escape(report['summary']['verdict']['line'])}</b></p>", charts,
+        f"<pre>{html.escape(summary_text)}</pre>\n"
+        "<p>The full data is in report.json next to this file.</p>",
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,24 +72,14 @@ async def redis_codes(contract_redis_url: str) -> AsyncIterator[RedisCodes]:
 
 @pytest.fixture
 async def contract_cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[Any]:
-    """A client of the 3-master cluster, every primary flushed."""
-    client = connect(redis_cluster.url, max_connections=64)
-    try:
-        await client.flushdb()
+    async with flushed(redis_cluster.url) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
 async def contract_sentinel(redis_sentinel: SentinelServers) -> AsyncIterator[Any]:
-    """A client of the master Sentinel names, its database flushed."""
-    client = connect(redis_sentinel.url(CONTRACT_REDIS_DB), max_connections=64)
-    try:
-        await client.flushdb()
+    async with flushed(redis_sentinel.url(CONTRACT_REDIS_DB)) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 # Redis in its three shapes: the fixture that gives a flushed client of each.
@@ -154,17 +145,22 @@ def stores(request: pytest.FixtureRequest) -> Stores:
 # --------------------------------------------------------------------------- login stores
 
 
-@pytest.fixture
-async def contract_redis(contract_redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the contract database, flushed; pooled widely enough for 30-way races."""
-    client = aioredis.Redis.from_url(
-        contract_redis_url, max_connections=64, socket_timeout=2.0, socket_connect_timeout=1.0
-    )
+@asynccontextmanager
+async def flushed(url: str) -> AsyncIterator[Any]:
+    """A client of `url` as the services open one, its data flushed (every primary of a
+    cluster), pooled widely enough for 30-way races."""
+    client = connect(url, max_connections=64)
     try:
         await client.flushdb()
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def contract_redis(contract_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    async with flushed(contract_redis_url) as client:
+        yield client
 
 
 def _fake_time() -> tuple[FakeClock, Callable[[float], Awaitable[None]]]:

@@ -25,8 +25,15 @@ from tests.e2e.test_cli import (
     drop_database,
     http,
     run,
+    service_env,
 )
-from tests.servers import create_database, free_port
+from tests.servers import create_database
+
+# What the process-level tests import from here; the environment helpers live in test_cli.
+__all__ = [
+    "INTERNAL_TOKEN", "START_TIMEOUT", "Proc", "alive", "basic", "jwt_header",
+    "migrated_database", "parent_of", "reaped", "service_env", "wait_for",
+]
 
 START_TIMEOUT = 20.0
 
@@ -125,20 +132,6 @@ def migrated_database(admin_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(admin_url, name)
-
-
-def service_env(keys_file: Path, **settings: str) -> dict[str, str]:
-    port = settings.pop("TOKENSVC_PORT", None) or str(free_port())
-    return base_env(
-        TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
-        TOKENSVC_KEYS_FILE=str(keys_file),
-        TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
-        TOKENSVC_HOST="127.0.0.1",
-        TOKENSVC_PORT=port,
-        TOKENSVC_INTERNAL_PORT=str(free_port()),
-        TOKENSVC_LOG_FORMAT="json",
-        **settings,
-    )
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

@@ -827,8 +827,9 @@ def test_serve_token_port_in_use_is_one_line(tmp_path: Path, taken: str) -> None
     assert all(isinstance(json.loads(event), dict) for event in result.stdout.splitlines())
 
 
-def _serve_env(keys_file: Path, **settings: str) -> dict[str, str]:
-    port = settings.get("TOKENSVC_PORT") or str(free_port())
+def service_env(keys_file: Path, **settings: str) -> dict[str, str]:
+    """`serve token` on free loopback ports with `keys_file`, JSON logs, and `settings`."""
+    port = settings.pop("TOKENSVC_PORT", None) or str(free_port())
     return base_env(
         TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
         TOKENSVC_KEYS_FILE=str(keys_file),
@@ -837,8 +838,7 @@ def _serve_env(keys_file: Path, **settings: str) -> dict[str, str]:
         TOKENSVC_PORT=port,
         TOKENSVC_INTERNAL_PORT=str(free_port()),
         TOKENSVC_LOG_FORMAT="json",
-        TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for (tests/e2e/test_shutdown.py)
-        **{k: v for k, v in settings.items() if k != "TOKENSVC_PORT"},
+        **settings,
     )
 
 
@@ -856,7 +856,8 @@ def test_serve_token_with_a_store_down_starts_not_ready(
     of rotation instead of crash-looping it until the store is up."""
     keys_file = tmp_path / "jwks.json"
     write_generated(keys_file)
-    env = _serve_env(keys_file, **{variable: url.format(port=free_port())})
+    env = service_env(keys_file, TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for
+                      **{variable: url.format(port=free_port())})
     base = env["TOKENSVC_ISSUER"]
     service = Service(["serve", "token"], env, tmp_path)
     try:
