@@ -80,11 +80,12 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         response = oauth_error(ServerError())
     close_while_draining(request, response)
     elapsed = time.perf_counter() - started
+    endpoint = _endpoint(request)
     metrics = request.app.get(METRICS)
     if metrics is not None:
-        _observe(metrics, request, response.status, elapsed, fields)
+        _observe(metrics, endpoint, request.method, response.status, elapsed, fields)
     fields["method"] = request.method
-    fields["path"] = _endpoint(request)
+    fields["path"] = endpoint
     fields["status"] = response.status
     fields["duration_ms"] = round(elapsed * 1000, 3)
     logs.request_line(fields)
@@ -98,10 +99,9 @@ def _endpoint(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _observe(metrics: Metrics, request: web.Request, status: int, elapsed: float,
+def _observe(metrics: Metrics, endpoint: str, method: str, status: int, elapsed: float,
              fields: dict[str, Any]) -> None:
-    endpoint = _endpoint(request)
-    counter, histogram = metrics.per_request(endpoint, request.method, status)
+    counter, histogram = metrics.per_request(endpoint, method, status)
     counter.inc()
     histogram.observe(elapsed)
     error = fields.get("error")
