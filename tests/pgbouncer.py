@@ -10,7 +10,6 @@ another client's session.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.servers import (
     _Server,
     _unprivileged_user,
     find_binary,
+    stop_process,
 )
 
 __all__ = ["PgBouncerServer"]
@@ -117,14 +117,8 @@ class PgBouncerServer(_Server):
     def stop(self) -> None:
         """SIGINT would wait for clients; SIGTERM (1.18) closes everything at once."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def admin(self, command: str) -> list[dict[str, str]]:
         """A console command (`SHOW POOLS`, ...): its rows. The console speaks only the simple

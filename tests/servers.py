@@ -41,6 +41,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "run_sync",
+    "stop_process",
 ]
 
 HOST = "127.0.0.1"
@@ -59,6 +60,18 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM a server we started and wait for it; SIGKILL it if it takes longer."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _port_in_use(port: int) -> bool:
@@ -322,15 +335,8 @@ class RedisServer(_Server):
     def stop(self) -> None:
         """Terminate redis-server and wait for it (its data is not persisted)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
 
     def kill(self) -> None:
         """SIGKILL redis-server, as a crash would (nothing it held survives: no persistence);
