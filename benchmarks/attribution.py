@@ -27,8 +27,14 @@ from typing import Any
 
 # store (the field of tokensvc.storage.stores.Stores) -> backend, with Redis and Postgres set
 STORE_BACKENDS = {
-    "codes": "redis", "revoked": "redis", "failures": "redis", "rates": "redis",
-    "lockouts": "redis", "clients": "postgres", "users": "postgres", "grants": "postgres",
+    "codes": "redis",
+    "revoked": "redis",
+    "failures": "redis",
+    "rates": "redis",
+    "lockouts": "redis",
+    "clients": "postgres",
+    "users": "postgres",
+    "grants": "postgres",
 }
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -43,9 +49,12 @@ class Scrape:
     token_latency: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [sum, count]
 
     def minus(self, before: Scrape) -> Scrape:
-        out = Scrape(token_requests=self.token_requests - before.token_requests,
-                     token_latency=[a - b for a, b in zip(self.token_latency,
-                                                          before.token_latency, strict=True)])
+        out = Scrape(
+            token_requests=self.token_requests - before.token_requests,
+            token_latency=[
+                a - b for a, b in zip(self.token_latency, before.token_latency, strict=True)
+            ],
+        )
         for key, (total, count) in self.stores.items():
             b = before.stores.get(key, [0.0, 0.0])
             if count - b[1] > 0:
@@ -54,8 +63,9 @@ class Scrape:
 
     def add(self, other: Scrape) -> Scrape:
         self.token_requests += other.token_requests
-        self.token_latency = [a + b for a, b in zip(self.token_latency, other.token_latency,
-                                                    strict=True)]
+        self.token_latency = [
+            a + b for a, b in zip(self.token_latency, other.token_latency, strict=True)
+        ]
         for key, (total, count) in other.stores.items():
             mine = self.stores.setdefault(key, [0.0, 0.0])
             mine[0] += total
@@ -75,8 +85,10 @@ def parse_metrics(text: str) -> Scrape:
         labels = dict(_LABEL.findall(raw_labels))
         if name == "tokensvc_http_requests_total" and labels.get("endpoint") == "/token":
             scrape.token_requests += value
-        elif name.startswith("tokensvc_http_request_duration_seconds_") and \
-                labels.get("endpoint") == "/token":
+        elif (
+            name.startswith("tokensvc_http_request_duration_seconds_")
+            and labels.get("endpoint") == "/token"
+        ):
             if name.endswith("_sum"):
                 scrape.token_latency[0] += value
             elif name.endswith("_count"):
@@ -131,15 +143,32 @@ class MetricsWindows:
 # --------------------------------------------------------------------------- signing
 
 _ACCESS_CLAIMS = {
-    "iss": "http://127.0.0.1:8080", "sub": "bench-user-5f2b9c0e", "aud": "http://127.0.0.1:8080",
-    "exp": 0, "iat": 0, "jti": "n1E4t7b8Q0W5u2Xk9ZpL3g", "client_id": "c" * 22,
-    "scope": "openid profile email offline_access", "gid": "g" * 22, "auth_time": 0,
+    "iss": "http://127.0.0.1:8080",
+    "sub": "bench-user-5f2b9c0e",
+    "aud": "http://127.0.0.1:8080",
+    "exp": 0,
+    "iat": 0,
+    "jti": "n1E4t7b8Q0W5u2Xk9ZpL3g",
+    "client_id": "c" * 22,
+    "scope": "openid profile email offline_access",
+    "gid": "g" * 22,
+    "auth_time": 0,
     "amr": ["pwd"],
 }
 _ID_CLAIMS = {
-    "iss": "http://127.0.0.1:8080", "sub": "bench-user-5f2b9c0e", "aud": "c" * 22, "exp": 0,
-    "iat": 0, "auth_time": 0, "nonce": "n-0S6_WzA2Mj", "at_hash": "a" * 22, "azp": "c" * 22,
-    "amr": ["pwd"], "sid": "s" * 16, "email": "bench@example.com", "email_verified": True,
+    "iss": "http://127.0.0.1:8080",
+    "sub": "bench-user-5f2b9c0e",
+    "aud": "c" * 22,
+    "exp": 0,
+    "iat": 0,
+    "auth_time": 0,
+    "nonce": "n-0S6_WzA2Mj",
+    "at_hash": "a" * 22,
+    "azp": "c" * 22,
+    "amr": ["pwd"],
+    "sid": "s" * 16,
+    "email": "bench@example.com",
+    "email_verified": True,
     "name": "Bench User",
 }
 
@@ -165,8 +194,11 @@ def _service_signer(keys_file: str) -> tuple[Any, Any, str]:
 
     keys = load_keys_file(keys_file)
     signer = keys.signer_at(time.time()) if hasattr(keys, "signer_at") else keys.signer
-    return (lambda c: signer.sign(c, "at+jwt"), lambda c: signer.sign(c, "JWT"),
-            f"tokensvc.signing ({getattr(signer, 'alg', '?')}, the service's signer)")
+    return (
+        lambda c: signer.sign(c, "at+jwt"),
+        lambda c: signer.sign(c, "JWT"),
+        f"tokensvc.signing ({getattr(signer, 'alg', '?')}, the service's signer)",
+    )
 
 
 def _raw_signer(keys_file: str) -> tuple[Any, Any, str]:
@@ -188,8 +220,11 @@ def _raw_signer(keys_file: str) -> tuple[Any, Any, str]:
     return sign, sign, "cryptography ECDSA P-256 (bare signature: a lower bound)"
 
 
-def signing_cost(keys_file: str | None, cores: Iterable[int] = (), rounds: int = 1000,
-                 ) -> dict[str, Any] | None:
+def signing_cost(
+    keys_file: str | None,
+    cores: Iterable[int] = (),
+    rounds: int = 1000,
+) -> dict[str, Any] | None:
     """µs to sign an access token and an ID token with the service's key, on its core."""
     if not keys_file:
         return None
@@ -213,32 +248,47 @@ def signing_cost(keys_file: str | None, cores: Iterable[int] = (), rounds: int =
     finally:
         if previous is not None:
             os.sched_setaffinity(0, previous)
-    return {"method": method, "rounds": rounds, "access_token_us": round(access, 1),
-            "id_token_us": round(id_token, 1)}
+    return {
+        "method": method,
+        "rounds": rounds,
+        "access_token_us": round(access, 1),
+        "id_token_us": round(id_token, 1),
+    }
 
 
 def jwts_in(sample: dict[str, Any] | None) -> dict[str, int]:
     """Which signed tokens a 200 response carries: {"access_token": 1, "id_token": 1}."""
     if not sample:
         return {}
-    return {name: 1 for name in ("access_token", "id_token")
-            if isinstance(sample.get(name), str) and sample[name].count(".") == 2}
+    return {
+        name: 1
+        for name in ("access_token", "id_token")
+        if isinstance(sample.get(name), str) and sample[name].count(".") == 2
+    }
 
 
 def signing_us(tokens: dict[str, int], cost: dict[str, Any] | None) -> float | None:
     if not cost or "access_token_us" not in cost or not tokens:
         return None
-    return (tokens.get("access_token", 0) * cost["access_token_us"]
-            + tokens.get("id_token", 0) * cost["id_token_us"])
+    return (
+        tokens.get("access_token", 0) * cost["access_token_us"]
+        + tokens.get("id_token", 0) * cost["id_token_us"]
+    )
 
 
 # --------------------------------------------------------------------------- per request
 
 
-def breakdown(requests: float, service_cpu: float | None, metrics: Scrape | None,
-              signing: float | None, redis_cpu: float | None = None,
-              postgres_cpu: float | None = None) -> dict[str, Any]:
+def breakdown(
+    requests: float,
+    service_cpu: float | None,
+    metrics: Scrape | None,
+    signing: float | None,
+    redis_cpu: float | None = None,
+    postgres_cpu: float | None = None,
+) -> dict[str, Any]:
     """µs per request for each component (None where unknown)."""
+
     def per(value: float | None) -> float | None:
         return round(value / requests * 1e6, 1) if value is not None and requests else None
 
@@ -246,9 +296,12 @@ def breakdown(requests: float, service_cpu: float | None, metrics: Scrape | None
         "requests": int(requests),
         "service_cpu_us": per(service_cpu),
         "signing_us": round(signing, 1) if signing is not None else None,
-        "redis_wait_us": None, "postgres_wait_us": None,
-        "redis_cpu_us": per(redis_cpu), "postgres_cpu_us": per(postgres_cpu),
-        "server_latency_ms": None, "operations": {},
+        "redis_wait_us": None,
+        "postgres_wait_us": None,
+        "redis_cpu_us": per(redis_cpu),
+        "postgres_cpu_us": per(postgres_cpu),
+        "server_latency_ms": None,
+        "operations": {},
     }
     if metrics is not None and requests:
         waits = {"redis": 0.0, "postgres": 0.0, "other": 0.0}

@@ -62,65 +62,123 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Load-test POST /token per grant, closed and open loop, against a no-op "
-                    "floor measured in the same run. `python -m benchmarks soak --help`: the "
-                    "soak (a long mixed run: memory growth, latency drift).")
+        "floor measured in the same run. `python -m benchmarks soak --help`: the "
+        "soak (a long mixed run: memory growth, latency drift).",
+    )
     where = p.add_argument_group("target (one of)")
-    where.add_argument("--spawn", action="store_true",
-                       help="start Redis, Postgres, tokensvc and the floor here")
-    where.add_argument("--target", metavar="URL", help="a token endpoint URL, e.g. "
-                       "https://idp.example.com/oauth2/token")
+    where.add_argument(
+        "--spawn", action="store_true", help="start Redis, Postgres, tokensvc and the floor here"
+    )
+    where.add_argument(
+        "--target",
+        metavar="URL",
+        help="a token endpoint URL, e.g. https://idp.example.com/oauth2/token",
+    )
     load = p.add_argument_group("load")
-    load.add_argument("--grants", default=None, help="comma-separated workloads: "
-                      f"{', '.join(WORKLOADS)} (default: all with --spawn or --internal-url, "
-                      "else client_credentials)")
+    load.add_argument(
+        "--grants",
+        default=None,
+        help="comma-separated workloads: "
+        f"{', '.join(WORKLOADS)} (default: all with --spawn or --internal-url, "
+        "else client_credentials)",
+    )
     load.add_argument("--duration", type=int, default=15, help="timed seconds per workload (15)")
     load.add_argument("--warmup", type=int, default=2, help="untimed seconds before each (2)")
-    load.add_argument("--concurrency", type=int, default=32,
-                      help="closed-loop connections (32; 0: no closed loop)")
-    load.add_argument("--rate", default="0.5x",
-                      help="open-loop rate: requests/s, or 'Fx' for F times the closed-loop "
-                           "peak of the same workload, or 'off' (default 0.5x)")
-    load.add_argument("--max-connections", type=int, default=None,
-                      help="open loop: connections at most (default 4 x concurrency, >= 64)")
-    load.add_argument("--mix", default=DEFAULT_MIX,
-                      help=f"weights of the mix workload ({DEFAULT_MIX})")
-    load.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto",
-                      help="closed-loop generator (auto: wrk when installed)")
-    load.add_argument("--threads", type=int, default=None, help="wrk threads (default: one "
-                      "per generator core)")
-    load.add_argument("--processes", type=int, default=None, help="Python generator "
-                      "processes (default: one per generator core)")
-    load.add_argument("--batch", type=int, default=2000,
-                      help="credentials prepared before the first second (2000)")
+    load.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="closed-loop connections (32; 0: no closed loop)",
+    )
+    load.add_argument(
+        "--rate",
+        default="0.5x",
+        help="open-loop rate: requests/s, or 'Fx' for F times the closed-loop "
+        "peak of the same workload, or 'off' (default 0.5x)",
+    )
+    load.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open loop: connections at most (default 4 x concurrency, >= 64)",
+    )
+    load.add_argument(
+        "--mix", default=DEFAULT_MIX, help=f"weights of the mix workload ({DEFAULT_MIX})"
+    )
+    load.add_argument(
+        "--engine",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="closed-loop generator (auto: wrk when installed)",
+    )
+    load.add_argument(
+        "--threads", type=int, default=None, help="wrk threads (default: one per generator core)"
+    )
+    load.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="Python generator processes (default: one per generator core)",
+    )
+    load.add_argument(
+        "--batch",
+        type=int,
+        default=2000,
+        help="credentials prepared before the first second (2000)",
+    )
     load.add_argument("--no-floor", action="store_true", help="skip the floor")
     load.add_argument("--floor-url", help="a floor server elsewhere (python -m benchmarks.floor)")
     spawned = p.add_argument_group("--spawn")
     spawned.add_argument("--workers", type=int, default=1, help="TOKENSVC_WORKERS (1)")
-    spawned.add_argument("--service-cores", help="cores for tokensvc and the floor "
-                         "(default: the first core)")
-    spawned.add_argument("--generator-cores", help="cores for everything else "
-                         "(default: the others)")
+    spawned.add_argument(
+        "--service-cores", help="cores for tokensvc and the floor (default: the first core)"
+    )
+    spawned.add_argument(
+        "--generator-cores", help="cores for everything else (default: the others)"
+    )
     spawned.add_argument("--redis-url", help="use this Redis instead of a throwaway one")
-    spawned.add_argument("--postgres-url", help="use this Postgres (superuser URL; a fresh "
-                         "database is created and dropped) instead of a throwaway one")
-    spawned.add_argument("--profile", action="store_true",
-                         help="py-spy flame graph of the service for each closed-loop phase")
+    spawned.add_argument(
+        "--postgres-url",
+        help="use this Postgres (superuser URL; a fresh "
+        "database is created and dropped) instead of a throwaway one",
+    )
+    spawned.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graph of the service for each closed-loop phase",
+    )
     creds = p.add_argument_group("--target")
     creds.add_argument("--client-id", help="a client_credentials client")
-    creds.add_argument("--client-secret", default=os.environ.get("BENCH_CLIENT_SECRET"),
-                       help="(or BENCH_CLIENT_SECRET, which stays out of `ps`)")
-    creds.add_argument("--auth-method", choices=("basic", "post"), default="basic",
-                       help="client_secret_basic (default) or client_secret_post")
-    creds.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                       help="extra client_credentials parameter (scope=..., audience=...)")
+    creds.add_argument(
+        "--client-secret",
+        default=os.environ.get("BENCH_CLIENT_SECRET"),
+        help="(or BENCH_CLIENT_SECRET, which stays out of `ps`)",
+    )
+    creds.add_argument(
+        "--auth-method",
+        choices=("basic", "post"),
+        default="basic",
+        help="client_secret_basic (default) or client_secret_post",
+    )
+    creds.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra client_credentials parameter (scope=..., audience=...)",
+    )
     creds.add_argument("--internal-url", help="a tokensvc internal listener, to mint codes")
-    creds.add_argument("--internal-token", default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
-                       help="(or TOKENSVC_INTERNAL_TOKEN)")
-    creds.add_argument("--database-url", help="register bench clients in this tokensvc "
-                       "database (tokensvc client add)")
+    creds.add_argument(
+        "--internal-token",
+        default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
+        help="(or TOKENSVC_INTERNAL_TOKEN)",
+    )
+    creds.add_argument(
+        "--database-url",
+        help="register bench clients in this tokensvc database (tokensvc client add)",
+    )
     creds.add_argument("--code-client-id", help="an existing client for code/refresh grants")
-    creds.add_argument("--code-client-secret",
-                       default=os.environ.get("BENCH_CODE_CLIENT_SECRET"))
+    creds.add_argument("--code-client-secret", default=os.environ.get("BENCH_CODE_CLIENT_SECRET"))
     creds.add_argument("--redirect-uri", default="https://bench.example/cb")
     creds.add_argument("--metrics-url", help="the target's /metrics (time attribution)")
     creds.add_argument("--service-pid", type=int, help="the target's pid, when local")
@@ -185,10 +243,22 @@ def _params(items: list[str]) -> dict[str, str]:
 
 def git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,  # noqa: S607
-                              capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-                               cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + (" (+ local changes)" if dirty.stdout.strip() else "")
@@ -206,8 +276,11 @@ def background_load(seconds: float = 1.0) -> dict[int, float]:
     after = cpu.core_ticks()
     if not before or not after:
         return {}
-    return {core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
-            for core in after if core in before}
+    return {
+        core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
+        for core in after
+        if core in before
+    }
 
 
 def busy_note(background: dict[int, float]) -> str | None:
@@ -215,9 +288,11 @@ def busy_note(background: dict[int, float]) -> str | None:
     busy = {c: u for c, u in background.items() if u > BACKGROUND_BUSY}
     if not busy:
         return None
-    return ("the machine was busy before the run started ("
-            + ", ".join(f"core {c} {u:.0%}" for c, u in sorted(busy.items()))
-            + "): other work shares these cores, the figures are less reliable")
+    return (
+        "the machine was busy before the run started ("
+        + ", ".join(f"core {c} {u:.0%}" for c, u in sorted(busy.items()))
+        + "): other work shares these cores, the figures are less reliable"
+    )
 
 
 def machine() -> dict[str, Any]:
@@ -228,11 +303,17 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     cores = os.cpu_count() or 1
-    info = {"cpus": cores, "cpu_model": model or platform.processor() or "unknown",
-            "kernel": platform.release(), "python": platform.python_version(),
-            "hostname": platform.node()}
-    info["description"] = (f"{platform.node()}: {cores} cores ({info['cpu_model']}), "
-                           f"Linux {info['kernel']}, Python {info['python']}")
+    info = {
+        "cpus": cores,
+        "cpu_model": model or platform.processor() or "unknown",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }
+    info["description"] = (
+        f"{platform.node()}: {cores} cores ({info['cpu_model']}), "
+        f"Linux {info['kernel']}, Python {info['python']}"
+    )
     return info
 
 
@@ -255,12 +336,27 @@ class Profiler:
         if not self.binary or not self.pid or mode != "closed" or name == "floor":
             return
         out = self.outdir / f"profile-{name}.svg"
-        argv = [self.binary, "record", "--pid", str(self.pid), "--rate", "200",
-                "--nonblocking", "--format", "flamegraph", "-o", str(out)]
+        argv = [
+            self.binary,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "flamegraph",
+            "-o",
+            str(out),
+        ]
         if self.subprocesses:
             argv.append("--subprocesses")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # noqa: S603
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(  # noqa: S603
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         self.files.append(out.name)
 
     def end(self, name: str, mode: str) -> None:
@@ -320,16 +416,22 @@ def _main(args: argparse.Namespace) -> int:
     workloads = _workloads(args.grants, full)
     weights = _weights(args.mix)
     needs_codes = any(w in ("authorization_code", "refresh_token") for w in workloads) or (
-        "mix" in workloads and (weights.get("authorization_code") or weights.get("refresh_token")))
+        "mix" in workloads and (weights.get("authorization_code") or weights.get("refresh_token"))
+    )
     if args.target and needs_codes and not args.internal_url:
-        raise UsageError("authorization_code / refresh_token against --target need "
-                         "--internal-url and --internal-token (a tokensvc deployment)")
+        raise UsageError(
+            "authorization_code / refresh_token against --target need "
+            "--internal-url and --internal-token (a tokensvc deployment)"
+        )
     if args.target and not args.client_id and not args.database_url:
         raise UsageError("--target needs --client-id and --client-secret (or --database-url)")
 
     started = dt.datetime.now(dt.UTC)
-    outdir = Path(args.out) if args.out else (
-        ROOT / "benchmarks" / "results" / started.strftime("%Y-%m-%dT%H%M%SZ"))
+    outdir = (
+        Path(args.out)
+        if args.out
+        else (ROOT / "benchmarks" / "results" / started.strftime("%Y-%m-%dT%H%M%SZ"))
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     workdir = outdir / "work"
     live = Live(args.quiet)
@@ -349,15 +451,23 @@ def _main(args: argparse.Namespace) -> int:
             live.say(f"warning: {notes[-1]}")
         watcher = cpu.Watcher()
         if args.spawn:
-            service_cores, other_cores, note = spawn.plan_cores(args.service_cores,
-                                                                args.generator_cores)
+            service_cores, other_cores, note = spawn.plan_cores(
+                args.service_cores, args.generator_cores
+            )
             if note:
                 notes.append(note)
             live.say("starting Redis, Postgres, tokensvc and the floor ...")
-            st = stack.enter_context(spawn.spawn(
-                workdir, workers=max(1, args.workers), service_cores=service_cores,
-                other_cores=other_cores, redis_url=args.redis_url,
-                postgres_url=args.postgres_url, with_floor=not args.no_floor))
+            st = stack.enter_context(
+                spawn.spawn(
+                    workdir,
+                    workers=max(1, args.workers),
+                    service_cores=service_cores,
+                    other_cores=other_cores,
+                    redis_url=args.redis_url,
+                    postgres_url=args.postgres_url,
+                    with_floor=not args.no_floor,
+                )
+            )
             token_url, metrics_url = st.token_url, st.metrics_url
             internal_url, internal_token = st.internal_url, st.internal_token
             floor_url = args.floor_url or st.floor_url
@@ -368,15 +478,22 @@ def _main(args: argparse.Namespace) -> int:
             watcher.watch("redis", st.redis_pid)
             watcher.watch("postgres", st.postgres_pid)
             service_pid: int | None = st.service_pid
-            desc = (f"tokensvc spawned here ({st.workers} worker{'s' if st.workers > 1 else ''}"
-                    f" on core {cpu.describe_cores(service_cores)}; generator, Redis and "
-                    f"Postgres on core {cpu.describe_cores(other_cores)}; Postgres fsync and "
-                    "synchronous_commit on; ES256; JSON request logs to /dev/null)")
+            desc = (
+                f"tokensvc spawned here ({st.workers} worker{'s' if st.workers > 1 else ''}"
+                f" on core {cpu.describe_cores(service_cores)}; generator, Redis and "
+                f"Postgres on core {cpu.describe_cores(other_cores)}; Postgres fsync and "
+                "synchronous_commit on; ES256; JSON request logs to /dev/null)"
+            )
             if args.redis_url or args.postgres_url:
                 desc += "; Redis/Postgres given on the command line (not pinned)"
-            target = {"description": desc, "url": token_url, "spawned": True,
-                      "workers": st.workers, "service_cores": service_cores,
-                      "generator_cores": other_cores}
+            target = {
+                "description": desc,
+                "url": token_url,
+                "spawned": True,
+                "workers": st.workers,
+                "service_cores": service_cores,
+                "generator_cores": other_cores,
+            }
         else:
             token_url, metrics_url = args.target, args.metrics_url
             internal_url, internal_token = args.internal_url, args.internal_token
@@ -389,32 +506,48 @@ def _main(args: argparse.Namespace) -> int:
             if not floor_url and not args.no_floor:
                 floor_url, floor_pid = stack.enter_context(spawn.local_floor(workdir, []))
                 watcher.watch("floor", floor_pid)
-                notes.append("the floor ran on this machine (loopback): it measures the "
-                             "generator's ceiling, not what the target's nodes could do")
-            target = {"description": f"{token_url} (not spawned)", "url": token_url,
-                      "spawned": False}
+                notes.append(
+                    "the floor ran on this machine (loopback): it measures the "
+                    "generator's ceiling, not what the target's nodes could do"
+                )
+            target = {
+                "description": f"{token_url} (not spawned)",
+                "url": token_url,
+                "spawned": False,
+            }
         if args.no_floor:
             floor_url = ""
         if needs_codes and web_client is None:
-            raise UsageError("authorization_code / refresh_token need a client for them: "
-                             "--code-client-id/--code-client-secret or --database-url")
+            raise UsageError(
+                "authorization_code / refresh_token need a client for them: "
+                "--code-client-id/--code-client-secret or --database-url"
+            )
 
         generator_cores = other_cores or cpu.available_cores()
-        threads = args.threads or max(1, len(generator_cores) if other_cores else
-                                      min(len(generator_cores), 4))
-        processes = args.processes or max(1, len(generator_cores) if other_cores else
-                                          min(len(generator_cores), 4))
+        threads = args.threads or max(
+            1, len(generator_cores) if other_cores else min(len(generator_cores), 4)
+        )
+        processes = args.processes or max(
+            1, len(generator_cores) if other_cores else min(len(generator_cores), 4)
+        )
         issuer = Issuer(token_url, internal_url, internal_token)
-        pools = _pools(issuer, machine_client, web_client, _params(args.param), weights, live,
-                       args)
+        pools = _pools(issuer, machine_client, web_client, _params(args.param), weights, live, args)
         tokens = _samples(issuer, pools, workloads, weights, live)
 
         live.say("timing the service's signer ...")
         signing = attribution.signing_cost(keys_file, service_cores)
 
-        runner = Runner(live=live, watcher=watcher, workdir=workdir, engine=engine,
-                        wrk_label=version, threads=threads, processes=processes,
-                        generator_cores=other_cores, batch=max(1, args.batch))
+        runner = Runner(
+            live=live,
+            watcher=watcher,
+            workdir=workdir,
+            engine=engine,
+            wrk_label=version,
+            threads=threads,
+            processes=processes,
+            generator_cores=other_cores,
+            batch=max(1, args.batch),
+        )
         profiler = None
         if args.profile and service_pid:
             profiler = Profiler(service_pid, outdir, subprocesses=args.workers > 1)
@@ -427,23 +560,52 @@ def _main(args: argparse.Namespace) -> int:
         failure = None
         try:
             if floor_url and args.concurrency:
-                phases.append(runner.closed("floor", floor_url,
-                                            StaticPool("floor", floor_line()),
-                                            args.concurrency, args.warmup, args.duration, None))
+                phases.append(
+                    runner.closed(
+                        "floor",
+                        floor_url,
+                        StaticPool("floor", floor_line()),
+                        args.concurrency,
+                        args.warmup,
+                        args.duration,
+                        None,
+                    )
+                )
             for name in workloads:
                 pool = pools[name]
                 peak = None
                 if args.concurrency:
-                    closed = runner.closed(name, token_url, pool, args.concurrency,
-                                           args.warmup, args.duration, metrics_url)
+                    closed = runner.closed(
+                        name,
+                        token_url,
+                        pool,
+                        args.concurrency,
+                        args.warmup,
+                        args.duration,
+                        metrics_url,
+                    )
                     phases.append(closed)
                     peak = closed.outcome.rate
-                rate = absolute if absolute is not None else (
-                    fraction * peak if fraction is not None and peak else None)
+                rate = (
+                    absolute
+                    if absolute is not None
+                    else (fraction * peak if fraction is not None and peak else None)
+                )
                 if rate:
                     basis = f"{fraction:g} x closed-loop peak" if fraction is not None else ""
-                    phases.append(runner.open(name, token_url, pool, rate, args.warmup,
-                                              args.duration, max_conns, metrics_url, basis))
+                    phases.append(
+                        runner.open(
+                            name,
+                            token_url,
+                            pool,
+                            rate,
+                            args.warmup,
+                            args.duration,
+                            max_conns,
+                            metrics_url,
+                            basis,
+                        )
+                    )
         except (PrepareError, RuntimeError, OSError) as exc:  # report what was measured
             failure = " ".join(str(exc).split())[:1000]
             notes.append(f"the run stopped early: {failure}")
@@ -451,25 +613,39 @@ def _main(args: argparse.Namespace) -> int:
     meta = {
         "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "commit": git_commit(), "machine": machine(), "target": target,
-        "engines": {"closed": runner_label(engine, version, threads) if args.concurrency
-                    else "not run",
-                    "open": f"python generator ({processes} process"
-                            f"{'es' if processes > 1 else ''}, uvloop)"
-                            if absolute is not None or fraction is not None else "not run"},
-        "config": {"duration_s": args.duration, "warmup_s": args.warmup,
-                   "concurrency": args.concurrency, "rate": args.rate,
-                   "workloads": workloads, "mix": weights, "batch": args.batch,
-                   "max_connections": max_conns},
-        "notes": notes, "profiles": profiler.files if profiler else [],
+        "commit": git_commit(),
+        "machine": machine(),
+        "target": target,
+        "engines": {
+            "closed": runner_label(engine, version, threads) if args.concurrency else "not run",
+            "open": f"python generator ({processes} process{'es' if processes > 1 else ''}, uvloop)"
+            if absolute is not None or fraction is not None
+            else "not run",
+        },
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "concurrency": args.concurrency,
+            "rate": args.rate,
+            "workloads": workloads,
+            "mix": weights,
+            "batch": args.batch,
+            "max_connections": max_conns,
+        },
+        "notes": notes,
+        "profiles": profiler.files if profiler else [],
         "background_busy": {str(c): round(u, 3) for c, u in background.items()},
         "command": " ".join(["python -m benchmarks", *redacted(sys.argv[1:])]),
     }
-    ctx = {"server_capacity": max(1, min(args.workers, len(service_cores) or args.workers)),
-           "generator_capacity": max(1, min(threads if engine == "wrk" else processes,
-                                            len(generator_cores))),
-           "other_cores": other_cores, "service_cores": service_cores,
-           "service_measured": service_pid is not None}
+    ctx = {
+        "server_capacity": max(1, min(args.workers, len(service_cores) or args.workers)),
+        "generator_capacity": max(
+            1, min(threads if engine == "wrk" else processes, len(generator_cores))
+        ),
+        "other_cores": other_cores,
+        "service_cores": service_cores,
+        "service_measured": service_pid is not None,
+    }
     data = report.build(meta, phases, ctx, signing, tokens)
     text = report.table(data)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -489,8 +665,14 @@ def write_report(outdir: Path, data: dict[str, Any], text: str, page: str) -> No
     print(f"\nreport: {outdir / 'report.json'}  plot: {outdir / 'report.html'}")
 
 
-SECRET_OPTIONS = ("--client-secret", "--code-client-secret", "--internal-token",
-                  "--database-url", "--postgres-url", "--redis-url")
+SECRET_OPTIONS = (
+    "--client-secret",
+    "--code-client-secret",
+    "--internal-token",
+    "--database-url",
+    "--postgres-url",
+    "--redis-url",
+)
 
 
 def redacted(argv: list[str]) -> list[str]:
@@ -529,16 +711,23 @@ def _external_clients(args: argparse.Namespace) -> tuple[Client, Client | None]:
     if args.code_client_id:
         if not args.code_client_secret:
             raise UsageError("--code-client-id needs --code-client-secret")
-        web_client = Client(args.code_client_id, args.code_client_secret, args.auth_method,
-                            args.redirect_uri)
+        web_client = Client(
+            args.code_client_id, args.code_client_secret, args.auth_method, args.redirect_uri
+        )
     if machine_client is None:
         raise UsageError("no client_credentials client: --client-id/--client-secret")
     return machine_client, web_client
 
 
-def _pools(issuer: Issuer, machine_client: Client, web_client: Client | None,
-           params: dict[str, str], weights: dict[str, float], live: Live,
-           args: argparse.Namespace) -> dict[str, Pool]:
+def _pools(
+    issuer: Issuer,
+    machine_client: Client,
+    web_client: Client | None,
+    params: dict[str, str],
+    weights: dict[str, float],
+    live: Live,
+    args: argparse.Namespace,
+) -> dict[str, Pool]:
     names = {"authorization_code": "authorization codes", "refresh_token": "refresh tokens"}
 
     def announce(name: str, count: int, seconds: float) -> None:
@@ -567,16 +756,22 @@ def _pools(issuer: Issuer, machine_client: Client, web_client: Client | None,
     cc = StaticPool("client_credentials", client_credentials_line(machine_client, params))
     pools: dict[str, Pool] = {"client_credentials": cc}
     if web_client is not None:
-        pools["authorization_code"] = PreparedPool("authorization_code", codes, announce,
-                                                   max_age=code_max_age)
+        pools["authorization_code"] = PreparedPool(
+            "authorization_code", codes, announce, max_age=code_max_age
+        )
         pools["refresh_token"] = PreparedPool("refresh_token", refresh_tokens, announce)
     parts = {g: (pools[g], w) for g, w in weights.items() if g in pools and w > 0}
     pools["mix"] = MixPool(parts)
     return pools
 
 
-def _samples(issuer: Issuer, pools: dict[str, Pool], workloads: list[str],
-             weights: dict[str, float], live: Live) -> dict[str, dict[str, Any]]:
+def _samples(
+    issuer: Issuer,
+    pools: dict[str, Pool],
+    workloads: list[str],
+    weights: dict[str, float],
+    live: Live,
+) -> dict[str, dict[str, Any]]:
     """One request per grant before anything is timed: checks the set-up and shows which JWTs
     a response carries (for the signing share). Spends one credential each."""
     wanted = set(workloads) - {"mix"}
@@ -591,8 +786,9 @@ def _samples(issuer: Issuer, pools: dict[str, Pool], workloads: list[str],
             raise PrepareError(f"could not prepare a {grant} request")
         body = asyncio.run(issuer.sample(grant, line[0]))
         tokens[grant] = attribution.jwts_in(body)
-        live.say(f"   {grant}: a request works ({', '.join(tokens[grant]) or 'no JWT'} "
-                 "in the response)")
+        live.say(
+            f"   {grant}: a request works ({', '.join(tokens[grant]) or 'no JWT'} in the response)"
+        )
     if "mix" in workloads:
         total = sum(w for g, w in weights.items() if g in tokens)
         mixed: dict[str, float] = {}
@@ -601,4 +797,3 @@ def _samples(issuer: Issuer, pools: dict[str, Pool], workloads: list[str],
                 mixed[name] = mixed.get(name, 0.0) + count * weight / total
         tokens["mix"] = {k: round(v, 3) for k, v in mixed.items()}
     return tokens
-

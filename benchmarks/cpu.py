@@ -96,7 +96,7 @@ def available_cores() -> list[int]:
 
 
 def parse_cores(text: str) -> list[int]:
-    """"0", "0,2", "1-3" -> core numbers."""
+    """ "0", "0,2", "1-3" -> core numbers."""
     cores: set[int] = set()
     for part in text.split(","):
         part = part.strip()
@@ -173,8 +173,11 @@ class Usage:
         return used / self.wall if used is not None and self.wall > 0 else None
 
     def core_utilisation(self) -> dict[int, float]:
-        return {core: self.core_busy[core] / total
-                for core, total in self.core_total.items() if total > 0}
+        return {
+            core: self.core_busy[core] / total
+            for core, total in self.core_total.items()
+            if total > 0
+        }
 
 
 class Watcher:

@@ -18,12 +18,14 @@ import orjson
 from aiohttp import web
 
 # The size of a client_credentials response of tokensvc (an ES256 access token of ~450 bytes).
-BODY = orjson.dumps({
-    "access_token": "e" * 460,
-    "token_type": "Bearer",
-    "expires_in": 3600,
-    "scope": "api:read",
-})
+BODY = orjson.dumps(
+    {
+        "access_token": "e" * 460,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "scope": "api:read",
+    }
+)
 HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

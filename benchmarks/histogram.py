@@ -13,8 +13,24 @@ from collections.abc import Iterable, Mapping
 
 EXACT_BELOW = 1 << 12
 # Percentiles the report keeps for the plot: "nines" from the median to the maximum.
-CURVE_POINTS = (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9,
-                99.95, 99.99, 99.999, 100.0)
+CURVE_POINTS = (
+    0.0,
+    10.0,
+    25.0,
+    50.0,
+    75.0,
+    90.0,
+    95.0,
+    97.5,
+    99.0,
+    99.5,
+    99.75,
+    99.9,
+    99.95,
+    99.99,
+    99.999,
+    100.0,
+)
 
 
 def bucket(us: int) -> int:

@@ -61,16 +61,22 @@ async def _serve_async(conn: Connection, redis_url: str) -> None:
     from tokensvc.signing.keys import generate_jwks, keyset_from_jwks
     from tokensvc.storage.stores import open_stores
 
-    settings = Settings(issuer="http://127.0.0.1:8080", redis_url=redis_url,
-                        internal_token="bench-internal-token-0123456789")
+    settings = Settings(
+        issuer="http://127.0.0.1:8080",
+        redis_url=redis_url,
+        internal_token="bench-internal-token-0123456789",
+    )
     keys = keyset_from_jwks(generate_jwks("ES256"))
     async with open_stores(settings) as stores:
         svc = TokenService(settings, stores, keys)
         creds = {}
-        for name, limits in (("unlimited", {}),
-                             ("limited", {"rate_limit": MAX_RATE, "rate_burst": MAX_BURST})):
-            client, secret = new_client(name=name, grant_types=["client_credentials"],
-                                        scope_list=["api:read"], **limits)
+        for name, limits in (
+            ("unlimited", {}),
+            ("limited", {"rate_limit": MAX_RATE, "rate_burst": MAX_BURST}),
+        ):
+            client, secret = new_client(
+                name=name, grant_types=["client_credentials"], scope_list=["api:read"], **limits
+            )
             assert await stores.clients.add(client)
             creds[name] = (client.client_id, secret)
         runner = web.AppRunner(public_app(svc), access_log=None, handle_signals=False)
@@ -117,10 +123,14 @@ async def _load(url: str, header: str, requests: int, concurrency: int) -> int:
             nonlocal remaining, ok
             while remaining > 0:
                 remaining -= 1
-                async with http.post(url, data=b"grant_type=client_credentials", headers={
-                    "Authorization": header,
-                    "Content-Type": "application/x-www-form-urlencoded",
-                }) as resp:
+                async with http.post(
+                    url,
+                    data=b"grant_type=client_credentials",
+                    headers={
+                        "Authorization": header,
+                        "Content-Type": "application/x-www-form-urlencoded",
+                    },
+                ) as resp:
                     await resp.read()
                     if resp.status != 200:
                         raise RuntimeError(f"unexpected {resp.status}: the limit triggered?")
@@ -130,8 +140,9 @@ async def _load(url: str, header: str, requests: int, concurrency: int) -> int:
     return ok
 
 
-def _round(name: str, url: str, header: str, args: argparse.Namespace, pid: int,
-           r: redis.Redis) -> Round:
+def _round(
+    name: str, url: str, header: str, args: argparse.Namespace, pid: int, r: redis.Redis
+) -> Round:
     before_cmds, before_cpu = _commandstats(r), _cpu_seconds(pid)
     started = time.perf_counter()
     done = asyncio.run(_load(url, header, args.requests, args.concurrency))
@@ -180,11 +191,18 @@ def main() -> None:
             }
             r = redis.Redis.from_url(redis_url)
             for name in headers:  # warm up: connections, caches, the script's SHA
-                _round(name, url, headers[name], argparse.Namespace(
-                    requests=500, concurrency=args.concurrency), server.pid, r)
+                _round(
+                    name,
+                    url,
+                    headers[name],
+                    argparse.Namespace(requests=500, concurrency=args.concurrency),
+                    server.pid,
+                    r,
+                )
             rounds = [
                 _round(name, url, headers[name], args, server.pid, r)
-                for _ in range(args.rounds) for name in headers
+                for _ in range(args.rounds)
+                for name in headers
             ]
         finally:
             server.terminate()
@@ -193,8 +211,10 @@ def main() -> None:
 
 
 def _report(rounds: list[Round], args: argparse.Namespace) -> None:
-    print(f"/token client_credentials, {args.rounds} rounds x {args.requests} requests per "
-          f"client, concurrency {args.concurrency}, Redis limits (lockout sync included)")
+    print(
+        f"/token client_credentials, {args.rounds} rounds x {args.requests} requests per "
+        f"client, concurrency {args.concurrency}, Redis limits (lockout sync included)"
+    )
     summary: dict[str, float] = {}
     for name in ("unlimited", "limited"):
         mine = [r for r in rounds if r.client == name]
@@ -208,8 +228,10 @@ def _report(rounds: list[Round], args: argparse.Namespace) -> None:
             for k, v in r.commands.items():
                 commands[k] = commands.get(k, 0) + v
         per_request = ", ".join(f"{k} {v / total:.4f}" for k, v in sorted(commands.items()))
-        print(f"  {name:9s}: {summary[name]:8.0f} req/s (median; rounds "
-              f"{', '.join(f'{x:.0f}' for x in rates)}), {cpu_us}")
+        print(
+            f"  {name:9s}: {summary[name]:8.0f} req/s (median; rounds "
+            f"{', '.join(f'{x:.0f}' for x in rates)}), {cpu_us}"
+        )
         print(f"  {'':9s}  Redis commands per request: {per_request or 'none'}")
     print(f"  throughput ratio limited/unlimited: {summary['limited'] / summary['unlimited']:.3f}")
 

@@ -27,16 +27,27 @@ class Live:
     def prepared(self, what: str, count: int, seconds: float) -> None:
         self.say(f"   prepared {count:,} {what} in {seconds:.1f} s (not timed)")
 
-    def tick(self, label: str, second: int, total: int | None, interval: Interval,
-             so_far: Outcome | None, warmup: bool = False) -> None:
+    def tick(
+        self,
+        label: str,
+        second: int,
+        total: int | None,
+        interval: Interval,
+        so_far: Outcome | None,
+        warmup: bool = False,
+    ) -> None:
         if self.quiet:
             return
         of = f"/{total}" if total else ""
         stage = "warmup " if warmup else ""
         p99 = ms(interval.hist.percentile(99)) if interval.hist else "-"
-        line = (f"   [{label}] {stage}{second}{of} s  {interval.rate:9,.0f} req/s  "
-                f"errors {interval.errors}  p99 {p99}")
+        line = (
+            f"   [{label}] {stage}{second}{of} s  {interval.rate:9,.0f} req/s  "
+            f"errors {interval.errors}  p99 {p99}"
+        )
         if so_far is not None and so_far.hist and not warmup:
-            line += (f"  (so far: {so_far.rate:,.0f} req/s, p99 {ms(so_far.hist.percentile(99))},"
-                     f" errors {so_far.error_count})")
+            line += (
+                f"  (so far: {so_far.rate:,.0f} req/s, p99 {ms(so_far.hist.percentile(99))},"
+                f" errors {so_far.error_count})"
+            )
         self.say(line)

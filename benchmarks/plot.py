@@ -9,8 +9,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-COLOURS = {"floor": "#7f7f7f", "client_credentials": "#1f77b4",
-           "authorization_code": "#d62728", "refresh_token": "#2ca02c", "mix": "#9467bd"}
+COLOURS = {
+    "floor": "#7f7f7f",
+    "client_credentials": "#1f77b4",
+    "authorization_code": "#d62728",
+    "refresh_token": "#2ca02c",
+    "mix": "#9467bd",
+}
 W, H = 780, 340
 LEFT, RIGHT, TOP, BOTTOM = 64, 210, 34, 44
 NINES = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
@@ -29,7 +34,7 @@ def _log_ticks(low: float, high: float) -> list[float]:
     ticks = []
     for exp in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
         for m in (1, 2, 5):
-            v = m * 10.0 ** exp
+            v = m * 10.0**exp
             if low <= v <= high:
                 ticks.append(v)
     return ticks
@@ -41,30 +46,43 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def _frame(title: str, x_ticks: Sequence[tuple[float, str]],
-           y_ticks: Sequence[tuple[float, str]], x_label: str, y_label: str,
-           xmap: Callable[[float], float], ymap: Callable[[float], float]) -> list[str]:
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
-           f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">'
-           f'{html.escape(title)}</text>']
+def _frame(
+    title: str,
+    x_ticks: Sequence[tuple[float, str]],
+    y_ticks: Sequence[tuple[float, str]],
+    x_label: str,
+    y_label: str,
+    xmap: Callable[[float], float],
+    ymap: Callable[[float], float],
+) -> list[str]:
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+        f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+        f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+    ]
     x0, x1, y0, y1 = LEFT, W - RIGHT, H - BOTTOM, TOP
-    out.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" '
-               'stroke="#999"/>')
+    out.append(
+        f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#999"/>'
+    )
     for value, label in x_ticks:
         x = xmap(value)
         out.append(f'<line x1="{x:.1f}" y1="{y1}" x2="{x:.1f}" y2="{y0}" stroke="#eee"/>')
-        out.append(f'<text x="{x:.1f}" y="{y0 + 15}" text-anchor="middle">'
-                   f'{html.escape(label)}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{y0 + 15}" text-anchor="middle">{html.escape(label)}</text>'
+        )
     for value, label in y_ticks:
         y = ymap(value)
         out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{html.escape(label)}</text>')
-    out.append(f'<text x="{(x0 + x1) / 2}" y="{H - 8}" text-anchor="middle">'
-               f'{html.escape(x_label)}</text>')
-    out.append(f'<text x="14" y="{(y0 + y1) / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 14 {(y0 + y1) / 2})">{html.escape(y_label)}</text>')
+        out.append(
+            f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{html.escape(label)}</text>'
+        )
+    out.append(
+        f'<text x="{(x0 + x1) / 2}" y="{H - 8}" text-anchor="middle">{html.escape(x_label)}</text>'
+    )
+    out.append(
+        f'<text x="14" y="{(y0 + y1) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(y0 + y1) / 2})">{html.escape(y_label)}</text>'
+    )
     return out
 
 
@@ -74,15 +92,18 @@ def _legend(entries: Sequence[tuple[str, str, bool]]) -> list[str]:
         y = TOP + 10 + i * 18
         x = W - RIGHT + 12
         dash = ' stroke-dasharray="5 3"' if dashed else ""
-        out.append(f'<line x1="{x}" y1="{y}" x2="{x + 22}" y2="{y}" stroke="{colour}" '
-                   f'stroke-width="2"{dash}/>')
+        out.append(
+            f'<line x1="{x}" y1="{y}" x2="{x + 22}" y2="{y}" stroke="{colour}" '
+            f'stroke-width="2"{dash}/>'
+        )
         out.append(f'<text x="{x + 28}" y="{y + 4}">{html.escape(label)}</text>')
     return out
 
 
 def percentile_chart(phases: Sequence[dict[str, Any]], title: str) -> str:
-    curves = [(p, [(pt, ms) for pt, ms in p["percentile_curve"] if pt < 100 and ms > 0])
-              for p in phases]
+    curves = [
+        (p, [(pt, ms) for pt, ms in p["percentile_curve"] if pt < 100 and ms > 0]) for p in phases
+    ]
     curves = [(p, c) for p, c in curves if c]
     if not curves:
         return ""
@@ -97,17 +118,24 @@ def percentile_chart(phases: Sequence[dict[str, Any]], title: str) -> str:
         frac = (math.log10(ms) - math.log10(low)) / (math.log10(high) - math.log10(low))
         return H - BOTTOM - frac * (H - BOTTOM - TOP)
 
-    out = _frame(title, [(p, f"p{p:g}" if p else "p0") for p in NINES],
-                 [(v, _fmt(v)) for v in _log_ticks(low, high)],
-                 "percentile", "latency (ms, log scale)", xmap, ymap)
+    out = _frame(
+        title,
+        [(p, f"p{p:g}" if p else "p0") for p in NINES],
+        [(v, _fmt(v)) for v in _log_ticks(low, high)],
+        "percentile",
+        "latency (ms, log scale)",
+        xmap,
+        ymap,
+    )
     legend = []
     for phase, curve in curves:
         colour = _colour(phase["name"])
         dashed = phase["mode"] == "open"
         points = " ".join(f"{xmap(p):.1f},{ymap(ms):.1f}" for p, ms in curve)
         dash = ' stroke-dasharray="5 3"' if dashed else ""
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                   f'stroke-width="2"{dash}/>')
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         legend.append((phase["name"], colour, dashed))
     out += _legend(legend)
     out.append("</svg>")
@@ -115,8 +143,9 @@ def percentile_chart(phases: Sequence[dict[str, Any]], title: str) -> str:
 
 
 def timeline_chart(phases: Sequence[dict[str, Any]], key: str, title: str, unit: str) -> str:
-    series = [(p, [(i + 1, t[key]) for i, t in enumerate(p["timeline"])]) for p in phases
-              if p["timeline"]]
+    series = [
+        (p, [(i + 1, t[key]) for i, t in enumerate(p["timeline"])]) for p in phases if p["timeline"]
+    ]
     if not series:
         return ""
     xmax = max(len(s) for _, s in series)
@@ -140,8 +169,9 @@ def timeline_chart(phases: Sequence[dict[str, Any]], key: str, title: str, unit:
         dashed = phase["mode"] == "open"
         dash = ' stroke-dasharray="5 3"' if dashed else ""
         path = " ".join(f"{xmap(x):.1f},{ymap(y):.1f}" for x, y in points)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                   f'stroke-width="2"{dash}/>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         legend.append((f"{phase['name']} ({phase['mode']})", colour, dashed))
     out += _legend(legend)
     out.append("</svg>")
@@ -158,9 +188,16 @@ def _nice_step(span: float) -> float:
     return step
 
 
-def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
-               *, from_zero: bool = True, marks: Sequence[tuple[float, str]] = (),
-               x_start: float | None = None) -> str:
+def line_chart(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Sequence[Series],
+    *,
+    from_zero: bool = True,
+    marks: Sequence[tuple[float, str]] = (),
+    x_start: float | None = None,
+) -> str:
     """Lines over a linear x axis (the soak's time series). Without `from_zero` the y axis
     spans the data only, so a small drift on a large value stays visible. `marks` are
     labelled vertical lines (e.g. the end of the warm-up); `x_start` fixes the axis' start."""
@@ -185,71 +222,97 @@ def line_chart(title: str, x_label: str, y_label: str, series: Sequence[Series],
     def ymap(y: float) -> float:
         return H - BOTTOM - (y - y_lo) / (y_hi - y_lo) * (H - BOTTOM - TOP)
 
-    y_ticks = [(v, _fmt(round(v, 6))) for v in
-               (y_step * i for i in range(math.ceil(y_lo / y_step), int(y_hi / y_step) + 1))]
-    x_ticks = [(v, _fmt(round(v, 6))) for v in
-               (x_step * i for i in range(math.ceil(x_lo / x_step), int(x_hi / x_step) + 1))]
+    y_ticks = [
+        (v, _fmt(round(v, 6)))
+        for v in (y_step * i for i in range(math.ceil(y_lo / y_step), int(y_hi / y_step) + 1))
+    ]
+    x_ticks = [
+        (v, _fmt(round(v, 6)))
+        for v in (x_step * i for i in range(math.ceil(x_lo / x_step), int(x_hi / x_step) + 1))
+    ]
     out = _frame(title, x_ticks, y_ticks, x_label, y_label, xmap, ymap)
     for x, label in marks:
-        out.append(f'<line x1="{xmap(x):.1f}" y1="{TOP}" x2="{xmap(x):.1f}" '
-                   f'y2="{H - BOTTOM}" stroke="#999" stroke-dasharray="2 3"/>')
-        out.append(f'<text x="{xmap(x) + 3:.1f}" y="{TOP + 12}" fill="#666">'
-                   f'{html.escape(label)}</text>')
+        out.append(
+            f'<line x1="{xmap(x):.1f}" y1="{TOP}" x2="{xmap(x):.1f}" '
+            f'y2="{H - BOTTOM}" stroke="#999" stroke-dasharray="2 3"/>'
+        )
+        out.append(
+            f'<text x="{xmap(x) + 3:.1f}" y="{TOP + 12}" fill="#666">{html.escape(label)}</text>'
+        )
     for _, colour, dashed, points in series:
         dash = ' stroke-dasharray="5 3"' if dashed else ""
         path = " ".join(f"{xmap(x):.1f},{ymap(y):.1f}" for x, y in points)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                   f'stroke-width="2"{dash}/>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
     out += _legend([(label, colour, dashed) for label, colour, dashed, _ in series])
     out.append("</svg>")
     return "\n".join(out)
 
 
 def ratio_chart(phases: Sequence[dict[str, Any]]) -> str:
-    bars = [(p["name"], p["vs_floor"]["rps"], (p.get("target") or {}).get(
-        "rps_vs_floor_at_least")) for p in phases if p["mode"] == "closed" and "vs_floor" in p]
+    bars = [
+        (p["name"], p["vs_floor"]["rps"], (p.get("target") or {}).get("rps_vs_floor_at_least"))
+        for p in phases
+        if p["mode"] == "closed" and "vs_floor" in p
+    ]
     if not bars:
         return ""
     ymax = max(1.0, *(b[1] for b in bars)) * 1.1
     height = 40 + 30 * len(bars)
     width = W
     scale = (width - 260) / ymax
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           'font-family="sans-serif" font-size="11">',
-           '<text x="10" y="18" font-size="13" font-weight="bold">closed-loop throughput as a '
-           'fraction of the floor (| = target)</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        '<text x="10" y="18" font-size="13" font-weight="bold">closed-loop throughput as a '
+        "fraction of the floor (| = target)</text>",
+    ]
     for i, (name, ratio, target) in enumerate(bars):
         y = 32 + i * 30
         out.append(f'<text x="10" y="{y + 14}">{html.escape(name)}</text>')
-        out.append(f'<rect x="160" y="{y}" width="{ratio * scale:.1f}" height="20" '
-                   f'fill="{_colour(name)}"/>')
+        out.append(
+            f'<rect x="160" y="{y}" width="{ratio * scale:.1f}" height="20" '
+            f'fill="{_colour(name)}"/>'
+        )
         out.append(f'<text x="{166 + ratio * scale:.1f}" y="{y + 14}">{ratio:.2f}</text>')
         if target:
             x = 160 + target * scale
-            out.append(f'<line x1="{x:.1f}" y1="{y - 3}" x2="{x:.1f}" y2="{y + 23}" '
-                       'stroke="black" stroke-width="2"/>')
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y - 3}" x2="{x:.1f}" y2="{y + 23}" '
+                'stroke="black" stroke-width="2"/>'
+            )
     out.append("</svg>")
     return "\n".join(out)
 
 
-PARTS = (("signing_us", "signing (CPU)", "#ff7f0e"), ("other_cpu_us", "other service CPU",
-         "#1f77b4"), ("redis_wait_us", "Redis wait", "#d62728"),
-         ("postgres_wait_us", "Postgres wait", "#2ca02c"))
+PARTS = (
+    ("signing_us", "signing (CPU)", "#ff7f0e"),
+    ("other_cpu_us", "other service CPU", "#1f77b4"),
+    ("redis_wait_us", "Redis wait", "#d62728"),
+    ("postgres_wait_us", "Postgres wait", "#2ca02c"),
+)
 
 
 def time_chart(phases: Sequence[dict[str, Any]]) -> str:
-    rows = [p for p in phases if p.get("time_per_request_us")
-            and p["time_per_request_us"].get("service_cpu_us") is not None]
+    rows = [
+        p
+        for p in phases
+        if p.get("time_per_request_us")
+        and p["time_per_request_us"].get("service_cpu_us") is not None
+    ]
     if not rows:
         return ""
     totals = [sum((p["time_per_request_us"].get(k) or 0) for k, _, _ in PARTS) for p in rows]
     xmax = max(totals) * 1.1 or 1.0
     height = 70 + 28 * len(rows)
     scale = (W - 300) / xmax
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" '
-           'font-family="sans-serif" font-size="11">',
-           '<text x="10" y="18" font-size="13" font-weight="bold">where a request\'s time goes '
-           '(µs, service side)</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        '<text x="10" y="18" font-size="13" font-weight="bold">where a request\'s time goes '
+        "(µs, service side)</text>",
+    ]
     for i, p in enumerate(rows):
         y = 32 + i * 28
         t = p["time_per_request_us"]
@@ -258,8 +321,10 @@ def time_chart(phases: Sequence[dict[str, Any]]) -> str:
         for key, _, colour in PARTS:
             v = t.get(key) or 0
             if v > 0:
-                out.append(f'<rect x="{x:.1f}" y="{y}" width="{v * scale:.1f}" height="18" '
-                           f'fill="{colour}"><title>{key}: {v} µs</title></rect>')
+                out.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{v * scale:.1f}" height="18" '
+                    f'fill="{colour}"><title>{key}: {v} µs</title></rect>'
+                )
                 x += v * scale
         total = sum((t.get(k) or 0) for k, _, _ in PARTS)
         out.append(f'<text x="{x + 6:.1f}" y="{y + 13}">{total:,.0f} µs</text>')
@@ -277,8 +342,10 @@ def page(report: dict[str, Any], table_text: str) -> str:
     opened = [p for p in phases if p["mode"] == "open"]
     charts = [
         percentile_chart(closed, "latency by percentile, closed loop"),
-        percentile_chart(opened + [p for p in closed if p["name"] == "floor"],
-                         "latency by percentile, open loop (from the intended send time)"),
+        percentile_chart(
+            opened + [p for p in closed if p["name"] == "floor"],
+            "latency by percentile, open loop (from the intended send time)",
+        ),
         ratio_chart(phases),
         timeline_chart(closed, "rps", "throughput per second, closed loop", "requests / s"),
         timeline_chart(phases, "p99_ms", "p99 per second", "ms"),
@@ -286,7 +353,8 @@ def page(report: dict[str, Any], table_text: str) -> str:
     ]
     return html_page(
         f"tokensvc benchmark {report['started_at']}",
-        f"<pre>{html.escape(table_text)}</pre>", charts,
+        f"<pre>{html.escape(table_text)}</pre>",
+        charts,
         "<p>Solid lines: closed loop; dashed: open loop. The full data is in report.json next to "
         "this file.</p>",
     )

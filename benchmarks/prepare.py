@@ -81,8 +81,13 @@ def _client_add(database_url: str, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
     env["TOKENSVC_DATABASE_URL"] = database_url
     result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [*tokensvc_command(), "client", "add", *args], env=env, capture_output=True,
-        text=True, timeout=60, check=False)
+        [*tokensvc_command(), "client", "add", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if result.returncode != 0:
         raise PrepareError(f"tokensvc client add failed: {result.stderr.strip()}")
     out: dict[str, Any] = json.loads(result.stdout)
@@ -91,13 +96,32 @@ def _client_add(database_url: str, *args: str) -> dict[str, Any]:
 
 def register_clients(database_url: str) -> tuple[Client, Client]:
     """A machine client (client_credentials) and a web client (code + refresh)."""
-    machine = _client_add(database_url, "--name", "bench-machine",
-                          "--grant-type", "client_credentials", "--scope", "api:read")
-    web = _client_add(database_url, "--name", "bench-web",
-                      "--grant-type", "authorization_code", "--grant-type", "refresh_token",
-                      "--redirect-uri", REDIRECT_URI, "--scope", PERSON_SCOPE)
-    return (Client(machine["client_id"], machine["client_secret"]),
-            Client(web["client_id"], web["client_secret"]))
+    machine = _client_add(
+        database_url,
+        "--name",
+        "bench-machine",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "api:read",
+    )
+    web = _client_add(
+        database_url,
+        "--name",
+        "bench-web",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "refresh_token",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--scope",
+        PERSON_SCOPE,
+    )
+    return (
+        Client(machine["client_id"], machine["client_secret"]),
+        Client(web["client_id"], web["client_secret"]),
+    )
 
 
 # --------------------------------------------------------------------------- lines
@@ -117,8 +141,14 @@ def floor_line() -> Line:
     """Shaped like an authorization_code request (the largest body we send), never consumed."""
     fake = Client("floor-client", secrets.token_urlsafe(32))
     verifier, _ = pkce_pair()
-    return fake.line({"grant_type": "authorization_code", "code": secrets.token_urlsafe(32),
-                      "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+    return fake.line(
+        {
+            "grant_type": "authorization_code",
+            "code": secrets.token_urlsafe(32),
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        }
+    )
 
 
 @dataclass
@@ -131,8 +161,9 @@ class Issuer:
     code_ttl: int | None = None  # seen in the first mint answer
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant -> a 200 body
 
-    async def mint_codes(self, client: Client, n: int,
-                         http: aiohttp.ClientSession | None = None) -> list[tuple[str, str]]:
+    async def mint_codes(
+        self, client: Client, n: int, http: aiohttp.ClientSession | None = None
+    ) -> list[tuple[str, str]]:
         """n fresh codes with their PKCE verifiers (over `http` when given: a caller minting
         all along keeps its connections)."""
         if not self.internal_url or not self.internal_token:
@@ -144,13 +175,21 @@ class Issuer:
         async def one(http: aiohttp.ClientSession, i: int) -> None:
             verifier, challenge = pkce_pair()
             body = {
-                "client_id": client.client_id, "redirect_uri": client.redirect_uri,
-                "scope": PERSON_SCOPE, "sub": f"bench-user-{secrets.token_hex(6)}",
-                "auth_time": int(time.time()) - 5, "nonce": secrets.token_urlsafe(12),
-                "code_challenge": challenge, "code_challenge_method": "S256",
-                "amr": ["pwd"], "sid": secrets.token_hex(8),
-                "claims": {"email": "bench@example.com", "email_verified": True,
-                           "name": "Bench User"},
+                "client_id": client.client_id,
+                "redirect_uri": client.redirect_uri,
+                "scope": PERSON_SCOPE,
+                "sub": f"bench-user-{secrets.token_hex(6)}",
+                "auth_time": int(time.time()) - 5,
+                "nonce": secrets.token_urlsafe(12),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "amr": ["pwd"],
+                "sid": secrets.token_hex(8),
+                "claims": {
+                    "email": "bench@example.com",
+                    "email_verified": True,
+                    "name": "Bench User",
+                },
             }
             async with http.post(url, json=body, headers=headers) as resp:
                 data = await resp.json(content_type=None)
@@ -175,8 +214,7 @@ class Issuer:
             async with http.post(self.token_url, data=body.encode(), headers=headers) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status != 200 or "refresh_token" not in data:
-                    raise PrepareError(f"exchanging a code answered {resp.status}: "
-                                       f"{_safe(data)}")
+                    raise PrepareError(f"exchanging a code answered {resp.status}: {_safe(data)}")
                 self.samples.setdefault("authorization_code", data)
                 tokens.append(data["refresh_token"])
 
@@ -189,8 +227,10 @@ class Issuer:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if auth:
             headers["Authorization"] = f"Basic {auth}"
-        async with aiohttp.ClientSession() as http, \
-                http.post(self.token_url, data=body.encode(), headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.token_url, data=body.encode(), headers=headers) as resp,
+        ):
             data = await resp.json(content_type=None)
             if resp.status != 200:
                 raise PrepareError(f"{grant}: the target answered {resp.status}: {_safe(data)}")
@@ -199,8 +239,14 @@ class Issuer:
 
 
 def code_line(client: Client, code: str, verifier: str) -> Line:
-    return client.line({"grant_type": "authorization_code", "code": code,
-                        "redirect_uri": client.redirect_uri, "code_verifier": verifier})
+    return client.line(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client.redirect_uri,
+            "code_verifier": verifier,
+        }
+    )
 
 
 def refresh_line(client: Client, token: str) -> Line:
@@ -214,8 +260,11 @@ def _safe(data: Any) -> Any:
     return str(data)[:200]
 
 
-async def _bounded(n: int, one: Callable[[aiohttp.ClientSession, int], Any],
-                   http: aiohttp.ClientSession | None = None) -> None:
+async def _bounded(
+    n: int,
+    one: Callable[[aiohttp.ClientSession, int], Any],
+    http: aiohttp.ClientSession | None = None,
+) -> None:
     """`one(http, i)` for i < n, PREP_CONCURRENCY at a time, over `http` or a session of its
     own."""
     if http is None:
@@ -281,9 +330,13 @@ class PreparedPool(Pool):
     """Lines prepared by `supply(n)` (untimed), handed out first in, first out. With `max_age`
     (seconds, asked each time: authorization codes expire), older lines are dropped unsent."""
 
-    def __init__(self, name: str, supply: Callable[[int], list[Line]],
-                 on_prepare: Callable[[str, int, float], None] | None = None,
-                 max_age: Callable[[], float | None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        supply: Callable[[int], list[Line]],
+        on_prepare: Callable[[str, int, float], None] | None = None,
+        max_age: Callable[[], float | None] | None = None,
+    ) -> None:
         self.name = name
         self.supply = supply
         self.lines: deque[tuple[float, Line]] = deque()  # (prepared at, line)
@@ -385,5 +438,5 @@ def grant_of(line: Line) -> str:
     """The grant_type a request line carries."""
     for param in line[1].split("&"):
         if param.startswith("grant_type="):
-            return param[len("grant_type="):]
+            return param[len("grant_type=") :]
     return ""

@@ -13,8 +13,7 @@ SCHEMA = "tokensvc-bench/1"
 GRANT_ORDER = ("floor", "client_credentials", "authorization_code", "refresh_token", "mix")
 # Issue 5's targets: closed-loop throughput as a fraction of the floor; open-loop p99 at half
 # the closed-loop peak.
-TARGET_VS_FLOOR = {"client_credentials": 0.50, "authorization_code": 0.20,
-                   "refresh_token": 0.15}
+TARGET_VS_FLOOR = {"client_credentials": 0.50, "authorization_code": 0.20, "refresh_token": 0.15}
 TARGET_P99_MS = 25.0
 SATURATED = 0.85  # a CPU busy this much of its capacity is the bottleneck
 
@@ -26,8 +25,14 @@ def _ms(us: float) -> float:
 def latency(phase: PhaseResult) -> dict[str, float]:
     hist = phase.outcome.hist
     p = hist.percentiles((50, 90, 99, 99.9))
-    return {"p50": _ms(p[50]), "p90": _ms(p[90]), "p99": _ms(p[99]), "p99.9": _ms(p[99.9]),
-            "max": _ms(hist.max()), "mean": _ms(hist.mean())}
+    return {
+        "p50": _ms(p[50]),
+        "p90": _ms(p[90]),
+        "p99": _ms(p[99]),
+        "p99.9": _ms(p[99.9]),
+        "max": _ms(hist.max()),
+        "mean": _ms(hist.mean()),
+    }
 
 
 def _utilisations(phase: PhaseResult) -> dict[str, Any]:
@@ -57,19 +62,26 @@ def judge(phase: PhaseResult, ctx: dict[str, Any], floor_rps: float | None) -> s
     who = "floor server" if server == "floor" else "service"
     parts = []
     if server in cpu and cpu[server] >= SATURATED * server_cap:
-        parts.append(f"{who} CPU ({cpu[server] / server_cap:.0%} of {server_cap:g} core"
-                     f"{'s' if server_cap > 1 else ''})")
+        parts.append(
+            f"{who} CPU ({cpu[server] / server_cap:.0%} of {server_cap:g} core"
+            f"{'s' if server_cap > 1 else ''})"
+        )
     elif server_cores and min(server_cores) >= 0.9:
-        parts.append(f"{who}'s core saturated ({who} process {cpu.get(server, 0):.0%}, the "
-                     "rest kernel network work or other processes)")
+        parts.append(
+            f"{who}'s core saturated ({who} process {cpu.get(server, 0):.0%}, the "
+            "rest kernel network work or other processes)"
+        )
     elif cpu.get("generator", 0) >= SATURATED * gen_cap:
-        parts.append(f"GENERATOR CPU ({cpu['generator'] / gen_cap:.0%} of its "
-                     f"{gen_cap:g} core{'s' if gen_cap > 1 else ''})")
+        parts.append(
+            f"GENERATOR CPU ({cpu['generator'] / gen_cap:.0%} of its "
+            f"{gen_cap:g} core{'s' if gen_cap > 1 else ''})"
+        )
     elif other_cores and min(other_cores) >= 0.9:
         parts.append("the shared core (generator + Redis + Postgres) is saturated")
     elif server in cpu:
-        parts.append(f"waiting (service CPU {cpu[server] / server_cap:.0%}): "
-                     "store round trips / commits")
+        parts.append(
+            f"waiting (service CPU {cpu[server] / server_cap:.0%}): store round trips / commits"
+        )
     else:
         parts.append("the server (its CPU is not visible from here)")
     if phase.name != "floor" and floor_rps and phase.outcome.rate >= SATURATED * floor_rps:
@@ -77,17 +89,28 @@ def judge(phase: PhaseResult, ctx: dict[str, Any], floor_rps: float | None) -> s
     return "; ".join(parts)
 
 
-def phase_json(phase: PhaseResult, ctx: dict[str, Any], floor: PhaseResult | None,
-               signing: dict[str, Any] | None, tokens: dict[str, dict[str, int]],
-               ) -> dict[str, Any]:
+def phase_json(
+    phase: PhaseResult,
+    ctx: dict[str, Any],
+    floor: PhaseResult | None,
+    signing: dict[str, Any] | None,
+    tokens: dict[str, dict[str, int]],
+) -> dict[str, Any]:
     o = phase.outcome
     lat = latency(phase)
     data: dict[str, Any] = {
-        "name": phase.name, "mode": phase.mode, "engine": phase.engine,
-        "concurrency": phase.concurrency, "rate_target": phase.rate,
-        "rate_basis": phase.rate_basis or None, "warmup_s": phase.warmup_s,
-        "duration_s": round(o.seconds, 3), "requests": o.completed, "ok": o.ok,
-        "rps": round(o.rate, 1), "latency_ms": lat,
+        "name": phase.name,
+        "mode": phase.mode,
+        "engine": phase.engine,
+        "concurrency": phase.concurrency,
+        "rate_target": phase.rate,
+        "rate_basis": phase.rate_basis or None,
+        "warmup_s": phase.warmup_s,
+        "duration_s": round(o.seconds, 3),
+        "requests": o.completed,
+        "ok": o.ok,
+        "rps": round(o.rate, 1),
+        "latency_ms": lat,
         "percentile_curve": [[p, _ms(v)] for p, v in o.hist.percentiles(CURVE_POINTS).items()],
         "errors": {
             "total": o.error_count,
@@ -95,12 +118,23 @@ def phase_json(phase: PhaseResult, ctx: dict[str, Any], floor: PhaseResult | Non
             "by_error": dict(sorted(o.errors.items())),
             "socket": dict(sorted(o.socket.items())),
         },
-        "timeline": [{"t": i + 1, "seconds": round(iv.seconds, 3), "rps": round(iv.rate, 1),
-                      "p99_ms": _ms(iv.hist.percentile(99)), "errors": iv.errors}
-                     for i, iv in enumerate(o.intervals)],
+        "timeline": [
+            {
+                "t": i + 1,
+                "seconds": round(iv.seconds, 3),
+                "rps": round(iv.rate, 1),
+                "p99_ms": _ms(iv.hist.percentile(99)),
+                "errors": iv.errors,
+            }
+            for i, iv in enumerate(o.intervals)
+        ],
         "cpu": _utilisations(phase),
-        "prepared": {"lines": phase.prepared, "seconds": round(phase.prepare_s, 2),
-                     "top_ups": phase.top_ups, "redone_slices": phase.redone},
+        "prepared": {
+            "lines": phase.prepared,
+            "seconds": round(phase.prepare_s, 2),
+            "top_ups": phase.top_ups,
+            "redone_slices": phase.redone,
+        },
         "notes": list(phase.notes),
     }
     if o.generator_cpu is not None and o.completed:
@@ -109,42 +143,62 @@ def phase_json(phase: PhaseResult, ctx: dict[str, Any], floor: PhaseResult | Non
         flat = latency(floor)
         data["vs_floor"] = {"rps": round(o.rate / floor.outcome.rate, 3)}
         if phase.mode == "closed":  # latency ratios only between closed loops
-            data["vs_floor"].update({k: round(lat[k] / flat[k], 2) if flat[k] else None
-                                     for k in ("p50", "p90", "p99", "p99.9")})
+            data["vs_floor"].update(
+                {
+                    k: round(lat[k] / flat[k], 2) if flat[k] else None
+                    for k in ("p50", "p90", "p99", "p99.9")
+                }
+            )
     if phase.mode == "closed":
         data["bound"] = judge(phase, ctx, floor.outcome.rate if floor else None)
         goal = TARGET_VS_FLOOR.get(phase.name)
         if goal is not None and "vs_floor" in data:
-            data["target"] = {"rps_vs_floor_at_least": goal,
-                              "met": data["vs_floor"]["rps"] >= goal}
+            data["target"] = {"rps_vs_floor_at_least": goal, "met": data["vs_floor"]["rps"] >= goal}
     else:
         lag = o.lag.percentiles((50, 99, 100))
         data["open_loop"] = {
-            "scheduled": o.scheduled, "achieved_rps": round(o.completed / o.seconds, 1)
-            if o.seconds else 0.0,
+            "scheduled": o.scheduled,
+            "achieved_rps": round(o.completed / o.seconds, 1) if o.seconds else 0.0,
             "send_lag_ms": {"p50": _ms(lag[50]), "p99": _ms(lag[99]), "max": _ms(lag[100])},
         }
-        behind = (lag[99] > 5000 or (phase.rate and o.scheduled < 0.97 * phase.rate * o.seconds))
+        behind = lag[99] > 5000 or (phase.rate and o.scheduled < 0.97 * phase.rate * o.seconds)
         data["open_loop"]["generator_kept_up"] = not behind
         if phase.name in TARGET_VS_FLOOR or phase.name == "mix":
             data["target"] = {"p99_ms_below": TARGET_P99_MS, "met": lat["p99"] < TARGET_P99_MS}
     if phase.name != "floor":
         service = ctx.get("service_measured", False)
-        requests = (phase.metrics.token_requests if phase.metrics and phase.metrics.token_requests
-                    else o.completed)
+        requests = (
+            phase.metrics.token_requests
+            if phase.metrics and phase.metrics.token_requests
+            else o.completed
+        )
         sign = attribution.signing_us(tokens.get(phase.name, {}), signing)
         usage = phase.window_usage
         data["time_per_request_us"] = attribution.breakdown(
-            requests, usage.seconds("service") if service else None, phase.metrics, sign,
-            usage.seconds("redis"), usage.seconds("postgres"))
+            requests,
+            usage.seconds("service") if service else None,
+            phase.metrics,
+            sign,
+            usage.seconds("redis"),
+            usage.seconds("postgres"),
+        )
     return data
 
 
-def build(meta: dict[str, Any], phases: list[PhaseResult], ctx: dict[str, Any],
-          signing: dict[str, Any] | None, tokens: dict[str, dict[str, int]]) -> dict[str, Any]:
+def build(
+    meta: dict[str, Any],
+    phases: list[PhaseResult],
+    ctx: dict[str, Any],
+    signing: dict[str, Any] | None,
+    tokens: dict[str, dict[str, int]],
+) -> dict[str, Any]:
     floor = next((p for p in phases if p.name == "floor" and p.mode == "closed"), None)
-    out: dict[str, Any] = {"schema": SCHEMA, **meta, "signing": signing,
-                           "jwts_per_response": tokens}
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        **meta,
+        "signing": signing,
+        "jwts_per_response": tokens,
+    }
     out["phases"] = [phase_json(p, ctx, floor, signing, tokens) for p in phases]
     out["floor"] = next((p for p in out["phases"] if p["name"] == "floor"), None)
     out["generator"] = ceiling(floor, ctx)
@@ -157,8 +211,11 @@ def ceiling(floor: PhaseResult | None, ctx: dict[str, Any]) -> dict[str, Any] | 
         return None
     o = floor.outcome
     cpu = _utilisations(floor)
-    out: dict[str, Any] = {"floor_rps": round(o.rate, 1), "floor_server_cpu": cpu.get("floor"),
-                           "generator_cpu": cpu.get("generator")}
+    out: dict[str, Any] = {
+        "floor_rps": round(o.rate, 1),
+        "floor_server_cpu": cpu.get("floor"),
+        "generator_cpu": cpu.get("generator"),
+    }
     gen_us = o.generator_cpu / o.completed * 1e6 if o.generator_cpu and o.completed else None
     if gen_us:
         out["generator_cpu_us_per_request"] = round(gen_us, 1)
@@ -166,19 +223,25 @@ def ceiling(floor: PhaseResult | None, ctx: dict[str, Any]) -> dict[str, Any] | 
     floor_busy = cpu.get("floor")
     if floor_busy is not None and floor_busy >= SATURATED * ctx["server_capacity"]:
         out["limited_by"] = "floor server"
-        out["statement"] = (f"The floor server was CPU-bound ({floor_busy:.0%} of a core): "
-                            f"{o.rate:,.0f} req/s is the server's limit, and the generator "
-                            "can send at least that much.")
+        out["statement"] = (
+            f"The floor server was CPU-bound ({floor_busy:.0%} of a core): "
+            f"{o.rate:,.0f} req/s is the server's limit, and the generator "
+            "can send at least that much."
+        )
     elif cpu.get("generator", 0) >= SATURATED * ctx["generator_capacity"]:
         out["limited_by"] = "generator"
-        out["statement"] = (f"The GENERATOR was the bottleneck of the floor run (floor server "
-                            f"at {floor_busy or 0:.0%}): {o.rate:,.0f} req/s is the "
-                            "generator's ceiling, and ratios to the floor are understated.")
+        out["statement"] = (
+            f"The GENERATOR was the bottleneck of the floor run (floor server "
+            f"at {floor_busy or 0:.0%}): {o.rate:,.0f} req/s is the "
+            "generator's ceiling, and ratios to the floor are understated."
+        )
     else:
         out["limited_by"] = "unclear"
-        out["statement"] = (f"Neither the floor server ({floor_busy or 0:.0%}) nor the "
-                            f"generator ({cpu.get('generator', 0):.0%}) was CPU-bound: "
-                            "network or scheduling limited the floor run.")
+        out["statement"] = (
+            f"Neither the floor server ({floor_busy or 0:.0%}) nor the "
+            f"generator ({cpu.get('generator', 0):.0%}) was CPU-bound: "
+            "network or scheduling limited the floor run."
+        )
     return out
 
 
@@ -196,17 +259,20 @@ def table(report: dict[str, Any]) -> str:
     add(f"tokensvc /token benchmark  {meta['started_at']}  commit {meta['commit']}")
     add(f"machine: {meta['machine']['description']}")
     add(f"target: {meta['target']['description']}")
-    add(f"engines: closed loop {meta['engines']['closed']}; open loop "
-        f"{meta['engines']['open']}")
+    add(f"engines: closed loop {meta['engines']['closed']}; open loop {meta['engines']['open']}")
     closed = [p for p in report["phases"] if p["mode"] == "closed"]
     opened = [p for p in report["phases"] if p["mode"] == "open"]
     if closed:
         add("")
-        add(f"closed loop, {closed[0]['concurrency']} connections, "
+        add(
+            f"closed loop, {closed[0]['concurrency']} connections, "
             f"{meta['config']['duration_s']} s per workload after {meta['config']['warmup_s']}"
-            " s warmup")
-        add(f"{'workload':20} {'req/s':>9} {'x floor':>8} {'target':>7} {'p50 ms':>8} "
-            f"{'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}  bound")
+            " s warmup"
+        )
+        add(
+            f"{'workload':20} {'req/s':>9} {'x floor':>8} {'target':>7} {'p50 ms':>8} "
+            f"{'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}  bound"
+        )
         for p in closed:
             vs = p.get("vs_floor", {}).get("rps") if p["name"] != "floor" else 1.0
             target = p.get("target")
@@ -214,16 +280,22 @@ def table(report: dict[str, Any]) -> str:
             if target:
                 mark = f"{target['rps_vs_floor_at_least']:.2f}{'' if target['met'] else '!'}"
             lat = p["latency_ms"]
-            add(f"{p['name']:20} {p['rps']:>9,.0f} {_f(vs, '{:.2f}'):>8} {mark:>7} "
+            add(
+                f"{p['name']:20} {p['rps']:>9,.0f} {_f(vs, '{:.2f}'):>8} {mark:>7} "
                 f"{lat['p50']:>8.2f} {lat['p90']:>8.2f} {lat['p99']:>8.2f} "
-                f"{lat['p99.9']:>9.2f} {p['errors']['total']:>7}  {p.get('bound', '')}")
+                f"{lat['p99.9']:>9.2f} {p['errors']['total']:>7}  {p.get('bound', '')}"
+            )
         add("(target: the issue's minimum ratio to the floor; '!' = not met)")
     if opened:
         add("")
-        add(f"open loop (latency from the intended send time), {meta['config']['duration_s']}"
-            " s per workload")
-        add(f"{'workload':20} {'rate':>9} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} "
-            f"{'p99 ms':>8} {'p99.9 ms':>9} {'lag p99':>8} {'errors':>7}  p99 < 25 ms")
+        add(
+            f"open loop (latency from the intended send time), {meta['config']['duration_s']}"
+            " s per workload"
+        )
+        add(
+            f"{'workload':20} {'rate':>9} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'p99 ms':>8} {'p99.9 ms':>9} {'lag p99':>8} {'errors':>7}  p99 < 25 ms"
+        )
         for p in opened:
             lat = p["latency_ms"]
             ol = p["open_loop"]
@@ -231,33 +303,46 @@ def table(report: dict[str, Any]) -> str:
             verdict = "-" if not target else ("yes" if target["met"] else "NO")
             if not ol["generator_kept_up"]:
                 verdict += " (generator fell behind)"
-            add(f"{p['name']:20} {p['rate_target']:>9,.0f} {ol['achieved_rps']:>9,.0f} "
+            add(
+                f"{p['name']:20} {p['rate_target']:>9,.0f} {ol['achieved_rps']:>9,.0f} "
                 f"{lat['p50']:>8.2f} {lat['p90']:>8.2f} {lat['p99']:>8.2f} "
                 f"{lat['p99.9']:>9.2f} {ol['send_lag_ms']['p99']:>8.2f} "
-                f"{p['errors']['total']:>7}  {verdict}")
+                f"{p['errors']['total']:>7}  {verdict}"
+            )
     timed = [p for p in report["phases"] if "time_per_request_us" in p]
     if timed:
         add("")
         sign = report.get("signing") or {}
-        add("where the time goes, µs per request (service-side; waits are wall time around the"
-            " store call)")
+        add(
+            "where the time goes, µs per request (service-side; waits are wall time around the"
+            " store call)"
+        )
         if sign.get("access_token_us"):
-            add(f"  signing: {sign['access_token_us']} µs per access token, "
-                f"{sign['id_token_us']} µs per ID token ({sign['method']})")
-        add(f"{'workload':20} {'mode':6} {'svc CPU':>8} {'signing':>8} {'other':>8} "
+            add(
+                f"  signing: {sign['access_token_us']} µs per access token, "
+                f"{sign['id_token_us']} µs per ID token ({sign['method']})"
+            )
+        add(
+            f"{'workload':20} {'mode':6} {'svc CPU':>8} {'signing':>8} {'other':>8} "
             f"{'Redis':>8} {'Postgres':>9} {'Redis CPU':>10} {'PG CPU':>8} {'gen CPU':>8} "
-            f"{'svc ms':>7}")
+            f"{'svc ms':>7}"
+        )
         for p in timed:
             t = p["time_per_request_us"]
-            add(f"{p['name']:20} {p['mode']:6} {_f(t['service_cpu_us']):>8} "
+            add(
+                f"{p['name']:20} {p['mode']:6} {_f(t['service_cpu_us']):>8} "
                 f"{_f(t['signing_us']):>8} {_f(t.get('other_cpu_us')):>8} "
                 f"{_f(t['redis_wait_us']):>8} {_f(t['postgres_wait_us']):>9} "
                 f"{_f(t['redis_cpu_us']):>10} {_f(t['postgres_cpu_us']):>8} "
                 f"{_f(p.get('generator_cpu_us_per_request')):>8} "
-                f"{_f(t['server_latency_ms'], '{:.2f}'):>7}")
+                f"{_f(t['server_latency_ms'], '{:.2f}'):>7}"
+            )
         add("(svc ms: the service's own mean time per /token request, from its histogram)")
-    errors = [(p, k, v) for p in report["phases"] for k, v in
-              list(p["errors"]["by_error"].items()) + list(p["errors"]["socket"].items())]
+    errors = [
+        (p, k, v)
+        for p in report["phases"]
+        for k, v in list(p["errors"]["by_error"].items()) + list(p["errors"]["socket"].items())
+    ]
     add("")
     if errors:
         add("errors:")
@@ -270,9 +355,11 @@ def table(report: dict[str, Any]) -> str:
         add("")
         extra = ""
         if gen.get("generator_cpu_us_per_request"):
-            extra = (f" The generator spent {gen['generator_cpu_us_per_request']} µs CPU per "
-                     f"request: about {gen['generator_capacity_rps']:,} req/s on its "
-                     f"core(s).")
+            extra = (
+                f" The generator spent {gen['generator_cpu_us_per_request']} µs CPU per "
+                f"request: about {gen['generator_capacity_rps']:,} req/s on its "
+                f"core(s)."
+            )
         add(f"generator ceiling: {gen['statement']}{extra}")
     notes = [f"{p['name']} {p['mode']}: {n}" for p in report["phases"] for n in p["notes"]]
     notes += report.get("notes", [])

@@ -92,9 +92,20 @@ class Hooks(Protocol):
 
 
 class Runner:
-    def __init__(self, *, live: Live, watcher: cpu.Watcher, workdir: Path, engine: str,
-                 wrk_label: str | None, threads: int, processes: int,
-                 generator_cores: list[int], batch: int, slice_s: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        live: Live,
+        watcher: cpu.Watcher,
+        workdir: Path,
+        engine: str,
+        wrk_label: str | None,
+        threads: int,
+        processes: int,
+        generator_cores: list[int],
+        batch: int,
+        slice_s: int = 1,
+    ) -> None:
         self.live = live
         self.watcher = watcher
         self.workdir = workdir
@@ -137,8 +148,16 @@ class Runner:
 
     # ------------------------------------------------------------------ closed loop
 
-    def closed(self, name: str, url: str, pool: Pool, concurrency: int, warmup: int,
-               duration: int, metrics_url: str | None) -> PhaseResult:
+    def closed(
+        self,
+        name: str,
+        url: str,
+        pool: Pool,
+        concurrency: int,
+        warmup: int,
+        duration: int,
+        metrics_url: str | None,
+    ) -> PhaseResult:
         if self.engine == "wrk":
             return self._closed_wrk(name, url, pool, concurrency, warmup, duration, metrics_url)
         return self._closed_python(name, url, pool, concurrency, warmup, duration, metrics_url)
@@ -155,22 +174,35 @@ class Runner:
         pool.give_back(unused)
         return outcome
 
-    def _closed_wrk(self, name: str, url: str, pool: Pool, concurrency: int, warmup: int,
-                    duration: int, metrics_url: str | None) -> PhaseResult:
+    def _closed_wrk(
+        self,
+        name: str,
+        url: str,
+        pool: Pool,
+        concurrency: int,
+        warmup: int,
+        duration: int,
+        metrics_url: str | None,
+    ) -> PhaseResult:
         wrk = Wrk(url, concurrency, self.threads, self.workdir / f"wrk-{name}")
-        result = PhaseResult(name, "closed", f"{self.wrk_label} ({wrk.threads} thread"
-                             f"{'s' if wrk.threads > 1 else ''})", concurrency=concurrency,
-                             warmup_s=warmup)
-        self.live.phase(result.label, f"{concurrency} connections, {result.engine}, "
-                        f"warmup {warmup} s, {duration} s timed")
+        result = PhaseResult(
+            name,
+            "closed",
+            f"{self.wrk_label} ({wrk.threads} thread{'s' if wrk.threads > 1 else ''})",
+            concurrency=concurrency,
+            warmup_s=warmup,
+        )
+        self.live.phase(
+            result.label,
+            f"{concurrency} connections, {result.engine}, warmup {warmup} s, {duration} s timed",
+        )
         rate: float | None = None
         for k in range(warmup):
             outcome = self._wrk_slice(wrk, pool, self._allot(rate, concurrency, pool))
             rate = max(rate or 0.0, estimate(outcome))
             self.live.tick(name, k + 1, warmup, outcome.intervals[0], None, warmup=True)
             if k == 0:
-                self._prepare(pool, self._need(rate, warmup - 1 + duration, concurrency),
-                              result)
+                self._prepare(pool, self._need(rate, warmup - 1 + duration, concurrency), result)
         if rate is None:
             self._prepare(pool, self.batch, result)
         windows = Window(metrics_url, self.watcher)
@@ -181,8 +213,7 @@ class Runner:
             if pool.consumable and len(pool) < allot:
                 windows.close()
                 left = duration - len(result.outcome.intervals)
-                self._prepare(pool, max(allot, self._need(rate or 0.0, left, concurrency)),
-                              result)
+                self._prepare(pool, max(allot, self._need(rate or 0.0, left, concurrency)), result)
                 result.top_ups += 1
                 windows.open()
             before = self.watcher.sample()
@@ -197,23 +228,40 @@ class Runner:
             result.usage.add(before, after)
             result.outcome.add(outcome)
             rate = max(rate or 0.0, outcome.rate)
-            self.live.tick(name, len(result.outcome.intervals), duration,
-                           outcome.intervals[0], result.outcome)
+            self.live.tick(
+                name, len(result.outcome.intervals), duration, outcome.intervals[0], result.outcome
+            )
         windows.close()
         self._end(result)
         windows.into(result)
         if result.redone:
-            result.notes.append(f"{result.redone} slice(s) ran out of prepared lines and were "
-                                "run again after preparing more (not counted)")
+            result.notes.append(
+                f"{result.redone} slice(s) ran out of prepared lines and were "
+                "run again after preparing more (not counted)"
+            )
         return result
 
-    def _closed_python(self, name: str, url: str, pool: Pool, concurrency: int, warmup: int,
-                       duration: int, metrics_url: str | None) -> PhaseResult:
-        result = PhaseResult(name, "closed", f"python ({self.processes} process"
-                             f"{'es' if self.processes > 1 else ''})",
-                             concurrency=concurrency, warmup_s=warmup)
-        self.live.phase(result.label, f"{concurrency} connections, {result.engine}, "
-                        f"warmup {warmup} s, {duration} s timed")
+    def _closed_python(
+        self,
+        name: str,
+        url: str,
+        pool: Pool,
+        concurrency: int,
+        warmup: int,
+        duration: int,
+        metrics_url: str | None,
+    ) -> PhaseResult:
+        result = PhaseResult(
+            name,
+            "closed",
+            f"python ({self.processes} process{'es' if self.processes > 1 else ''})",
+            concurrency=concurrency,
+            warmup_s=warmup,
+        )
+        self.live.phase(
+            result.label,
+            f"{concurrency} connections, {result.engine}, warmup {warmup} s, {duration} s timed",
+        )
         rate: float | None = None
         if warmup:
             n = self._allot(None, concurrency, pool) * warmup
@@ -224,33 +272,59 @@ class Runner:
             # the best second: the first one of a run is often slow (connections, caches)
             rate = max([estimate(outcome)] + [i.rate for i in outcome.intervals])
         # no top-ups inside one Python run: prepare twice what the warmup suggests
-        need = (self._need(rate * 1.6, duration, concurrency) if rate
-                else self.batch * max(1, duration))
+        need = (
+            self._need(rate * 1.6, duration, concurrency) if rate else self.batch * max(1, duration)
+        )
         if not pool.consumable:
             need = int((rate or STATIC_SLICE_LINES) * duration * 2) + 8 * concurrency
         self._prepare(pool, need, result)
         lines = pool.take(need)
         so_far = Outcome()
         outcome, unused = self._measured(
-            result, metrics_url, self._spec(url, "closed", duration, concurrency), lines,
-            self._ticker(name, duration, so_far, False))
+            result,
+            metrics_url,
+            self._spec(url, "closed", duration, concurrency),
+            lines,
+            self._ticker(name, duration, so_far, False),
+        )
         pool.give_back(unused)
         result.outcome = outcome
         if outcome.exhausted:
-            result.notes.append(f"ran out of prepared lines after {outcome.exhausted_after:.1f}"
-                                " s; rates are over the time before that")
+            result.notes.append(
+                f"ran out of prepared lines after {outcome.exhausted_after:.1f}"
+                " s; rates are over the time before that"
+            )
         return result
 
     # ------------------------------------------------------------------ open loop
 
-    def open(self, name: str, url: str, pool: Pool, rate: float, warmup: int, duration: int,
-             max_connections: int, metrics_url: str | None, basis: str = "") -> PhaseResult:
-        result = PhaseResult(name, "open", f"python ({self.processes} process"
-                             f"{'es' if self.processes > 1 else ''})", rate=rate,
-                             rate_basis=basis, concurrency=None, warmup_s=warmup)
-        self.live.phase(result.label, f"{rate:,.0f} req/s{' (' + basis + ')' if basis else ''}"
-                        f", up to {max_connections} connections, {result.engine}, "
-                        f"warmup {warmup} s, {duration} s timed")
+    def open(
+        self,
+        name: str,
+        url: str,
+        pool: Pool,
+        rate: float,
+        warmup: int,
+        duration: int,
+        max_connections: int,
+        metrics_url: str | None,
+        basis: str = "",
+    ) -> PhaseResult:
+        result = PhaseResult(
+            name,
+            "open",
+            f"python ({self.processes} process{'es' if self.processes > 1 else ''})",
+            rate=rate,
+            rate_basis=basis,
+            concurrency=None,
+            warmup_s=warmup,
+        )
+        self.live.phase(
+            result.label,
+            f"{rate:,.0f} req/s{' (' + basis + ')' if basis else ''}"
+            f", up to {max_connections} connections, {result.engine}, "
+            f"warmup {warmup} s, {duration} s timed",
+        )
         if warmup:
             n = int(rate * warmup * 1.02) + 50
             self._prepare(pool, n, result)
@@ -261,8 +335,12 @@ class Runner:
         self._prepare(pool, n, result)
         so_far = Outcome()
         outcome, unused = self._measured(
-            result, metrics_url, self._spec(url, "open", duration, max_connections, rate),
-            pool.take(n), self._ticker(name, duration, so_far, False))
+            result,
+            metrics_url,
+            self._spec(url, "open", duration, max_connections, rate),
+            pool.take(n),
+            self._ticker(name, duration, so_far, False),
+        )
         pool.give_back(unused)
         result.outcome = outcome
         if outcome.exhausted:
@@ -271,33 +349,50 @@ class Runner:
 
     # ------------------------------------------------------------------ python runs
 
-    def _spec(self, url: str, mode: str, duration: float, connections: int,
-              rate: float = 0.0) -> pyload.LoadSpec:
-        return pyload.LoadSpec(url, mode, duration, connections, rate, self.processes,
-                               tuple(self.generator_cores))
+    def _spec(
+        self, url: str, mode: str, duration: float, connections: int, rate: float = 0.0
+    ) -> pyload.LoadSpec:
+        return pyload.LoadSpec(
+            url, mode, duration, connections, rate, self.processes, tuple(self.generator_cores)
+        )
 
-    def _measured(self, result: PhaseResult, metrics_url: str | None, spec: pyload.LoadSpec,
-                  lines: list[Line], progress: Callable[[int, Interval], None],
-                  ) -> tuple[Outcome, list[Line]]:
+    def _measured(
+        self,
+        result: PhaseResult,
+        metrics_url: str | None,
+        spec: pyload.LoadSpec,
+        lines: list[Line],
+        progress: Callable[[int, Interval], None],
+    ) -> tuple[Outcome, list[Line]]:
         window = Window(metrics_url, self.watcher)
         self._begin(result)
         try:
-            outcome, unused = pyload.run(spec, lines, progress, on_start=window.open,
-                                         on_end=window.close)
+            outcome, unused = pyload.run(
+                spec, lines, progress, on_start=window.open, on_end=window.close
+            )
         finally:
             self._end(result)
         window.into(result)
         result.usage = window.usage
         return outcome, unused
 
-    def _ticker(self, name: str, total: int, so_far: Outcome | None, warmup: bool,
-                ) -> Callable[[int, Interval], None]:
+    def _ticker(
+        self,
+        name: str,
+        total: int,
+        so_far: Outcome | None,
+        warmup: bool,
+    ) -> Callable[[int, Interval], None]:
         def tick(second: int, interval: Interval) -> None:
             if so_far is not None:
-                so_far.add(Outcome(seconds=interval.seconds, completed=interval.completed,
-                                   hist=Histogram().add(interval.hist),
-                                   socket=Counter({"any": interval.errors})))
+                so_far.add(
+                    Outcome(
+                        seconds=interval.seconds,
+                        completed=interval.completed,
+                        hist=Histogram().add(interval.hist),
+                        socket=Counter({"any": interval.errors}),
+                    )
+                )
             self.live.tick(name, second, total, interval, so_far, warmup=warmup)
 
         return tick
-

@@ -71,8 +71,10 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], errfile: Path, what: str
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SpawnError(f"{what} exited with {proc.returncode}: "
-                             f"{errfile.read_text(errors='replace')[-2000:]}")
+            raise SpawnError(
+                f"{what} exited with {proc.returncode}: "
+                f"{errfile.read_text(errors='replace')[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
                 if resp.status == 200:
@@ -87,24 +89,36 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], errfile: Path, what: st
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SpawnError(f"{what} exited with {proc.returncode}: "
-                             f"{errfile.read_text(errors='replace')[-2000:]}")
+            raise SpawnError(
+                f"{what} exited with {proc.returncode}: "
+                f"{errfile.read_text(errors='replace')[-2000:]}"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
     raise SpawnError(f"{what} did not listen on port {port} within {START_TIMEOUT:.0f} s")
 
 
-def _start(argv: list[str], env: dict[str, str], cores: list[int], errfile: Path,
-           ) -> subprocess.Popen[bytes]:
+def _start(
+    argv: list[str],
+    env: dict[str, str],
+    cores: list[int],
+    errfile: Path,
+) -> subprocess.Popen[bytes]:
     def pin_child() -> None:  # runs in the child between fork and exec
         if cores:
             os.sched_setaffinity(0, set(cores))
 
     with errfile.open("wb") as err:
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,  # noqa: S603
-                                stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True, preexec_fn=pin_child)
+        return subprocess.Popen(  # noqa: S603
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=pin_child,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
@@ -122,8 +136,14 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
 
 
 def _run_tokensvc(args: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run([*tokensvc_command(), *args], env=env,  # noqa: S603
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(  # noqa: S603
+        [*tokensvc_command(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if result.returncode != 0:
         raise SpawnError(f"tokensvc {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -146,8 +166,11 @@ def _drop_database(admin_url: str, name: str) -> None:
 
 
 def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))
+    }
 
 
 def plan_cores(service: str | None, other: str | None) -> tuple[list[int], list[int], str]:
@@ -156,16 +179,24 @@ def plan_cores(service: str | None, other: str | None) -> tuple[list[int], list[
     if len(cores) < 2 and service is None:
         return [], [], f"only {len(cores)} core available: nothing is pinned"
     service_cores = cpu.parse_cores(service) if service else [cores[0]]
-    other_cores = (cpu.parse_cores(other) if other
-                   else [c for c in cores if c not in service_cores] or cores)
+    other_cores = (
+        cpu.parse_cores(other) if other else [c for c in cores if c not in service_cores] or cores
+    )
     return service_cores, other_cores, ""
 
 
 @contextlib.contextmanager
-def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = None,
-          other_cores: list[int] | None = None, redis_url: str | None = None,
-          postgres_url: str | None = None, with_floor: bool = True,
-          code_ttl: int = 3600) -> Iterator[Stack]:
+def spawn(
+    workdir: Path,
+    *,
+    workers: int = 1,
+    service_cores: list[int] | None = None,
+    other_cores: list[int] | None = None,
+    redis_url: str | None = None,
+    postgres_url: str | None = None,
+    with_floor: bool = True,
+    code_ttl: int = 3600,
+) -> Iterator[Stack]:
     """Start the stack; yields it and stops everything on the way out."""
     sys.path.insert(0, str(ROOT))
     from tests.servers import PostgresServer, RedisServer, create_database
@@ -200,19 +231,21 @@ def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = 
 
         port, internal_port = _free_port(), _free_port()
         internal_token = secrets.token_urlsafe(32)
-        env.update({
-            "TOKENSVC_ISSUER": f"http://127.0.0.1:{port}",
-            "TOKENSVC_REDIS_URL": redis_url,
-            "TOKENSVC_KEYS_FILE": str(keys_file),
-            "TOKENSVC_INTERNAL_TOKEN": internal_token,
-            "TOKENSVC_HOST": "127.0.0.1",
-            "TOKENSVC_PORT": str(port),
-            "TOKENSVC_INTERNAL_PORT": str(internal_port),
-            "TOKENSVC_WORKERS": str(workers),
-            "TOKENSVC_LOG_FORMAT": "json",
-            # codes are minted ahead of the run: let them outlive preparation
-            "TOKENSVC_CODE_TTL": str(code_ttl),
-        })
+        env.update(
+            {
+                "TOKENSVC_ISSUER": f"http://127.0.0.1:{port}",
+                "TOKENSVC_REDIS_URL": redis_url,
+                "TOKENSVC_KEYS_FILE": str(keys_file),
+                "TOKENSVC_INTERNAL_TOKEN": internal_token,
+                "TOKENSVC_HOST": "127.0.0.1",
+                "TOKENSVC_PORT": str(port),
+                "TOKENSVC_INTERNAL_PORT": str(internal_port),
+                "TOKENSVC_WORKERS": str(workers),
+                "TOKENSVC_LOG_FORMAT": "json",
+                # codes are minted ahead of the run: let them outlive preparation
+                "TOKENSVC_CODE_TTL": str(code_ttl),
+            }
+        )
         errfile = workdir / "service.stderr"
         service = _start([*tokensvc_command(), "serve", "token"], env, service_cores, errfile)
         stack.callback(_stop, service)
@@ -222,8 +255,12 @@ def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = 
         if with_floor:
             floor_port = _free_port()
             floor_err = workdir / "floor.stderr"
-            floor = _start([sys.executable, "-m", "benchmarks.floor", "--port", str(floor_port)],
-                           {**_base_env(), "PYTHONPATH": str(ROOT)}, service_cores, floor_err)
+            floor = _start(
+                [sys.executable, "-m", "benchmarks.floor", "--port", str(floor_port)],
+                {**_base_env(), "PYTHONPATH": str(ROOT)},
+                service_cores,
+                floor_err,
+            )
             stack.callback(_stop, floor, signal.SIGTERM)
             _wait_port(floor_port, floor, floor_err, "the floor server")
             floor_pid, floor_url = floor.pid, f"http://127.0.0.1:{floor_port}/token"
@@ -233,10 +270,18 @@ def spawn(workdir: Path, *, workers: int = 1, service_cores: list[int] | None = 
             internal_url=f"http://127.0.0.1:{internal_port}",
             internal_token=internal_token,
             metrics_url=f"http://127.0.0.1:{port}/metrics",
-            database_url=database_url, keys_file=keys_file, floor_url=floor_url,
-            service_pid=service.pid, floor_pid=floor_pid, redis_pid=redis_pid,
-            postgres_pid=postgres_pid, workers=workers, service_cores=service_cores,
-            other_cores=other_cores, notes=notes, redis_url=redis_url,
+            database_url=database_url,
+            keys_file=keys_file,
+            floor_url=floor_url,
+            service_pid=service.pid,
+            floor_pid=floor_pid,
+            redis_pid=redis_pid,
+            postgres_pid=postgres_pid,
+            workers=workers,
+            service_cores=service_cores,
+            other_cores=other_cores,
+            notes=notes,
+            redis_url=redis_url,
         )
 
 
@@ -246,8 +291,12 @@ def local_floor(workdir: Path, cores: list[int]) -> Iterator[tuple[str, int]]:
     port = _free_port()
     errfile = workdir / "floor.stderr"
     workdir.mkdir(parents=True, exist_ok=True)
-    floor = _start([sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
-                   {**_base_env(), "PYTHONPATH": str(ROOT)}, cores, errfile)
+    floor = _start(
+        [sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
+        {**_base_env(), "PYTHONPATH": str(ROOT)},
+        cores,
+        errfile,
+    )
     try:
         _wait_port(port, floor, errfile, "the floor server")
         yield f"http://127.0.0.1:{port}/token", floor.pid

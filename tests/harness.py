@@ -96,11 +96,13 @@ class Harness:
         self.remember(secret)
         return client, secret
 
-    async def internal(self, method: str, path: str, *, json: Any = None,
-                       bearer: str | None = INTERNAL_TOKEN) -> Reply:
+    async def internal(
+        self, method: str, path: str, *, json: Any = None, bearer: str | None = INTERNAL_TOKEN
+    ) -> Reply:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
-        async with self.http.request(method, self.internal_url + path, json=json,
-                                     headers=headers) as resp:
+        async with self.http.request(
+            method, self.internal_url + path, json=json, headers=headers
+        ) as resp:
             return Reply(resp.status, resp.headers, await resp.json(content_type=None))
 
     async def mint_code(self, client: Client, **overrides: Any) -> tuple[str, str | None]:
@@ -145,8 +147,9 @@ class Harness:
             except ValueError:
                 body = raw_body
             if isinstance(body, dict):
-                self.remember(body.get("access_token"), body.get("refresh_token"),
-                              body.get("id_token"))
+                self.remember(
+                    body.get("access_token"), body.get("refresh_token"), body.get("id_token")
+                )
             return Reply(resp.status, resp.headers, body)
 
     async def token(self, client: Client, secret: str | None, **params: str) -> Reply:
@@ -168,10 +171,14 @@ class Harness:
                 data["client_secret"] = secret
         return await self.post_token(data, path=path)
 
-    async def exchange(self, client: Client, secret: str | None, code: str,
-                       verifier: str | None) -> Reply:
-        params = {"grant_type": "authorization_code", "code": code,
-                  "redirect_uri": client.redirect_uris[0]}
+    async def exchange(
+        self, client: Client, secret: str | None, code: str, verifier: str | None
+    ) -> Reply:
+        params = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client.redirect_uris[0],
+        }
         if verifier is not None:
             params["code_verifier"] = verifier
         return await self.token(client, secret, **params)
@@ -191,7 +198,9 @@ class Harness:
         assert decoded.header["kid"] in {k["kid"] for k in jwks["keys"]}
         options: dict[str, Any] = {
             "iss": {"essential": True, "value": self.settings.issuer},
-            "exp": {"essential": True}, "iat": {"essential": True}, "sub": {"essential": True},
+            "exp": {"essential": True},
+            "iat": {"essential": True},
+            "sub": {"essential": True},
         }
         options.update({name: {"essential": True, "value": v} for name, v in expected.items()})
         registry = JWTClaimsRegistry(now=int(self.clock()), leeway=0, **options)
@@ -213,6 +222,9 @@ async def start(svc: TokenService) -> tuple[list[web.AppRunner], str, str]:
 
 
 def make_service(stores: Stores, keys: KeySet, clock: Clock, **settings: Any) -> TokenService:
-    base = Settings(issuer="http://127.0.0.1:8080", internal_token=INTERNAL_TOKEN,
-                    login_url="http://127.0.0.1:8090")
+    base = Settings(
+        issuer="http://127.0.0.1:8080",
+        internal_token=INTERNAL_TOKEN,
+        login_url="http://127.0.0.1:8090",
+    )
     return TokenService(base.with_(**settings), stores, keys, clock=clock)

@@ -60,10 +60,12 @@ class Browser:
         self._track(page)
         return page
 
-    async def post(self, path: str, data: dict[str, str],
-                   headers: dict[str, str] | None = None) -> Page:
-        async with self.http.post(self.base + path, data=data, allow_redirects=False,
-                                  headers=headers) as resp:
+    async def post(
+        self, path: str, data: dict[str, str], headers: dict[str, str] | None = None
+    ) -> Page:
+        async with self.http.post(
+            self.base + path, data=data, allow_redirects=False, headers=headers
+        ) as resp:
             page = Page(resp.status, resp.headers, await resp.text())
         self._track(page)
         return page
@@ -73,12 +75,14 @@ class Browser:
         if self.remember is not None:
             self.remember(*page.fields.values(), page.query.get("code"))
 
-    async def sign_in(self, page: Page, username: str, password: str,
-                      headers: dict[str, str] | None = None) -> Page:
+    async def sign_in(
+        self, page: Page, username: str, password: str, headers: dict[str, str] | None = None
+    ) -> Page:
         if self.remember is not None:
             self.remember(password)
-        return await self.post("/login", {**page.fields, "username": username,
-                                          "password": password}, headers)
+        return await self.post(
+            "/login", {**page.fields, "username": username, "password": password}, headers
+        )
 
     async def close(self) -> None:
         await self.http.close()
@@ -104,9 +108,13 @@ class Login:
         self.token.remember(verifier)
         self.verifiers.append(verifier)
         params = {
-            "response_type": "code", "client_id": client.client_id,
-            "redirect_uri": client.redirect_uris[0], "scope": "openid profile email",
-            "state": "st-123", "nonce": "nonce-456", "code_challenge": challenge,
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uris[0],
+            "scope": "openid profile email",
+            "state": "st-123",
+            "nonce": "nonce-456",
+            "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
         params.update(overrides)

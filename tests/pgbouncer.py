@@ -45,8 +45,7 @@ class PgBouncerServer(_Server):
         self._proc: subprocess.Popen[bytes] | None = None
 
     def url_for(self, database: str) -> str:
-        return urlunsplit(("postgresql", f"{self.user}@{HOST}:{self.port}", f"/{database}", "",
-                           ""))
+        return urlunsplit(("postgresql", f"{self.user}@{HOST}:{self.port}", f"/{database}", "", ""))
 
     def via(self, postgres_database_url: str) -> str:
         """The PgBouncer address of the database a direct Postgres URL names."""
@@ -68,27 +67,31 @@ class PgBouncerServer(_Server):
         host, port = self._backend
         (self.dir / "userlist.txt").write_text(f'"{self.user}" ""\n')
         config = self.dir / "pgbouncer.ini"
-        config.write_text("\n".join([
-            "[databases]",
-            f"* = host={host} port={port}",
-            "[pgbouncer]",
-            f"listen_addr = {HOST}",
-            f"listen_port = {self.port}",
-            "unix_socket_dir =",
-            "auth_type = trust",
-            f"auth_file = {self.dir / 'userlist.txt'}",
-            f"admin_users = {self.user}",
-            "pool_mode = transaction",
-            f"default_pool_size = {self.pool_size}",
-            "min_pool_size = 0",
-            "reserve_pool_size = 0",
-            "max_client_conn = 500",
-            # A client waits for a server connection at most this long, then gets an error.
-            "query_wait_timeout = 20",
-            f"logfile = {self.log_path}",
-            f"pidfile = {self.dir / 'pgbouncer.pid'}",
-            "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"* = host={host} port={port}",
+                    "[pgbouncer]",
+                    f"listen_addr = {HOST}",
+                    f"listen_port = {self.port}",
+                    "unix_socket_dir =",
+                    "auth_type = trust",
+                    f"auth_file = {self.dir / 'userlist.txt'}",
+                    f"admin_users = {self.user}",
+                    "pool_mode = transaction",
+                    f"default_pool_size = {self.pool_size}",
+                    "min_pool_size = 0",
+                    "reserve_pool_size = 0",
+                    "max_client_conn = 500",
+                    # A client waits for a server connection at most this long, then gets an error.
+                    "query_wait_timeout = 20",
+                    f"logfile = {self.log_path}",
+                    f"pidfile = {self.dir / 'pgbouncer.pid'}",
+                    "",
+                ]
+            )
+        )
         return config
 
     def _start(self) -> None:
@@ -96,23 +99,31 @@ class PgBouncerServer(_Server):
         config = self._write_config()
         user = self._run_as
         self._proc = subprocess.Popen(
-            [binary, str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=self.dir,
-            user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            [binary, str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.dir,
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
             extra_groups=[] if user else None,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 code, self._proc = self._proc.returncode, None
-                raise RuntimeError(f"pgbouncer exited with {code} during start on port "
-                                   f"{self.port}; log tail:\n{_log_tail(self.log_path)}")
+                raise RuntimeError(
+                    f"pgbouncer exited with {code} during start on port "
+                    f"{self.port}; log tail:\n{_log_tail(self.log_path)}"
+                )
             if _port_in_use(self.port):
                 return
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"pgbouncer did not listen on port {self.port} within "
-                           f"{START_TIMEOUT:.0f}s; log tail:\n{_log_tail(self.log_path)}")
+        raise RuntimeError(
+            f"pgbouncer did not listen on port {self.port} within "
+            f"{START_TIMEOUT:.0f}s; log tail:\n{_log_tail(self.log_path)}"
+        )
 
     def stop(self) -> None:
         """SIGINT would wait for clients; SIGTERM (1.18) closes everything at once."""
@@ -126,9 +137,26 @@ class PgBouncerServer(_Server):
         psql = find_binary("psql", "postgresql-client")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         done = subprocess.run(
-            [psql, "-X", "--csv", "-h", HOST, "-p", str(self.port), "-U", self.user,
-             "-d", "pgbouncer", "-c", command],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
+            [
+                psql,
+                "-X",
+                "--csv",
+                "-h",
+                HOST,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "pgbouncer",
+                "-c",
+                command,
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=False,
         )
         if done.returncode != 0:

@@ -43,9 +43,17 @@ class ClusterNode(RedisServer):
         self.bus_port = free_port()  # not port + 10000, which may not exist
 
     def _argv(self, binary: str) -> list[str]:
-        return [*super()._argv(binary), "--cluster-enabled", "yes",
-                "--cluster-port", str(self.bus_port), "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000"]
+        return [
+            *super()._argv(binary),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(self.bus_port),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ]
 
 
 class RedisClusterServers:
@@ -66,9 +74,18 @@ class RedisClusterServers:
                 self._stack.enter_context(node)
             addresses = [f"{HOST}:{n.port}" for n in self.nodes]
             subprocess.run(
-                [find_binary("redis-cli", "redis-tools"), "--cluster", "create", *addresses,
-                 "--cluster-replicas", "0", "--cluster-yes"],
-                check=True, capture_output=True, timeout=30,
+                [
+                    find_binary("redis-cli", "redis-tools"),
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
             )
             _wait("the cluster did not agree on its slots", self._agreed)
         except BaseException:
@@ -83,8 +100,12 @@ class RedisClusterServers:
 
         return all(ok(n.port) for n in self.nodes)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stack.close()
 
 
@@ -141,8 +162,10 @@ class SentinelServers:
         try:
             for server in (self.master, self.replica, *self.sentinels):
                 self._stack.enter_context(server)
-            _wait("the replica did not sync", lambda: self._info(
-                self.replica.port).get("master_link_status") == "up")
+            _wait(
+                "the replica did not sync",
+                lambda: self._info(self.replica.port).get("master_link_status") == "up",
+            )
             _wait("the sentinels did not see each other and the replica", self._watching)
         except BaseException:
             self._stack.close()
@@ -168,10 +191,15 @@ class SentinelServers:
         (self.master if old == self.master.port else self.replica).stop()
         _wait("no failover", lambda: self.master_port() != old)
         new = self.master_port()
-        _wait("the promoted replica does not take writes",
-              lambda: self._info(new)["role"] == "master")
+        _wait(
+            "the promoted replica does not take writes", lambda: self._info(new)["role"] == "master"
+        )
         return new
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stack.close()

@@ -460,8 +460,10 @@ class PostgresServer(_Server):
         pg_ctl = find_binary("pg_ctl", "postgresql")
         stopped = False
         try:
-            result = self._run([pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate",
-                                "-w", "-t", "30"], timeout=35)
+            result = self._run(
+                [pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate", "-w", "-t", "30"],
+                timeout=35,
+            )
             stopped = result.returncode == 0
         finally:
             if not stopped:

@@ -29,7 +29,8 @@ async def check(svc: TokenService, token: str) -> AccessToken:
     gid = claims.get("gid")
     if isinstance(gid, str):
         denied, grant = await asyncio.gather(
-            svc.stores.revoked.contains(claims["jti"]), svc.stores.grants.grant(gid))
+            svc.stores.revoked.contains(claims["jti"]), svc.stores.grants.grant(gid)
+        )
         if grant is None:
             raise InvalidToken("The token's grant has been revoked.")
     else:

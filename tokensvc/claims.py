@@ -20,11 +20,24 @@ def released_claims(user: User, scope: str) -> dict[str, Any]:
 
 # OIDC Core §5.4: the claims each scope makes available at /userinfo.
 SCOPE_CLAIMS: dict[str, frozenset[str]] = {
-    "profile": frozenset({
-        "name", "family_name", "given_name", "middle_name", "nickname", "preferred_username",
-        "profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
-        "updated_at",
-    }),
+    "profile": frozenset(
+        {
+            "name",
+            "family_name",
+            "given_name",
+            "middle_name",
+            "nickname",
+            "preferred_username",
+            "profile",
+            "picture",
+            "website",
+            "gender",
+            "birthdate",
+            "zoneinfo",
+            "locale",
+            "updated_at",
+        }
+    ),
     "email": frozenset({"email", "email_verified"}),
     "address": frozenset({"address"}),
     "phone": frozenset({"phone_number", "phone_number_verified"}),

@@ -113,8 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     def worker(ready: Callable[[], None]) -> None:  # in each forked worker process
         try:
-            _listen(run_token_service(settings, keys, keys_raw=raw, ready=ready,
-                                      reuse_port=True))
+            _listen(run_token_service(settings, keys, keys_raw=raw, ready=ready, reuse_port=True))
         except (CommandError, config.ConfigError) as exc:
             _fail(str(exc))
         except StoreUnavailable as exc:
@@ -155,8 +154,10 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         applied = _run(migrate(_database_url(), progress=progress))
     except MigrationFailed as exc:  # rolled back: the files before it stay applied
         raise CommandError(str(exc)) from None
-    print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date",
-          file=sys.stderr)
+    print(
+        f"applied {len(applied)} migration(s)" if applied else "schema is up to date",
+        file=sys.stderr,
+    )
 
 
 async def _check_schema(dsn: str, wait: float) -> None:
@@ -197,9 +198,14 @@ def _client_view(client: Any) -> dict[str, Any]:
 
 def cmd_client_add(args: argparse.Namespace) -> None:
     client, secret = new_client(
-        name=args.name, grant_types=args.grant_type, redirect_uris=args.redirect_uri or (),
-        scope_list=args.scope or (), public=args.public, auth_method=args.auth_method,
-        require_consent=args.require_consent, rate_limit=args.rate_limit,
+        name=args.name,
+        grant_types=args.grant_type,
+        redirect_uris=args.redirect_uri or (),
+        scope_list=args.scope or (),
+        public=args.public,
+        auth_method=args.auth_method,
+        require_consent=args.require_consent,
+        rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
     )
 
@@ -263,8 +269,12 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
     path = Path(args.file)
     try:
         new, rotation = rotate_jwks(
-            orjson.loads(path.read_bytes()), args.alg, now=time.time(), lead=args.lead,
-            token_ttl=token_ttl, retire_after=args.retire_after,
+            orjson.loads(path.read_bytes()),
+            args.alg,
+            now=time.time(),
+            lead=args.lead,
+            token_ttl=token_ttl,
+            retire_after=args.retire_after,
         )
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror}") from None
@@ -274,14 +284,16 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
         write_private_jwks(path, new)
     except OSError as exc:
         raise CommandError(f"{path}: cannot write: {exc.strerror}") from None
-    _emit({
-        "kid": rotation.new.kid,
-        "publish_at": int(rotation.new.publish_at),
-        "sign_at": int(rotation.new.sign_at or 0),
-        "retire_at": {kid: int(at) for kid, at in rotation.retired.items()},
-        "pruned": list(rotation.pruned),
-        "keys": len(new["keys"]),
-    })
+    _emit(
+        {
+            "kid": rotation.new.kid,
+            "publish_at": int(rotation.new.publish_at),
+            "sign_at": int(rotation.new.sign_at or 0),
+            "retire_at": {kid: int(at) for kid, at in rotation.retired.items()},
+            "pruned": list(rotation.pruned),
+            "keys": len(new["keys"]),
+        }
+    )
 
 
 def cmd_purge(args: argparse.Namespace) -> None:
@@ -294,9 +306,15 @@ def cmd_purge(args: argparse.Namespace) -> None:
         print(line, file=sys.stderr, flush=True)
 
     async def run(pg: Any) -> Any:
-        return await purge(pg, retention, time.time(), batch_size=args.batch_size,
-                           max_seconds=args.max_seconds, dry_run=args.dry_run,
-                           progress=progress)
+        return await purge(
+            pg,
+            retention,
+            time.time(),
+            batch_size=args.batch_size,
+            max_seconds=args.max_seconds,
+            dry_run=args.dry_run,
+            progress=progress,
+        )
 
     _emit(_run(_with_postgres(run)).as_json())
 
@@ -331,28 +349,40 @@ class _Parser(argparse.ArgumentParser):
     (argparse's default prints the whole usage block first). Subparsers inherit the class."""
 
     def error(self, message: str) -> NoReturn:
-        _fail(f"{self.prog.removeprefix('tokensvc').strip() or 'usage'}: {message} "
-              f"(see {self.prog} --help)")
+        _fail(
+            f"{self.prog.removeprefix('tokensvc').strip() or 'usage'}: {message} "
+            f"(see {self.prog} --help)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tokensvc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("dev", help="token service in one process, in memory, with demo data"
-                   ).set_defaults(func=cmd_dev)
+    sub.add_parser(
+        "dev", help="token service in one process, in memory, with demo data"
+    ).set_defaults(func=cmd_dev)
     serve = sub.add_parser("serve", help="run a service")
     serve.add_argument("service", choices=["token", "login"])
     serve.set_defaults(func=cmd_serve)
     mig = sub.add_parser("migrate", help="apply schema/ to TOKENSVC_DATABASE_URL")
-    mig.add_argument("--check", action="store_true",
-                     help="apply nothing; exit 0 when the schema is current, 2 when not")
-    mig.add_argument("--wait", type=_seconds, default=0, metavar="SECONDS",
-                     help="with --check: keep checking this long before giving up")
+    mig.add_argument(
+        "--check",
+        action="store_true",
+        help="apply nothing; exit 0 when the schema is current, 2 when not",
+    )
+    mig.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0,
+        metavar="SECONDS",
+        help="with --check: keep checking this long before giving up",
+    )
     mig.set_defaults(func=cmd_migrate)
 
     client = sub.add_parser("client", help="manage clients").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     add = client.add_parser("add", help="register a client; prints its secret once")
     add.add_argument("--name", required=True)
     add.add_argument("--grant-type", action="append", required=True)
@@ -360,12 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--scope", action="append")
     add.add_argument("--public", action="store_true")
     add.add_argument("--auth-method")
-    add.add_argument("--require-consent", action="store_true",
-                     help="ask people to consent before the client gets their data")
-    add.add_argument("--rate-limit", type=float, metavar="R",
-                     help="requests per second the client may make at /token (default: no limit)")
-    add.add_argument("--rate-burst", type=int, metavar="B",
-                     help="bucket size: requests allowed at once (default: 1 s worth)")
+    add.add_argument(
+        "--require-consent",
+        action="store_true",
+        help="ask people to consent before the client gets their data",
+    )
+    add.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="R",
+        help="requests per second the client may make at /token (default: no limit)",
+    )
+    add.add_argument(
+        "--rate-burst",
+        type=int,
+        metavar="B",
+        help="bucket size: requests allowed at once (default: 1 s worth)",
+    )
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
     remove = client.add_parser("remove")
@@ -373,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(func=cmd_client_remove)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     uadd = user.add_parser("add", help="create a user (argon2id); prints its sub")
     uadd.add_argument("--username", required=True)
     uadd.add_argument("--password-stdin", action="store_true")
@@ -382,28 +424,48 @@ def build_parser() -> argparse.ArgumentParser:
     uadd.set_defaults(func=cmd_user_add)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     gen = keys.add_parser("generate", help="print a new private JWKS")
     gen.add_argument("--alg", default="ES256")
     gen.set_defaults(func=cmd_keys_generate)
     rot = keys.add_parser("rotate", help="schedule a new signing key in a JWKS file")
     rot.add_argument("file")
     rot.add_argument("--alg", help="the new key's alg (default: the signing key's)")
-    rot.add_argument("--lead", type=_seconds, default=JWKS_MAX_AGE, metavar="SECONDS",
-                     help="publish now, sign after this long (default: the JWKS cache "
-                          f"lifetime, {JWKS_MAX_AGE})")
-    rot.add_argument("--retire-after", type=_seconds, metavar="SECONDS",
-                     help="unpublish the replaced keys this long after the new one signs "
-                          "(default: TOKENSVC_ACCESS_TOKEN_TTL + lead)")
+    rot.add_argument(
+        "--lead",
+        type=_seconds,
+        default=JWKS_MAX_AGE,
+        metavar="SECONDS",
+        help="publish now, sign after this long (default: the JWKS cache "
+        f"lifetime, {JWKS_MAX_AGE})",
+    )
+    rot.add_argument(
+        "--retire-after",
+        type=_seconds,
+        metavar="SECONDS",
+        help="unpublish the replaced keys this long after the new one signs "
+        "(default: TOKENSVC_ACCESS_TOKEN_TTL + lead)",
+    )
     rot.set_defaults(func=cmd_keys_rotate)
 
     pur = sub.add_parser("purge", help="delete expired refresh tokens and finished grants")
-    pur.add_argument("--batch-size", type=_batch_size, default=1000, metavar="N",
-                     help="rows per transaction (default 1000)")
-    pur.add_argument("--max-seconds", type=_seconds, metavar="S",
-                     help="start no batch after this long; the next run goes on")
-    pur.add_argument("--dry-run", action="store_true",
-                     help="count what would be deleted, delete nothing")
+    pur.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=1000,
+        metavar="N",
+        help="rows per transaction (default 1000)",
+    )
+    pur.add_argument(
+        "--max-seconds",
+        type=_seconds,
+        metavar="S",
+        help="start no batch after this long; the next run goes on",
+    )
+    pur.add_argument(
+        "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
+    )
     pur.set_defaults(func=cmd_purge)
     return parser
 

@@ -74,8 +74,11 @@ async def authenticate(
         locked = lockouts.retry_after(client_id)  # a dict lookup: no await, no I/O
         if locked:
             raise SlowDown(
-                locked, "Too many failed authentications for this client; try again after "
-                "Retry-After seconds.", limit="lockout", client_id=client_id,
+                locked,
+                "Too many failed authentications for this client; try again after "
+                "Retry-After seconds.",
+                limit="lockout",
+                client_id=client_id,
             )
     client = await clients.get(client_id)
     if client is None:
@@ -93,7 +96,8 @@ async def authenticate(
 def _verify(client: Client, method: AuthMethod, secret: str, basic: bool) -> None:
     if client.auth_method != method:
         raise InvalidClient(
-            f"The client is registered for {client.auth_method}.", basic=basic,
+            f"The client is registered for {client.auth_method}.",
+            basic=basic,
             detail=f"used {method}",
         )
     if method != "none" and (

@@ -83,8 +83,15 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster",
-                 "redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -95,13 +102,14 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
         return url
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2].split(",")
-    ports_ok = all(
-        h.rpartition(":")[2].isdigit() for h in hosts if h.rfind(":") > h.rfind("]")
-    )
+    ports_ok = all(h.rpartition(":")[2].isdigit() for h in hosts if h.rfind(":") > h.rfind("]"))
     service = [p for p in parts.path.split("/") if p]
-    if not all(hosts) or not ports_ok or (
-        parts.scheme.endswith("+sentinel") and not (
-            1 <= len(service) <= 2 and (len(service) == 1 or service[1].isdigit())
+    if (
+        not all(hosts)
+        or not ports_ok
+        or (
+            parts.scheme.endswith("+sentinel")
+            and not (1 <= len(service) <= 2 and (len(service) == 1 or service[1].isdigit()))
         )
     ):
         raise ConfigError(

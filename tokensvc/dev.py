@@ -37,10 +37,16 @@ def callback_url(settings: Settings) -> str:
 
 
 def authorize_url(settings: Settings, client_id: str) -> str:
-    query = urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": callback_url(settings),
-        "scope": DEMO_SCOPE, "state": "demo-state", "nonce": secrets.token_urlsafe(8),
-    })
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": callback_url(settings),
+            "scope": DEMO_SCOPE,
+            "state": "demo-state",
+            "nonce": secrets.token_urlsafe(8),
+        }
+    )
     return f"{settings.login_url}/authorize?{query}"
 
 
@@ -50,29 +56,31 @@ def banner(settings: Settings, client_id: str, secret: str, password: str) -> st
         f"curl -s -u {shlex.quote(client_id + ':' + secret)} "
         f"-d grant_type=client_credentials {base}/token"
     )
-    return "\n".join([
-        "tokensvc dev — token service and login front-end (in memory, generated ES256 key)",
-        "",
-        f"  issuer / token endpoint  {base}/token",
-        f"  discovery                {base}/.well-known/openid-configuration",
-        f"  JWKS                     {base}/jwks.json",
-        f"  login front-end          {settings.login_url}/authorize",
-        f"  internal API             http://127.0.0.1:{settings.internal_port}"
-        f"  (Bearer {settings.internal_token})",
-        "",
-        f"  demo client  id {client_id}",
-        f"               secret {secret}",
-        f"  demo user    {DEMO_USERNAME} / {password}",
-        "",
-        "Get a machine token now:",
-        f"  {curl}",
-        "",
-        "Sign in as the demo user in a browser (the page you land on prints the curl that",
-        "exchanges the code):",
-        f"  {authorize_url(settings, client_id)}",
-        "",
-        "Ctrl-C stops.",
-    ])
+    return "\n".join(
+        [
+            "tokensvc dev — token service and login front-end (in memory, generated ES256 key)",
+            "",
+            f"  issuer / token endpoint  {base}/token",
+            f"  discovery                {base}/.well-known/openid-configuration",
+            f"  JWKS                     {base}/jwks.json",
+            f"  login front-end          {settings.login_url}/authorize",
+            f"  internal API             http://127.0.0.1:{settings.internal_port}"
+            f"  (Bearer {settings.internal_token})",
+            "",
+            f"  demo client  id {client_id}",
+            f"               secret {secret}",
+            f"  demo user    {DEMO_USERNAME} / {password}",
+            "",
+            "Get a machine token now:",
+            f"  {curl}",
+            "",
+            "Sign in as the demo user in a browser (the page you land on prints the curl that",
+            "exchanges the code):",
+            f"  {authorize_url(settings, client_id)}",
+            "",
+            "Ctrl-C stops.",
+        ]
+    )
 
 
 async def seed(stores: Stores, settings: Settings) -> tuple[str, str, str]:
@@ -84,8 +92,11 @@ async def seed(stores: Stores, settings: Settings) -> tuple[str, str, str]:
     )
     await stores.clients.add(client)
     password = secrets.token_urlsafe(12)
-    await stores.users.add(new_user(username=DEMO_USERNAME, password=password,
-                                    email="demo@example.com", name="Demo User"))
+    await stores.users.add(
+        new_user(
+            username=DEMO_USERNAME, password=password, email="demo@example.com", name="Demo User"
+        )
+    )
     assert secret is not None
     return client.client_id, secret, password
 
@@ -102,8 +113,11 @@ def dev_settings(settings: Settings) -> Settings:
 
 async def run(settings: Settings) -> None:
     settings = dev_settings(settings)
-    keys = (load_keys_file(settings.keys_file) if settings.keys_file
-            else keyset_from_jwks(generate_jwks()))
+    keys = (
+        load_keys_file(settings.keys_file)
+        if settings.keys_file
+        else keyset_from_jwks(generate_jwks())
+    )
     stores = memory_stores()
     client_id, secret, password = await seed(stores, settings)
 
@@ -122,5 +136,7 @@ async def run(settings: Settings) -> None:
             *token_listeners(TokenService(settings, stores, keys)),
             (login, settings.host, settings.login_port),
         ]
-        await serve(listeners, started=lambda: print(
-            banner(settings, client_id, secret, password), flush=True))
+        await serve(
+            listeners,
+            started=lambda: print(banner(settings, client_id, secret, password), flush=True),
+        )

@@ -80,7 +80,11 @@ class SlowDown(OAuthError):
     default_description = "Too many requests; try again after the Retry-After delay."
 
     def __init__(
-        self, retry_after: float, description: str | None = None, *, limit: str,
+        self,
+        retry_after: float,
+        description: str | None = None,
+        *,
+        limit: str,
         client_id: str,
     ) -> None:
         super().__init__(description, detail=f"{limit} limit")

@@ -16,8 +16,9 @@ V = TypeVar("V")
 
 
 class ExpiringDict(Generic[K, V]):
-    def __init__(self, expires_at: Callable[[V], float], now: float,
-                 sweep_interval: float = 60.0) -> None:
+    def __init__(
+        self, expires_at: Callable[[V], float], now: float, sweep_interval: float = 60.0
+    ) -> None:
         self.entries: dict[K, V] = {}
         self._expires_at = expires_at
         self._sweep_interval = sweep_interval

@@ -16,8 +16,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def parse_networks(raw: str) -> tuple[Network, ...]:
     """`10.0.0.0/8, 127.0.0.1` -> networks; raises ValueError on a bad entry."""
-    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",")
-                 if p.strip())
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
 
 
 def _trusted(address: str, proxies: Sequence[Network]) -> bool:
@@ -28,8 +27,7 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
     return any(ip in net for net in proxies)
 
 
-def client_address(peer: str | None, forwarded_for: str | None,
-                   proxies: Sequence[Network]) -> str:
+def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
     peer = peer or "-"
     if not proxies or not forwarded_for or not _trusted(peer, proxies):
         return peer

@@ -17,10 +17,22 @@ import orjson
 import structlog
 import structlog.tracebacks
 
-_SECRET_FIELDS = frozenset({
-    "code", "code_verifier", "client_secret", "refresh_token", "access_token", "id_token",
-    "password", "token", "authorization", "secret", "internal_token", "cookie",
-})
+_SECRET_FIELDS = frozenset(
+    {
+        "code",
+        "code_verifier",
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "id_token",
+        "password",
+        "token",
+        "authorization",
+        "secret",
+        "internal_token",
+        "cookie",
+    }
+)
 
 
 def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -27,35 +27,69 @@ class Metrics:
         r = self.registry
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._issued: dict[tuple[str, str], Any] = {}
-        self.requests = Counter("tokensvc_http_requests", "HTTP requests handled.",
-                                ["endpoint", "method", "status"], registry=r)
-        self.latency = Histogram("tokensvc_http_request_duration_seconds",
-                                 "Time to answer an HTTP request.", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.errors = Counter("tokensvc_oauth_errors", "Error responses by RFC 6749 code.",
-                              ["endpoint", "error"], registry=r)
-        self.issued = Counter("tokensvc_tokens_issued", "Successful token responses.",
-                              ["grant_type", "client_id"], registry=r)
-        self.store_latency = Histogram("tokensvc_store_duration_seconds",
-                                       "Time spent in a store call.", ["store", "operation"],
-                                       buckets=STORE_BUCKETS, registry=r)
-        self.rotations = Counter("tokensvc_refresh_rotations",
-                                 "Refresh tokens rotated.", ["client_id"], registry=r)
+        self.requests = Counter(
+            "tokensvc_http_requests",
+            "HTTP requests handled.",
+            ["endpoint", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tokensvc_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "tokensvc_oauth_errors",
+            "Error responses by RFC 6749 code.",
+            ["endpoint", "error"],
+            registry=r,
+        )
+        self.issued = Counter(
+            "tokensvc_tokens_issued",
+            "Successful token responses.",
+            ["grant_type", "client_id"],
+            registry=r,
+        )
+        self.store_latency = Histogram(
+            "tokensvc_store_duration_seconds",
+            "Time spent in a store call.",
+            ["store", "operation"],
+            buckets=STORE_BUCKETS,
+            registry=r,
+        )
+        self.rotations = Counter(
+            "tokensvc_refresh_rotations", "Refresh tokens rotated.", ["client_id"], registry=r
+        )
         self.grace_repeats = Counter(
             "tokensvc_refresh_grace_repeats",
             "Repeated refreshes answered with the same successor within the grace window.",
-            ["client_id"], registry=r)
+            ["client_id"],
+            registry=r,
+        )
         self.family_revocations = Counter(
             "tokensvc_family_revocations",
-            "Grants revoked with every token of their family (reason: reuse, code_replay, "
-            "revoke).", ["client_id", "reason"], registry=r)
-        self.code_replays = Counter("tokensvc_code_replays", "Authorization codes used twice.",
-                                    ["client_id"], registry=r)
+            "Grants revoked with every token of their family (reason: reuse, code_replay, revoke).",
+            ["client_id", "reason"],
+            registry=r,
+        )
+        self.code_replays = Counter(
+            "tokensvc_code_replays", "Authorization codes used twice.", ["client_id"], registry=r
+        )
         self.invalid_client = Counter(
-            "tokensvc_invalid_client", "Failed client authentications (client_id is 'unknown' "
-            "for ids that are not registered).", ["client_id"], registry=r)
-        self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a limit.",
-                                    ["client_id", "limit"], registry=r)
+            "tokensvc_invalid_client",
+            "Failed client authentications (client_id is 'unknown' "
+            "for ids that are not registered).",
+            ["client_id"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "tokensvc_rate_limited",
+            "Requests refused by a limit.",
+            ["client_id", "limit"],
+            registry=r,
+        )
 
     def per_request(self, endpoint: str, method: str, status: int) -> tuple[Any, Any]:
         """The request counter and latency histogram children for one route and outcome,

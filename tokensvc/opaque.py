@@ -58,8 +58,9 @@ def verify_secret(secret: str, stored: str) -> bool:
         if scheme != _SECRET_SCHEME:
             return False
         expected = b64url_decode(digest)
-        actual = hmac.new(b64url_decode(salt), secret.encode("utf-8", "surrogatepass"),
-                          hashlib.sha256).digest()
+        actual = hmac.new(
+            b64url_decode(salt), secret.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).digest()
     except ValueError:
         return False
     return hmac.compare_digest(expected, actual)
@@ -69,8 +70,9 @@ def _seal_key(token: str) -> bytes:
     return hmac.new(token.encode("utf-8", "surrogatepass"), _SEAL_INFO, hashlib.sha256).digest()
 
 
-def seal(token: str, associated: bytes, plaintext: bytes,
-         entropy: Entropy = secrets.token_bytes) -> bytes:
+def seal(
+    token: str, associated: bytes, plaintext: bytes, entropy: Entropy = secrets.token_bytes
+) -> bytes:
     """Encrypt a successor response so only a holder of `token` can read it back.
 
     The key derives from the presented refresh token, which the store never holds, so a copy

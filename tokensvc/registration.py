@@ -109,17 +109,15 @@ def new_client(
     return client, secret
 
 
-def check_rate_limit(
-    rate: float | None, burst: int | None
-) -> tuple[float | None, int | None]:
+def check_rate_limit(rate: float | None, burst: int | None) -> tuple[float | None, int | None]:
     """A request rate at /token (`--rate-limit`, per second) and its burst (`--rate-burst`,
     requests at once; by default one second's worth, at least 1). Both None: no limit."""
     if rate is None:
         if burst is not None:
             raise RegistrationError("--rate-burst needs --rate-limit")
         return None, None
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (
-        0 < rate <= MAX_RATE
+    if (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not (0 < rate <= MAX_RATE)
     ):  # `not (...)` also refuses NaN
         raise RegistrationError(
             f"--rate-limit must be requests per second > 0 and <= {MAX_RATE}, got {rate!r}"
@@ -142,7 +140,11 @@ def _method(value: str) -> AuthMethod:
 
 
 def new_user(
-    *, username: str, password: str, email: str | None = None, name: str | None = None,
+    *,
+    username: str,
+    password: str,
+    email: str | None = None,
+    name: str | None = None,
     entropy: Entropy = secrets.token_bytes,
 ) -> User:
     if not username.strip() or any(c.isspace() for c in username):

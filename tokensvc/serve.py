@@ -41,19 +41,34 @@ async def run_token_service(
         svc = TokenService(settings, stores, keys)
         reloader = None
         if settings.keys_file is not None:
-            reloader = KeysReloader(settings.keys_file, keys, svc.use_keys, loaded=keys_raw,
-                                    interval=settings.keys_reload_seconds, clock=svc.clock)
+            reloader = KeysReloader(
+                settings.keys_file,
+                keys,
+                svc.use_keys,
+                loaded=keys_raw,
+                interval=settings.keys_reload_seconds,
+                clock=svc.clock,
+            )
             await reloader.reload("start")
         loop = asyncio.get_running_loop()
         reloading = None
         if reloader is not None:
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
             reloading = asyncio.create_task(reloader.run())
-        log.info("token service starting", issuer=settings.issuer, port=settings.port,
-                 internal_port=settings.internal_port, pid=os.getpid())
+        log.info(
+            "token service starting",
+            issuer=settings.issuer,
+            port=settings.port,
+            internal_port=settings.internal_port,
+            pid=os.getpid(),
+        )
         try:
-            await serve(token_listeners(svc), started=ready, drain_seconds=settings.drain_seconds,
-                        reuse_port=reuse_port)
+            await serve(
+                token_listeners(svc),
+                started=ready,
+                drain_seconds=settings.drain_seconds,
+                reuse_port=reuse_port,
+            )
         finally:
             if reloading is not None:
                 loop.remove_signal_handler(signal.SIGHUP)

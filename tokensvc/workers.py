@@ -209,8 +209,13 @@ class Supervisor:
         delay = min(self._max_backoff, self._min_backoff * 2 ** self._quick_deaths[worker.slot])
         self._quick_deaths[worker.slot] += 1
         self._restart_at[worker.slot] = now + delay
-        log.warning("worker died; restarting it", slot=worker.slot, pid=worker.pid,
-                    status=status, restart_in=round(delay, 3))
+        log.warning(
+            "worker died; restarting it",
+            slot=worker.slot,
+            pid=worker.pid,
+            status=status,
+            restart_in=round(delay, 3),
+        )
 
     def _stop(self, sig: signal.Signals) -> None:
         if self._deadline is None:
@@ -222,8 +227,7 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         for worker in list(self._workers.values()):
-            log.error("worker did not stop in time; killing it", slot=worker.slot,
-                      pid=worker.pid)
+            log.error("worker did not stop in time; killing it", slot=worker.slot, pid=worker.pid)
             self._send(worker, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(worker.pid, 0)
@@ -258,8 +262,11 @@ class Supervisor:
                 signal.signal(sig, handler)  # type: ignore[arg-type]
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the service handles it
             self._sel.close()
-            for fd in (self._wake_r, self._wake_w, *(
-                    w.ready_fd for w in self._workers.values() if w.ready_fd is not None)):
+            for fd in (
+                self._wake_r,
+                self._wake_w,
+                *(w.ready_fd for w in self._workers.values() if w.ready_fd is not None),
+            ):
                 os.close(fd)
             _die_with_parent(self._pid)
 

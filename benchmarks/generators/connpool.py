@@ -12,8 +12,9 @@ from benchmarks.generators.httpclient import Endpoint, HttpConnection
 
 
 class ConnectionPool:
-    def __init__(self, endpoint: Endpoint, limit: int,
-                 connections: Iterable[HttpConnection] = ()) -> None:
+    def __init__(
+        self, endpoint: Endpoint, limit: int, connections: Iterable[HttpConnection] = ()
+    ) -> None:
         self.endpoint = endpoint
         self.limit = limit
         self.idle: deque[HttpConnection] = deque(connections)
@@ -35,8 +36,7 @@ class ConnectionPool:
                 except OSError:
                     self.total -= 1
                     raise
-            fut: asyncio.Future[HttpConnection | None] = (
-                asyncio.get_running_loop().create_future())
+            fut: asyncio.Future[HttpConnection | None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             c2 = await fut
             if c2 is not None and not c2.closed:

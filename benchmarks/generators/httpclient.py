@@ -40,8 +40,10 @@ class Endpoint:
         return cls(parts.hostname, port, path, tls, parts.netloc)
 
     def request_head(self) -> bytes:
-        return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n").encode()
+        return (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+        ).encode()
 
 
 def build_request(head: bytes, auth: str, body: str) -> bytes:
@@ -74,8 +76,12 @@ class HttpConnection(asyncio.Protocol):
         if endpoint.tls and tls is None:
             tls = ssl.create_default_context()
         _, protocol = await loop.create_connection(
-            cls, endpoint.host, endpoint.port, ssl=tls if endpoint.tls else None,
-            server_hostname=endpoint.host if endpoint.tls else None)
+            cls,
+            endpoint.host,
+            endpoint.port,
+            ssl=tls if endpoint.tls else None,
+            server_hostname=endpoint.host if endpoint.tls else None,
+        )
         return protocol
 
     # asyncio.Protocol
@@ -143,8 +149,8 @@ class HttpConnection(asyncio.Protocol):
         else:
             if len(buf) - self._header_end < self._need:
                 return
-            body = bytes(buf[self._header_end:self._header_end + self._need])
-            del buf[:self._header_end + self._need]
+            body = bytes(buf[self._header_end : self._header_end + self._need])
+            del buf[: self._header_end + self._need]
         self._need = -1
         waiter, self._waiter = self._waiter, None
         if self._close_after:
@@ -165,11 +171,11 @@ class HttpConnection(asyncio.Protocol):
                 trailer_end = buf.find(b"\r\n", eol + 2)
                 if trailer_end < 0:
                     return None
-                del buf[:trailer_end + 2]
+                del buf[: trailer_end + 2]
                 return bytes(out)
             if len(buf) < eol + 2 + size + 2:
                 return None
-            out += buf[eol + 2:eol + 2 + size]
+            out += buf[eol + 2 : eol + 2 + size]
             pos = eol + 2 + size + 2
 
     def _fail(self, why: str) -> None:

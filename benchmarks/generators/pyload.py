@@ -82,8 +82,14 @@ class _Stats:
         self.socket[kind] = self.socket.get(kind, 0) + 1
 
     def dump(self) -> dict[str, Any]:
-        return {"completed": self.completed, "statuses": self.statuses, "errors": self.errors,
-                "socket": self.socket, "hist": self.hist, "lag": self.lag}
+        return {
+            "completed": self.completed,
+            "statuses": self.statuses,
+            "errors": self.errors,
+            "socket": self.socket,
+            "hist": self.hist,
+            "lag": self.lag,
+        }
 
 
 # --------------------------------------------------------------------------- a worker process
@@ -106,8 +112,13 @@ class _Lines:
 
 
 class _Worker:
-    def __init__(self, pipe: Connection, spec: LoadSpec, index: int, lines: Sequence[Line],
-                 ) -> None:
+    def __init__(
+        self,
+        pipe: Connection,
+        spec: LoadSpec,
+        index: int,
+        lines: Sequence[Line],
+    ) -> None:
         self.pipe = pipe
         self.spec = spec
         self.index = index
@@ -140,11 +151,19 @@ class _Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
         exhausted = self.lines.exhausted_at
-        self.pipe.send(("done", {
-            "tail": self.stats.dump(), "used": self.lines.used, "scheduled": self.scheduled,
-            "exhausted_after": None if exhausted is None else exhausted - self.t0,
-            "cpu": cpu, "seconds": min(time.monotonic(), self.end) - self.t0,
-        }))
+        self.pipe.send(
+            (
+                "done",
+                {
+                    "tail": self.stats.dump(),
+                    "used": self.lines.used,
+                    "scheduled": self.scheduled,
+                    "exhausted_after": None if exhausted is None else exhausted - self.t0,
+                    "cpu": cpu,
+                    "seconds": min(time.monotonic(), self.end) - self.t0,
+                },
+            )
+        )
         for c in conns:
             c.close()
 
@@ -259,27 +278,34 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[_Stats, Histogram, Histogra
     return total, hist, lag
 
 
-def run(spec: LoadSpec, lines: Sequence[Line],
-        progress: Callable[[int, Interval], None] | None = None,
-        on_start: Callable[[], None] | None = None,
-        on_end: Callable[[], None] | None = None,
-        ) -> tuple[Outcome, list[Line]]:
+def run(
+    spec: LoadSpec,
+    lines: Sequence[Line],
+    progress: Callable[[int, Interval], None] | None = None,
+    on_start: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
+) -> tuple[Outcome, list[Line]]:
     """Run `spec` over `lines` (each sent at most once); returns the outcome and the lines no
     process touched, in order, for the next run. `on_start` / `on_end` are called when the
     load starts and when the last process is done (to read CPU counters around it)."""
     processes = max(1, min(spec.processes, spec.connections))
-    spec = LoadSpec(spec.url, spec.mode, spec.duration, spec.connections, spec.rate,
-                    processes, spec.cores)
+    spec = LoadSpec(
+        spec.url, spec.mode, spec.duration, spec.connections, spec.rate, processes, spec.cores
+    )
     share = -(-len(lines) // processes)
-    chunks = [list(lines[i * share:(i + 1) * share]) for i in range(processes)]
+    chunks = [list(lines[i * share : (i + 1) * share]) for i in range(processes)]
     ctx = multiprocessing.get_context("spawn")
     pipes: list[Connection] = []
     procs = []
     try:
         for i in range(processes):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, spec, i, chunks[i]),
-                               daemon=True, name=f"bench-load-{i}")
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(child, spec, i, chunks[i]),
+                daemon=True,
+                name=f"bench-load-{i}",
+            )
             proc.start()
             child.close()
             pipes.append(parent)
@@ -308,8 +334,12 @@ def run(spec: LoadSpec, lines: Sequence[Line],
                 proc.join()
 
 
-def _collect(spec: LoadSpec, pipes: list[Connection], chunks: list[list[Line]],
-             progress: Callable[[int, Interval], None] | None) -> tuple[Outcome, list[Line]]:
+def _collect(
+    spec: LoadSpec,
+    pipes: list[Connection],
+    chunks: list[list[Line]],
+    progress: Callable[[int, Interval], None] | None,
+) -> tuple[Outcome, list[Line]]:
     seconds: dict[int, list[dict[str, Any]]] = {}
     finals: dict[int, dict[str, Any]] = {}
     index_of = {id(p): i for i, p in enumerate(pipes)}
@@ -330,9 +360,12 @@ def _collect(spec: LoadSpec, pipes: list[Connection], chunks: list[list[Line]],
                 seconds.setdefault(second, []).append(data)
                 if len(seconds[second]) == len(pipes) and second <= spec.duration + 0.5:
                     total, hist, _ = _merge(seconds[second])
-                    interval = Interval(1.0, total.completed,
-                                        sum(total.errors.values()) + sum(total.socket.values()),
-                                        hist)
+                    interval = Interval(
+                        1.0,
+                        total.completed,
+                        sum(total.errors.values()) + sum(total.socket.values()),
+                        hist,
+                    )
                     intervals.append(interval)
                     if progress:
                         progress(second, interval)
@@ -352,15 +385,21 @@ def _collect(spec: LoadSpec, pipes: list[Connection], chunks: list[list[Line]],
     else:
         elapsed = spec.duration
     outcome = Outcome(
-        seconds=elapsed, completed=total.completed, hist=hist, lag=lag,
-        statuses=_counter(total.statuses), errors=_counter(total.errors),
-        socket=_counter(total.socket), intervals=intervals,
+        seconds=elapsed,
+        completed=total.completed,
+        hist=hist,
+        lag=lag,
+        statuses=_counter(total.statuses),
+        errors=_counter(total.errors),
+        socket=_counter(total.socket),
+        intervals=intervals,
         used=sum(f["used"] for f in finals.values()),
-        exhausted=bool(exhausted), exhausted_after=min(exhausted) if exhausted else None,
+        exhausted=bool(exhausted),
+        exhausted_after=min(exhausted) if exhausted else None,
         scheduled=sum(f["scheduled"] for f in finals.values()),
         generator_cpu=sum(f["cpu"] for f in finals.values()),
     )
-    unused = [line for i, chunk in enumerate(chunks) for line in chunk[finals[i]["used"]:]]
+    unused = [line for i, chunk in enumerate(chunks) for line in chunk[finals[i]["used"] :]]
     return outcome, unused
 
 

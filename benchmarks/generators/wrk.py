@@ -33,12 +33,17 @@ class WrkError(RuntimeError):
 
 
 def wrk_version(binary: str = "wrk") -> str | None:
-    """"wrk 4.1.0 [epoll]" when wrk is installed and can run our script, else None."""
+    """ "wrk 4.1.0 [epoll]" when wrk is installed and can run our script, else None."""
     path = shutil.which(binary)
     if path is None:
         return None
-    result = subprocess.run([path, "-v"], capture_output=True, text=True,  # noqa: S603
-                            timeout=10, check=False)
+    result = subprocess.run(  # noqa: S603
+        [path, "-v"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     first = ((result.stdout or result.stderr).splitlines() or [""])[0]
     match = re.match(r"wrk\s+(?:\S*/)?(\d+)\.", first)  # "wrk 4.2.0", "wrk debian/4.1.0-3"
     if not match or match.group(1) != "4":
@@ -49,8 +54,15 @@ def wrk_version(binary: str = "wrk") -> str | None:
 class Wrk:
     """Runs slices of closed-loop load at `connections` over `threads` wrk threads."""
 
-    def __init__(self, url: str, connections: int, threads: int, workdir: Path,
-                 timeout_s: int = 10, binary: str = "wrk") -> None:
+    def __init__(
+        self,
+        url: str,
+        connections: int,
+        threads: int,
+        workdir: Path,
+        timeout_s: int = 10,
+        binary: str = "wrk",
+    ) -> None:
         threads = max(1, min(threads, connections))
         while connections % threads:  # wrk gives each thread connections // threads
             threads -= 1
@@ -65,8 +77,9 @@ class Wrk:
         self.binary = path
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def run_slice(self, lines: Sequence[Sequence[Line]], seconds: int = 1,
-                  repeat: bool = False) -> Outcome:
+    def run_slice(
+        self, lines: Sequence[Sequence[Line]], seconds: int = 1, repeat: bool = False
+    ) -> Outcome:
         """One wrk run; `lines[i]` feeds thread i. The outcome's `per_thread_used` says how many
         lines each thread spent (the rest may be given to the next slice)."""
         if len(lines) != self.threads:
@@ -75,12 +88,29 @@ class Wrk:
         for i, chunk in enumerate(lines, start=1):
             with open(f"{prefix}{i}.txt", "w") as out:
                 out.writelines(f"{basic}\t{body}\n" for basic, body in chunk)
-        argv = [self.binary, "-t", str(self.threads), "-c", str(self.connections),
-                "-d", f"{seconds}s", "--timeout", f"{self.timeout_s}s", "-s", str(SCRIPT),
-                self.url, "--", str(prefix)] + (["repeat"] if repeat else [])
+        argv = [
+            self.binary,
+            "-t",
+            str(self.threads),
+            "-c",
+            str(self.connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            f"{self.timeout_s}s",
+            "-s",
+            str(SCRIPT),
+            self.url,
+            "--",
+            str(prefix),
+        ] + (["repeat"] if repeat else [])
         cpu_before = children_cpu_seconds()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603
-                                text=True)
+        proc = subprocess.Popen(  # noqa: S603
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             stdout, stderr = proc.communicate(timeout=seconds + self.timeout_s + 30)
         finally:
@@ -89,8 +119,9 @@ class Wrk:
                 proc.wait()
         cpu = children_cpu_seconds() - cpu_before
         if proc.returncode != 0 or "BENCH summary" not in stdout:
-            raise WrkError(f"wrk failed (exit {proc.returncode}): "
-                           f"{(stderr or stdout).strip()[-500:]}")
+            raise WrkError(
+                f"wrk failed (exit {proc.returncode}): {(stderr or stdout).strip()[-500:]}"
+            )
         outcome = parse_output(stdout, self.connections)
         outcome.generator_cpu = cpu
         return outcome
@@ -112,8 +143,9 @@ def parse_output(stdout: str, connections: int) -> Outcome:
         if kind == "summary":
             values = [int(v) for v in rest.split()]
             runtime_us, completed = values[0], values[1]
-            for name, value in zip(("connect", "read", "write", "status", "timeout"),
-                                   values[3:], strict=True):
+            for name, value in zip(
+                ("connect", "read", "write", "status", "timeout"), values[3:], strict=True
+            ):
                 if value and name != "status":  # status errors are counted per status below
                     socket[name] += value
         elif kind == "thread":
@@ -133,11 +165,19 @@ def parse_output(stdout: str, connections: int) -> Outcome:
                 raw[int(value)] = raw.get(int(value), 0) + int(count)
     hist = Histogram(undo_wrk_correction(raw, runtime_us, completed, connections))
     seconds = runtime_us / 1e6
-    outcome = Outcome(seconds=seconds, completed=completed, statuses=statuses,
-                           errors=errors, socket=socket, hist=hist, used=sum(used),
-                           exhausted=bool(exhausted_after),
-                           exhausted_after=min(exhausted_after) if exhausted_after else None)
+    outcome = Outcome(
+        seconds=seconds,
+        completed=completed,
+        statuses=statuses,
+        errors=errors,
+        socket=socket,
+        hist=hist,
+        used=sum(used),
+        exhausted=bool(exhausted_after),
+        exhausted_after=min(exhausted_after) if exhausted_after else None,
+    )
     outcome.per_thread_used = used
-    outcome.intervals = [Interval(seconds, completed,
-                                  sum(errors.values()) + sum(socket.values()), hist)]
+    outcome.intervals = [
+        Interval(seconds, completed, sum(errors.values()) + sum(socket.values()), hist)
+    ]
     return outcome

@@ -41,8 +41,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
-def _series(windows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any],
-            ) -> list[tuple[float, float]]:
+def _series(
+    windows: Sequence[dict[str, Any]],
+    get: Callable[[dict[str, Any]], Any],
+) -> list[tuple[float, float]]:
     out = []
     for w in windows:
         value = get(w)
@@ -51,18 +53,26 @@ def _series(windows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], A
     return out
 
 
-def _growth(windows: Sequence[dict[str, Any]], steady: Sequence[dict[str, Any]],
-            get: Callable[[dict[str, Any]], Any], baseline: Any = None) -> dict[str, Any]:
+def _growth(
+    windows: Sequence[dict[str, Any]],
+    steady: Sequence[dict[str, Any]],
+    get: Callable[[dict[str, Any]], Any],
+    baseline: Any = None,
+) -> dict[str, Any]:
     """first/last window values, their difference, min/max and the steady slope per minute."""
     points = _series(windows, get)
     if not points:
         return {}
     values = [v for _, v in points]
-    out: dict[str, Any] = {"first_window": values[0], "last_window": values[-1],
-                           "growth": _round(values[-1] - values[0]),
-                           "min": min(values), "max": max(values),
-                           "slope_per_min": _round(slope_per_minute(_series(steady, get)), 4),
-                           "fit_windows": len(_series(steady, get))}
+    out: dict[str, Any] = {
+        "first_window": values[0],
+        "last_window": values[-1],
+        "growth": _round(values[-1] - values[0]),
+        "min": min(values),
+        "max": max(values),
+        "slope_per_min": _round(slope_per_minute(_series(steady, get)), 4),
+        "fit_windows": len(_series(steady, get)),
+    }
     if isinstance(baseline, int | float):
         out["baseline"] = baseline
     return out
@@ -86,8 +96,13 @@ def _ms(us: float) -> float:
 
 def latency(hist: Histogram) -> dict[str, float]:
     p = hist.percentiles((50, 90, 99, 99.9))
-    return {"p50": _ms(p[50]), "p90": _ms(p[90]), "p99": _ms(p[99]), "p99.9": _ms(p[99.9]),
-            "max": _ms(hist.max())}
+    return {
+        "p50": _ms(p[50]),
+        "p90": _ms(p[90]),
+        "p99": _ms(p[99]),
+        "p99.9": _ms(p[99.9]),
+        "max": _ms(hist.max()),
+    }
 
 
 def drift(steady: Sequence[int], hists: Sequence[Histogram]) -> dict[str, Any]:
@@ -103,13 +118,23 @@ def drift(steady: Sequence[int], hists: Sequence[Histogram]) -> dict[str, Any]:
     def ratio(name: str) -> float | None:
         return _round(last[name] / first[name]) if first[name] > 0 else None
 
-    return {"early_windows": list(early), "late_windows": list(late), "early_ms": first,
-            "late_ms": last, "p50_drift": ratio("p50"), "p99_drift": ratio("p99")}
+    return {
+        "early_windows": list(early),
+        "late_windows": list(late),
+        "early_ms": first,
+        "late_ms": last,
+        "p50_drift": ratio("p50"),
+        "p99_drift": ratio("p99"),
+    }
 
 
-def summarise(windows: Sequence[dict[str, Any]], hists: Sequence[Histogram],
-              baseline: dict[str, Any], load: dict[str, Any], config: dict[str, Any],
-              ) -> dict[str, Any]:
+def summarise(
+    windows: Sequence[dict[str, Any]],
+    hists: Sequence[Histogram],
+    baseline: dict[str, Any],
+    load: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
     steady_idx = [w["index"] for w in windows if not w["warmup"]]
     steady = [w for w in windows if not w["warmup"]]
     errors: Counter[str] = Counter()
@@ -123,36 +148,69 @@ def summarise(windows: Sequence[dict[str, Any]], hists: Sequence[Histogram],
         starved.update(w["starved"])
     requests = sum(w["requests"] for w in windows)
     seconds = sum(w["end_s"] - w["start_s"] for w in windows)
-    stores: dict[str, Any] = {"redis": {
-        "keys": _growth(windows, steady, _dig("redis", "keys"), _dig("redis", "keys")(baseline)),
-        "used_memory_mib": _growth(windows, steady, _dig("redis", "used_memory_mib"),
-                                   _dig("redis", "used_memory_mib")(baseline)),
-    }, "postgres": {
-        table: {"rows": _growth(windows, steady, _dig("postgres", table, "rows"),
-                                _dig("postgres", table, "rows")(baseline)),
-                "mib": _growth(windows, steady, _dig("postgres", table, "mib"),
-                               _dig("postgres", table, "mib")(baseline))}
-        for table in ("refresh_tokens", "grants")
-    }}
+    stores: dict[str, Any] = {
+        "redis": {
+            "keys": _growth(
+                windows, steady, _dig("redis", "keys"), _dig("redis", "keys")(baseline)
+            ),
+            "used_memory_mib": _growth(
+                windows,
+                steady,
+                _dig("redis", "used_memory_mib"),
+                _dig("redis", "used_memory_mib")(baseline),
+            ),
+        },
+        "postgres": {
+            table: {
+                "rows": _growth(
+                    windows,
+                    steady,
+                    _dig("postgres", table, "rows"),
+                    _dig("postgres", table, "rows")(baseline),
+                ),
+                "mib": _growth(
+                    windows,
+                    steady,
+                    _dig("postgres", table, "mib"),
+                    _dig("postgres", table, "mib")(baseline),
+                ),
+            }
+            for table in ("refresh_tokens", "grants")
+        },
+    }
     stores["postgres"]["database_mib"] = _growth(
-        windows, steady, _dig("postgres", "database_mib"), _dig("postgres", "database_mib")(
-            baseline))
+        windows,
+        steady,
+        _dig("postgres", "database_mib"),
+        _dig("postgres", "database_mib")(baseline),
+    )
     summary = {
         "memory": {
-            "service_rss_mib": _growth(windows, steady, _dig("service", "rss_mib"),
-                                       _dig("service", "rss_mib")(baseline)),
-            "service_fds": _growth(windows, steady, _dig("service", "fds"),
-                                   _dig("service", "fds")(baseline)),
-            "service_threads": _growth(windows, steady, _dig("service", "threads"),
-                                       _dig("service", "threads")(baseline)),
+            "service_rss_mib": _growth(
+                windows, steady, _dig("service", "rss_mib"), _dig("service", "rss_mib")(baseline)
+            ),
+            "service_fds": _growth(
+                windows, steady, _dig("service", "fds"), _dig("service", "fds")(baseline)
+            ),
+            "service_threads": _growth(
+                windows, steady, _dig("service", "threads"), _dig("service", "threads")(baseline)
+            ),
         },
         "latency": drift(steady_idx, hists),
-        "errors": {"total": sum(errors.values()) + sum(socket.values()),
-                   "by_status": dict(statuses), "by_error": dict(errors), "socket": dict(socket),
-                   "starved": dict(starved)},
-        "throughput": {"rate_target": config["rate"], "requests": requests,
-                       "achieved_rps": round(requests / seconds, 1) if seconds else 0.0,
-                       "overall_ms": latency(Histogram.merged(hists)), **load},
+        "errors": {
+            "total": sum(errors.values()) + sum(socket.values()),
+            "by_status": dict(statuses),
+            "by_error": dict(errors),
+            "socket": dict(socket),
+            "starved": dict(starved),
+        },
+        "throughput": {
+            "rate_target": config["rate"],
+            "requests": requests,
+            "achieved_rps": round(requests / seconds, 1) if seconds else 0.0,
+            "overall_ms": latency(Histogram.merged(hists)),
+            **load,
+        },
         "stores": stores,
     }
     summary["verdict"] = verdict(summary, config)
@@ -192,6 +250,10 @@ def verdict(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     line = f"verdict: {status} - " + ", ".join(parts)
     if failed:
         line += f" ({', '.join(failed)})"
-    return {"status": status, "line": line, "failed": failed, "missing": missing,
-            "thresholds": {"rss_slope_mib_per_min": max_slope, "p99_drift": max_drift,
-                           "errors": 0}}
+    return {
+        "status": status,
+        "line": line,
+        "failed": failed,
+        "missing": missing,
+        "thresholds": {"rss_slope_mib_per_min": max_slope, "p99_drift": max_drift, "errors": 0},
+    }

@@ -35,15 +35,16 @@ LATE = 60.0  # how long after its due time a window may arrive
 
 
 def _seconds(text: str, flag: str) -> float:
-    """"600", "600s", "10m", "1h" -> seconds."""
+    """ "600", "600s", "10m", "1h" -> seconds."""
     text = text.strip().lower()
     scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
     number = text[:-1] if scale else text
     try:
         value = float(number) * (scale or 1)
     except ValueError:
-        raise cli.UsageError(f"{flag}: expected seconds, or a number with s/m/h, got "
-                             f"{text!r}") from None
+        raise cli.UsageError(
+            f"{flag}: expected seconds, or a number with s/m/h, got {text!r}"
+        ) from None
     if value < 0:
         raise cli.UsageError(f"{flag} must not be negative")
     return value
@@ -53,47 +54,78 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks soak",
         description="A long open-loop run of mixed grants, sampled in windows: service "
-                    "memory and fds, latency per window, store growth, and a verdict.")
+        "memory and fds, latency per window, store growth, and a verdict.",
+    )
     where = p.add_argument_group("target (one of)")
-    where.add_argument("--spawn", action="store_true",
-                       help="start Redis, Postgres and tokensvc here (throwaway)")
+    where.add_argument(
+        "--spawn", action="store_true", help="start Redis, Postgres and tokensvc here (throwaway)"
+    )
     where.add_argument("--target", metavar="URL", help="a tokensvc /token URL")
     load_ = p.add_argument_group("load")
-    load_.add_argument("--duration", default="10m",
-                       help="how long: seconds, or with s/m/h (10m); rounded to whole windows")
-    load_.add_argument("--rate", type=float, default=500.0,
-                       help="requests/s, open loop (500: a fraction of a 2-core machine's peak)")
+    load_.add_argument(
+        "--duration",
+        default="10m",
+        help="how long: seconds, or with s/m/h (10m); rounded to whole windows",
+    )
+    load_.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="requests/s, open loop (500: a fraction of a 2-core machine's peak)",
+    )
     load_.add_argument("--window", default="10", help="seconds per sample window (10)")
-    load_.add_argument("--warmup", default="60", help="seconds at the start left out of "
-                       "slopes and drift (60; windows ending by then)")
-    load_.add_argument("--mix", default=cli.DEFAULT_MIX,
-                       help=f"weights of the grants ({cli.DEFAULT_MIX})")
-    load_.add_argument("--chains", type=int, default=1000,
-                       help="refresh-token chains kept rotating (1000); beyond, the longest "
-                            "idle is abandoned")
-    load_.add_argument("--max-connections", type=int, default=64,
-                       help="connections at most (64)")
+    load_.add_argument(
+        "--warmup",
+        default="60",
+        help="seconds at the start left out of slopes and drift (60; windows ending by then)",
+    )
+    load_.add_argument(
+        "--mix", default=cli.DEFAULT_MIX, help=f"weights of the grants ({cli.DEFAULT_MIX})"
+    )
+    load_.add_argument(
+        "--chains",
+        type=int,
+        default=1000,
+        help="refresh-token chains kept rotating (1000); beyond, the longest idle is abandoned",
+    )
+    load_.add_argument("--max-connections", type=int, default=64, help="connections at most (64)")
     verdict = p.add_argument_group("verdict (reported, never a test assertion)")
-    verdict.add_argument("--max-rss-slope", type=float, default=1.0,
-                         help="MiB per minute of service RSS growth after the warm-up (1.0)")
-    verdict.add_argument("--max-p99-drift", type=float, default=2.0,
-                         help="late p99 / early p99 (2.0)")
+    verdict.add_argument(
+        "--max-rss-slope",
+        type=float,
+        default=1.0,
+        help="MiB per minute of service RSS growth after the warm-up (1.0)",
+    )
+    verdict.add_argument(
+        "--max-p99-drift", type=float, default=2.0, help="late p99 / early p99 (2.0)"
+    )
     spawned = p.add_argument_group("--spawn")
     spawned.add_argument("--workers", type=int, default=1, help="TOKENSVC_WORKERS (1)")
     spawned.add_argument("--service-cores", help="cores for tokensvc (default: the first)")
     spawned.add_argument("--generator-cores", help="cores for everything else")
-    spawned.add_argument("--postgres-url", help="use this Postgres (superuser URL; a fresh "
-                         "database is created and dropped) instead of a throwaway one")
+    spawned.add_argument(
+        "--postgres-url",
+        help="use this Postgres (superuser URL; a fresh "
+        "database is created and dropped) instead of a throwaway one",
+    )
     target = p.add_argument_group("--target")
     target.add_argument("--internal-url", help="the deployment's internal listener (codes)")
-    target.add_argument("--internal-token", default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
-                        help="(or TOKENSVC_INTERNAL_TOKEN)")
-    target.add_argument("--database-url", help="its database: bench clients are registered "
-                        "there and the tables' growth read")
+    target.add_argument(
+        "--internal-token",
+        default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
+        help="(or TOKENSVC_INTERNAL_TOKEN)",
+    )
+    target.add_argument(
+        "--database-url",
+        help="its database: bench clients are registered there and the tables' growth read",
+    )
     target.add_argument("--service-pid", type=int, help="its pid, when local (memory, fds)")
     both = p.add_argument_group("both")
-    both.add_argument("--redis-url", help="the Redis the service uses (--spawn: instead of a "
-                      "throwaway one; --target: to read its memory and keys)")
+    both.add_argument(
+        "--redis-url",
+        help="the Redis the service uses (--spawn: instead of a "
+        "throwaway one; --target: to read its memory and keys)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", help="output directory (default benchmarks/results/<time>-soak/)")
     out.add_argument("--quiet", action="store_true", help="no live progress")
@@ -136,29 +168,41 @@ class Config:
         if self.warmup >= self.duration:
             raise cli.UsageError("--warmup must be shorter than --duration")
         if args.rate <= 0 or args.chains < 1 or args.max_connections < 1 or args.workers < 1:
-            raise cli.UsageError("--rate, --chains, --max-connections and --workers must be "
-                                 "positive")
+            raise cli.UsageError(
+                "--rate, --chains, --max-connections and --workers must be positive"
+            )
         self.weights = cli._weights(args.mix)
-        if args.target and not (args.internal_url and args.internal_token
-                                and args.database_url):
-            raise cli.UsageError("--target needs --internal-url, --internal-token (codes) and "
-                                 "--database-url (clients, table growth)")
+        if args.target and not (args.internal_url and args.internal_token and args.database_url):
+            raise cli.UsageError(
+                "--target needs --internal-url, --internal-token (codes) and "
+                "--database-url (clients, table growth)"
+            )
 
     def report(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {"duration_s": self.duration, "window_s": self.window, "warmup_s": self.warmup,
-                "rate": args.rate, "mix": self.weights, "chains": args.chains,
-                "max_connections": args.max_connections, "code_lead_s": 3.0,
-                "workers": args.workers if args.spawn else None,
-                "max_rss_slope_mib_per_min": args.max_rss_slope,
-                "max_p99_drift": args.max_p99_drift}
+        return {
+            "duration_s": self.duration,
+            "window_s": self.window,
+            "warmup_s": self.warmup,
+            "rate": args.rate,
+            "mix": self.weights,
+            "chains": args.chains,
+            "max_connections": args.max_connections,
+            "code_lead_s": 3.0,
+            "workers": args.workers if args.spawn else None,
+            "max_rss_slope_mib_per_min": args.max_rss_slope,
+            "max_p99_drift": args.max_p99_drift,
+        }
 
 
 def _main(args: argparse.Namespace) -> int:
     config = Config(args)
     started = dt.datetime.now(dt.UTC)
     commit = cli.git_commit()  # what runs; HEAD may move while a long soak goes on
-    outdir = Path(args.out) if args.out else (
-        cli.ROOT / "benchmarks" / "results" / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-soak")
+    outdir = (
+        Path(args.out)
+        if args.out
+        else (cli.ROOT / "benchmarks" / "results" / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-soak")
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     workdir = outdir / "work"
     live = Live(args.quiet)
@@ -174,11 +218,19 @@ def _main(args: argparse.Namespace) -> int:
         service_pid, redis_url, database_url, target, cores = _stack(args, stack, workdir, live)
         machine_client, web_client = register_clients(database_url)
         plan = load.LoadPlan(
-            token_url=target["url"], internal_url=target.pop("internal_url"),
-            internal_token=target.pop("internal_token"), machine=machine_client,
-            web=web_client, weights=config.weights, rate=args.rate, duration=config.duration,
-            window=config.window, max_connections=args.max_connections, chains=args.chains,
-            cores=tuple(cores))
+            token_url=target["url"],
+            internal_url=target.pop("internal_url"),
+            internal_token=target.pop("internal_token"),
+            machine=machine_client,
+            web=web_client,
+            weights=config.weights,
+            rate=args.rate,
+            duration=config.duration,
+            window=config.window,
+            max_connections=args.max_connections,
+            chains=args.chains,
+            cores=tuple(cores),
+        )
         stores = probes.Stores(redis_url, database_url)
         runner = stack.enter_context(asyncio.Runner())
         stack.callback(lambda: runner.run(stores.close()))
@@ -190,14 +242,18 @@ def _main(args: argparse.Namespace) -> int:
             session.run(stack)
         except KeyboardInterrupt:
             interrupted = True
-            notes.append(f"interrupted after {len(session.windows)} of {config.windows} "
-                         "windows: the report covers those")
+            notes.append(
+                f"interrupted after {len(session.windows)} of {config.windows} "
+                "windows: the report covers those"
+            )
         except RuntimeError as exc:  # the load process failed: report what was measured
             if not session.windows:
                 raise
             failure = " ".join(str(exc).split())[:1000]
-            notes.append(f"the soak stopped early after {len(session.windows)} of "
-                         f"{config.windows} windows: {failure}")
+            notes.append(
+                f"the soak stopped early after {len(session.windows)} of "
+                f"{config.windows} windows: {failure}"
+            )
         notes += [f"{store}: {problem}" for store, problem in stores.problems.items()]
     if not session.windows:
         raise KeyboardInterrupt
@@ -212,38 +268,79 @@ def _main(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _stack(args: argparse.Namespace, stack: ExitStack, workdir: Path, live: Live,
-           ) -> tuple[int | None, str | None, str, dict[str, Any], list[int]]:
+def _stack(
+    args: argparse.Namespace,
+    stack: ExitStack,
+    workdir: Path,
+    live: Live,
+) -> tuple[int | None, str | None, str, dict[str, Any], list[int]]:
     """(service pid, Redis URL, database URL, target facts, generator cores)."""
     if not args.spawn:
-        return (args.service_pid, args.redis_url, args.database_url,
-                {"description": f"{args.target} (not spawned)", "url": args.target,
-                 "spawned": False, "internal_url": args.internal_url,
-                 "internal_token": args.internal_token}, [])
+        return (
+            args.service_pid,
+            args.redis_url,
+            args.database_url,
+            {
+                "description": f"{args.target} (not spawned)",
+                "url": args.target,
+                "spawned": False,
+                "internal_url": args.internal_url,
+                "internal_token": args.internal_token,
+            },
+            [],
+        )
     service_cores, other_cores, _ = spawn.plan_cores(args.service_cores, args.generator_cores)
     live.say("starting Redis, Postgres and tokensvc ...")
-    st = stack.enter_context(spawn.spawn(
-        workdir, workers=args.workers, service_cores=service_cores, other_cores=other_cores,
-        redis_url=args.redis_url, postgres_url=args.postgres_url, with_floor=False,
-        code_ttl=CODE_TTL))
-    desc = (f"tokensvc spawned here ({st.workers} worker{'s' if st.workers > 1 else ''} on core "
-            f"{cpu.describe_cores(service_cores)}; the load, Redis and Postgres on core "
-            f"{cpu.describe_cores(other_cores)}; code TTL {CODE_TTL} s; ES256; JSON request logs "
-            "to /dev/null)")
+    st = stack.enter_context(
+        spawn.spawn(
+            workdir,
+            workers=args.workers,
+            service_cores=service_cores,
+            other_cores=other_cores,
+            redis_url=args.redis_url,
+            postgres_url=args.postgres_url,
+            with_floor=False,
+            code_ttl=CODE_TTL,
+        )
+    )
+    desc = (
+        f"tokensvc spawned here ({st.workers} worker{'s' if st.workers > 1 else ''} on core "
+        f"{cpu.describe_cores(service_cores)}; the load, Redis and Postgres on core "
+        f"{cpu.describe_cores(other_cores)}; code TTL {CODE_TTL} s; ES256; JSON request logs "
+        "to /dev/null)"
+    )
     if args.redis_url or args.postgres_url:
         desc += "; Redis/Postgres given on the command line (shared, not pinned)"
-    return (st.service_pid, st.redis_url, st.database_url,
-            {"description": desc, "url": st.token_url, "spawned": True, "workers": st.workers,
-             "service_cores": service_cores, "generator_cores": other_cores,
-             "internal_url": st.internal_url, "internal_token": st.internal_token},
-            other_cores)
+    return (
+        st.service_pid,
+        st.redis_url,
+        st.database_url,
+        {
+            "description": desc,
+            "url": st.token_url,
+            "spawned": True,
+            "workers": st.workers,
+            "service_cores": service_cores,
+            "generator_cores": other_cores,
+            "internal_url": st.internal_url,
+            "internal_token": st.internal_token,
+        },
+        other_cores,
+    )
 
 
 class Session:
     """The load process and the readings taken at the end of each of its windows."""
 
-    def __init__(self, plan: load.LoadPlan, config: Config, service_pid: int | None,
-                 stores: probes.Stores, runner: asyncio.Runner, live: Live) -> None:
+    def __init__(
+        self,
+        plan: load.LoadPlan,
+        config: Config,
+        service_pid: int | None,
+        stores: probes.Stores,
+        runner: asyncio.Runner,
+        live: Live,
+    ) -> None:
         self.plan = plan
         self.config = config
         self.service_pid = service_pid
@@ -263,17 +360,20 @@ class Session:
     def run(self, stack: ExitStack) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=load.main, args=(child, self.plan), daemon=True,
-                           name="bench-soak-load")
+        proc = ctx.Process(
+            target=load.main, args=(child, self.plan), daemon=True, name="bench-soak-load"
+        )
         proc.start()
         child.close()
         stack.callback(_stop, proc)
         self.live.say("minting the first codes and seeding refresh-token chains ...")
         self.ready = _receive(parent, time.monotonic() + READY_TIMEOUT, "ready")[1]
         self.baseline = self.sample()
-        self.live.say(f"== soak: {self.config.duration:g} s at {self.plan.rate:g} req/s, "
-                      f"windows of {self.config.window:g} s ({self.ready['seeded_chains']:,} "
-                      "refresh chains seeded)")
+        self.live.say(
+            f"== soak: {self.config.duration:g} s at {self.plan.rate:g} req/s, "
+            f"windows of {self.config.window:g} s ({self.ready['seeded_chains']:,} "
+            "refresh chains seeded)"
+        )
         start_at = time.monotonic() + 0.2
         parent.send(start_at)
         for k in range(self.config.windows):
@@ -314,8 +414,12 @@ def _stop(proc: multiprocessing.process.BaseProcess) -> None:
         proc.join()
 
 
-def window_record(index: int, data: dict[str, Any], config: Config, sample: dict[str, Any],
-                  ) -> tuple[dict[str, Any], Histogram]:
+def window_record(
+    index: int,
+    data: dict[str, Any],
+    config: Config,
+    sample: dict[str, Any],
+) -> tuple[dict[str, Any], Histogram]:
     """One window as the report keeps it (the histogram stays in memory, for the drift)."""
     hist = Histogram(data["hist"])
     statuses = {str(s): n for s, n in sorted(data["statuses"].items()) if s != 200}
@@ -323,20 +427,32 @@ def window_record(index: int, data: dict[str, Any], config: Config, sample: dict
     start = index * config.window
     lag = Histogram(data["lag"]).percentile(99) / 1000
     return {
-        "index": index, "start_s": start, "end_s": start + config.window,
+        "index": index,
+        "start_s": start,
+        "end_s": start + config.window,
         "warmup": start + config.window <= config.warmup,
-        "requests": data["completed"], "ok": data["statuses"].get(200, 0),
+        "requests": data["completed"],
+        "ok": data["statuses"].get(200, 0),
         "rps": round(data["completed"] / config.window, 1),
-        "errors": {"total": errors, "by_status": statuses, "by_error": dict(data["errors"]),
-                   "socket": dict(data["socket"])},
+        "errors": {
+            "total": errors,
+            "by_status": statuses,
+            "by_error": dict(data["errors"]),
+            "socket": dict(data["socket"]),
+        },
         "starved": dict(data["starved"]),
         "latency_ms": analysis.latency(hist),
-        "by_grant": {g: {"requests": h.total, **{k: v for k, v in analysis.latency(h).items()
-                                               if k in ("p50", "p99")}}
-                     for g, h in ((g, Histogram(c)) for g, c in sorted(data["by_grant"].items()))},
+        "by_grant": {
+            g: {
+                "requests": h.total,
+                **{k: v for k, v in analysis.latency(h).items() if k in ("p50", "p99")},
+            }
+            for g, h in ((g, Histogram(c)) for g, c in sorted(data["by_grant"].items()))
+        },
         "send_lag_p99_ms": round(lag, 3),
         "generator_cpu": round(data["generator_cpu_s"] / config.window, 3),
-        "idle_chains": data["idle_chains"], "buffered_codes": data["buffered_codes"],
+        "idle_chains": data["idle_chains"],
+        "buffered_codes": data["buffered_codes"],
         **sample,
     }, hist
 
@@ -344,9 +460,11 @@ def window_record(index: int, data: dict[str, Any], config: Config, sample: dict
 def progress(w: dict[str, Any], total: int, first: dict[str, Any]) -> str:
     minutes, seconds = divmod(int(w["end_s"]), 60)
     stage = " warm-up" if w["warmup"] else ""
-    line = (f"   [soak] {w['index'] + 1}/{total} {minutes}:{seconds:02d}{stage}"
-            f"  {w['rps']:,.0f} req/s  errors {w['errors']['total']}  p50 "
-            f"{w['latency_ms']['p50']:.2f} ms  p99 {w['latency_ms']['p99']:.2f} ms")
+    line = (
+        f"   [soak] {w['index'] + 1}/{total} {minutes}:{seconds:02d}{stage}"
+        f"  {w['rps']:,.0f} req/s  errors {w['errors']['total']}  p50 "
+        f"{w['latency_ms']['p50']:.2f} ms  p99 {w['latency_ms']['p99']:.2f} ms"
+    )
     service, first_service = w.get("service"), first.get("service")
     if service:
         growth = service["rss_mib"] - first_service["rss_mib"] if first_service else 0.0
@@ -358,31 +476,51 @@ def progress(w: dict[str, Any], total: int, first: dict[str, Any]) -> str:
     return line
 
 
-def _report(args: argparse.Namespace, config: Config, started: dt.datetime, commit: str,
-            target: dict[str, Any], session: Session, notes: list[str],
-            background: dict[int, float]) -> dict[str, Any]:
+def _report(
+    args: argparse.Namespace,
+    config: Config,
+    started: dt.datetime,
+    commit: str,
+    target: dict[str, Any],
+    session: Session,
+    notes: list[str],
+    background: dict[int, float],
+) -> dict[str, Any]:
     settings = config.report(args)
     lag = [w["send_lag_p99_ms"] for w in session.windows]
-    totals = {"scheduled": session.totals.get("scheduled", 0),
-              "send_lag_p99_ms": max(lag) if lag else None,
-              "chains": session.totals.get("chains", {"started": 0, "rotations": 0,
-                                                      "broken": 0, "abandoned": 0}),
-              "codes": session.totals.get("codes", {"minted": 0, "expired_unsent": 0,
-                                                    "mint_failures": 0, "ttl_s": None})}
+    totals = {
+        "scheduled": session.totals.get("scheduled", 0),
+        "send_lag_p99_ms": max(lag) if lag else None,
+        "chains": session.totals.get(
+            "chains", {"started": 0, "rotations": 0, "broken": 0, "abandoned": 0}
+        ),
+        "codes": session.totals.get(
+            "codes", {"minted": 0, "expired_unsent": 0, "mint_failures": 0, "ttl_s": None}
+        ),
+    }
     if totals["codes"].get("mint_failures"):
-        notes.append(f"minting codes failed {totals['codes']['mint_failures']} time(s), "
-                     f"last: {totals['codes'].get('last_mint_failure')}")
+        notes.append(
+            f"minting codes failed {totals['codes']['mint_failures']} time(s), "
+            f"last: {totals['codes'].get('last_mint_failure')}"
+        )
     if lag and max(lag) > 5.0:
-        notes.append(f"the generator sent up to {max(lag):.1f} ms late (send lag p99 of the "
-                     "worst window): latencies include its delay")
+        notes.append(
+            f"the generator sent up to {max(lag):.1f} ms late (send lag p99 of the "
+            "worst window): latencies include its delay"
+        )
     return {
         "schema": SCHEMA,
         "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "commit": commit, "machine": cli.machine(), "target": target,
-        "config": settings, "baseline": session.baseline, "windows": session.windows,
-        "summary": analysis.summarise(session.windows, session.hists, session.baseline,
-                                      totals, settings),
+        "commit": commit,
+        "machine": cli.machine(),
+        "target": target,
+        "config": settings,
+        "baseline": session.baseline,
+        "windows": session.windows,
+        "summary": analysis.summarise(
+            session.windows, session.hists, session.baseline, totals, settings
+        ),
         "notes": notes,
         "background_busy": {str(c): round(u, 3) for c, u in background.items()},
         "command": " ".join(["python -m benchmarks soak", *cli.redacted(args.argv)]),

@@ -134,8 +134,14 @@ class CodeFeed:
         while True:
             try:
                 await self.top_up(http)
-            except (TimeoutError, PrepareError, aiohttp.ClientError, OSError, ValueError,
-                    KeyError) as exc:
+            except (
+                TimeoutError,
+                PrepareError,
+                aiohttp.ClientError,
+                OSError,
+                ValueError,
+                KeyError,
+            ) as exc:
                 self.failures += 1
                 self.last_failure = " ".join(str(exc).split())[:300] or type(exc).__name__
             await asyncio.sleep(MINT_EVERY)
@@ -189,8 +195,7 @@ class Load:
         if web is None or not (code_share or refresh_share):
             return 0
         if code_share:
-            self.feed = CodeFeed(self.issuer, web, self.plan.rate * code_share,
-                                 self.plan.code_lead)
+            self.feed = CodeFeed(self.issuer, web, self.plan.rate * code_share, self.plan.code_lead)
             await self.feed.top_up(http)
         if not refresh_share:
             return 0
@@ -251,10 +256,18 @@ class Load:
     def _send_window(self, index: int, cpu0: float) -> float:
         stats, self.stats = self.stats, WindowStats()
         cpu = time.process_time()
-        self.pipe.send(("window", index, {**stats.dump(), "generator_cpu_s": cpu - cpu0,
-                                          "idle_chains": len(self.chains.idle),
-                                          "buffered_codes": len(self.feed.codes)
-                                          if self.feed else 0}))
+        self.pipe.send(
+            (
+                "window",
+                index,
+                {
+                    **stats.dump(),
+                    "generator_cpu_s": cpu - cpu0,
+                    "idle_chains": len(self.chains.idle),
+                    "buffered_codes": len(self.feed.codes) if self.feed else 0,
+                },
+            )
+        )
         return cpu
 
     async def _windows(self, t0: float) -> None:
@@ -318,14 +331,20 @@ class Load:
         feed = self.feed
         return {
             "scheduled": self.scheduled,
-            "chains": {"started": self.chains.started, "rotations": self.chains.rotated,
-                       "broken": self.chains.broken, "abandoned": self.chains.abandoned,
-                       "idle_at_end": len(self.chains.idle)},
-            "codes": {"minted": feed.minted if feed else 0,
-                      "expired_unsent": feed.expired if feed else 0,
-                      "mint_failures": feed.failures if feed else 0,
-                      "last_mint_failure": feed.last_failure if feed else "",
-                      "ttl_s": self.issuer.code_ttl},
+            "chains": {
+                "started": self.chains.started,
+                "rotations": self.chains.rotated,
+                "broken": self.chains.broken,
+                "abandoned": self.chains.abandoned,
+                "idle_at_end": len(self.chains.idle),
+            },
+            "codes": {
+                "minted": feed.minted if feed else 0,
+                "expired_unsent": feed.expired if feed else 0,
+                "mint_failures": feed.failures if feed else 0,
+                "last_mint_failure": feed.last_failure if feed else "",
+                "ttl_s": self.issuer.code_ttl,
+            },
         }
 
 
@@ -342,4 +361,3 @@ def main(pipe: Connection, plan: LoadPlan) -> None:
         pass
     except Exception as exc:  # the parent reports it
         pipe.send(("error", " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]))
-

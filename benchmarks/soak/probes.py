@@ -51,8 +51,12 @@ def process_tree(root: int) -> dict[str, Any] | None:
         threads += status.get("Threads", 0)
         with contextlib.suppress(OSError):
             fds += len(os.listdir(f"/proc/{pid}/fd"))
-    return {"rss_mib": round(rss_kib / 1024, 3), "threads": threads, "fds": fds,
-            "processes": len(pids)}
+    return {
+        "rss_mib": round(rss_kib / 1024, 3),
+        "threads": threads,
+        "fds": fds,
+        "processes": len(pids),
+    }
 
 
 class Stores:
@@ -83,8 +87,11 @@ class Stores:
         except (RedisError, OSError) as exc:
             self.problems.setdefault("redis", " ".join(str(exc).split())[:300])
             return None
-        return {"used_memory_mib": round(info["used_memory"] / MIB, 3),
-                "rss_mib": round(info["used_memory_rss"] / MIB, 3), "keys": int(keys)}
+        return {
+            "used_memory_mib": round(info["used_memory"] / MIB, 3),
+            "rss_mib": round(info["used_memory_rss"] / MIB, 3),
+            "keys": int(keys),
+        }
 
     async def _read_postgres(self) -> dict[str, Any] | None:
         if not self.database_url:

@@ -32,10 +32,12 @@ def _growth_line(name: str, g: dict[str, Any], unit: str, fmt: str = "{:,.1f}") 
     if not g:
         return f"{name}: not measured"
     slope = g.get("slope_per_min")
-    return (f"{name}: {_n(g.get('baseline'), fmt)} before the load, {_n(g['first_window'], fmt)}"
-            f" after the first window, {_n(g['last_window'], fmt)} after the last "
-            f"({g['growth']:+,.2f} {unit}); slope {_n(slope, '{:+,.3f}')} {unit}/min over "
-            f"{g['fit_windows']} steady windows")
+    return (
+        f"{name}: {_n(g.get('baseline'), fmt)} before the load, {_n(g['first_window'], fmt)}"
+        f" after the first window, {_n(g['last_window'], fmt)} after the last "
+        f"({g['growth']:+,.2f} {unit}); slope {_n(slope, '{:+,.3f}')} {unit}/min over "
+        f"{g['fit_windows']} steady windows"
+    )
 
 
 def header(report: dict[str, Any]) -> list[str]:
@@ -51,9 +53,11 @@ def header(report: dict[str, Any]) -> list[str]:
 
 
 def window_table(windows: list[dict[str, Any]]) -> list[str]:
-    rows = [f"{'window':>6} {'end':>6} {'req/s':>7} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'max ms':>7} {'RSS MiB':>8} {'fds':>4} {'Redis keys':>10} {'Redis MiB':>9} "
-            f"{'refresh_tokens':>14} {'grants':>8}"]
+    rows = [
+        f"{'window':>6} {'end':>6} {'req/s':>7} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'RSS MiB':>8} {'fds':>4} {'Redis keys':>10} {'Redis MiB':>9} "
+        f"{'refresh_tokens':>14} {'grants':>8}"
+    ]
     for w in windows:
         mark = "w" if w["warmup"] else " "
         rows.append(
@@ -65,17 +69,19 @@ def window_table(windows: list[dict[str, Any]]) -> list[str]:
             f"{_n(_get(w, 'redis', 'keys'), '{:,}'):>10} "
             f"{_n(_get(w, 'redis', 'used_memory_mib'), '{:,.2f}'):>9} "
             f"{_n(_get(w, 'postgres', 'refresh_tokens', 'rows'), '{:,}'):>14} "
-            f"{_n(_get(w, 'postgres', 'grants', 'rows'), '{:,}'):>8}")
+            f"{_n(_get(w, 'postgres', 'grants', 'rows'), '{:,}'):>8}"
+        )
     rows.append("(w: warm-up window, left out of slopes and drift)")
     return rows
 
 
 def findings(report: dict[str, Any]) -> list[str]:
     s = report["summary"]
-    mem, lat, err, thr, st = (s["memory"], s["latency"], s["errors"], s["throughput"],
-                              s["stores"])
-    out = [_growth_line("service RSS", mem["service_rss_mib"], "MiB"),
-           _growth_line("service open fds", mem["service_fds"], "fds", "{:,.0f}")]
+    mem, lat, err, thr, st = (s["memory"], s["latency"], s["errors"], s["throughput"], s["stores"])
+    out = [
+        _growth_line("service RSS", mem["service_rss_mib"], "MiB"),
+        _growth_line("service open fds", mem["service_fds"], "fds", "{:,.0f}"),
+    ]
     if lat:
         early, late = lat["early_ms"], lat["late_ms"]
         out.append(
@@ -83,36 +89,45 @@ def findings(report: dict[str, Any]) -> list[str]:
             f"({_n(lat['p50_drift'], '{:.2f}')}x), p99 {early['p99']:.2f} -> "
             f"{late['p99']:.2f} ms ({_n(lat['p99_drift'], '{:.2f}')}x): the first "
             f"{len(lat['early_windows'])} steady window(s) against the last "
-            f"{len(lat['late_windows'])}")
+            f"{len(lat['late_windows'])}"
+        )
     kinds = {**err["by_error"], **{f"socket {k}": v for k, v in err["socket"].items()}}
     out.append(f"errors: {err['total']:,} ({_counts(kinds)})" if err["total"] else "errors: none")
     if err["starved"]:
         out.append(f"not sent for want of a credential: {_counts(err['starved'])}")
     overall = thr["overall_ms"]
-    out.append(f"load: {thr['scheduled']:,} requests due, {thr['requests']:,} answered "
-               f"({thr['achieved_rps']:,.1f} req/s against {thr['rate_target']:g}); overall p50 "
-               f"{overall['p50']:.2f} ms, p99 {overall['p99']:.2f} ms, max {overall['max']:.1f} "
-               f"ms; send lag p99 {_n(thr.get('send_lag_p99_ms'), '{:.2f}')} ms")
+    out.append(
+        f"load: {thr['scheduled']:,} requests due, {thr['requests']:,} answered "
+        f"({thr['achieved_rps']:,.1f} req/s against {thr['rate_target']:g}); overall p50 "
+        f"{overall['p50']:.2f} ms, p99 {overall['p99']:.2f} ms, max {overall['max']:.1f} "
+        f"ms; send lag p99 {_n(thr.get('send_lag_p99_ms'), '{:.2f}')} ms"
+    )
     codes, chains = thr["codes"], thr["chains"]
-    out.append(f"credentials: {codes['minted']:,} codes minted during the run (TTL "
-               f"{codes['ttl_s']} s; {codes['expired_unsent']:,} expired unsent, "
-               f"{codes['mint_failures']:,} failed mints); refresh chains: "
-               f"{chains['started']:,} started, {chains['rotations']:,} rotations, "
-               f"{chains['broken']:,} broken, {chains['abandoned']:,} abandoned past the cap")
+    out.append(
+        f"credentials: {codes['minted']:,} codes minted during the run (TTL "
+        f"{codes['ttl_s']} s; {codes['expired_unsent']:,} expired unsent, "
+        f"{codes['mint_failures']:,} failed mints); refresh chains: "
+        f"{chains['started']:,} started, {chains['rotations']:,} rotations, "
+        f"{chains['broken']:,} broken, {chains['abandoned']:,} abandoned past the cap"
+    )
     for table in ("refresh_tokens", "grants"):
         rows, mib = st["postgres"][table]["rows"], st["postgres"][table]["mib"]
         if rows:
-            out.append(f"Postgres {table}: {_n(rows.get('baseline'), '{:,.0f}')} -> "
-                       f"{rows['last_window']:,.0f} rows ({_n(rows['slope_per_min'], '{:+,.0f}')}"
-                       f"/min), {_n(mib.get('baseline'), '{:,.2f}')} -> "
-                       f"{mib['last_window']:,.2f} MiB ({_n(mib['slope_per_min'], '{:+,.2f}')}"
-                       " MiB/min)")
+            out.append(
+                f"Postgres {table}: {_n(rows.get('baseline'), '{:,.0f}')} -> "
+                f"{rows['last_window']:,.0f} rows ({_n(rows['slope_per_min'], '{:+,.0f}')}"
+                f"/min), {_n(mib.get('baseline'), '{:,.2f}')} -> "
+                f"{mib['last_window']:,.2f} MiB ({_n(mib['slope_per_min'], '{:+,.2f}')}"
+                " MiB/min)"
+            )
     keys, used = st["redis"]["keys"], st["redis"]["used_memory_mib"]
     if keys:
-        out.append(f"Redis: {_n(keys.get('baseline'), '{:,.0f}')} -> {keys['last_window']:,.0f}"
-                   f" keys (max {keys['max']:,.0f}), used memory "
-                   f"{_n(used.get('baseline'), '{:,.2f}')} -> {used['last_window']:,.2f} MiB "
-                   f"(slope {_n(used['slope_per_min'], '{:+,.3f}')} MiB/min)")
+        out.append(
+            f"Redis: {_n(keys.get('baseline'), '{:,.0f}')} -> {keys['last_window']:,.0f}"
+            f" keys (max {keys['max']:,.0f}), used memory "
+            f"{_n(used.get('baseline'), '{:,.2f}')} -> {used['last_window']:,.2f} MiB "
+            f"(slope {_n(used['slope_per_min'], '{:+,.3f}')} MiB/min)"
+        )
     return out
 
 
@@ -124,8 +139,9 @@ def text(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _points(report: dict[str, Any], get: Callable[[dict[str, Any]], Any],
-            steady: bool = False) -> list[tuple[float, float]]:
+def _points(
+    report: dict[str, Any], get: Callable[[dict[str, Any]], Any], steady: bool = False
+) -> list[tuple[float, float]]:
     """(minutes, value) at the end of each window that has the value, from the baseline at 0
     (steady: the windows after the warm-up only)."""
     out = []
@@ -163,55 +179,135 @@ def page(report: dict[str, Any], summary_text: str) -> str:
     x = "minutes into the soak (end of each window)"
 
     def chart(title: str, unit: str, series: list[plot.Series], from_zero: bool = True) -> str:
-        return plot.line_chart(title, x, unit, series, from_zero=from_zero, marks=marks,
-                               x_start=0.0)
+        return plot.line_chart(
+            title, x, unit, series, from_zero=from_zero, marks=marks, x_start=0.0
+        )
 
     def rss_of(w: dict[str, Any]) -> Any:
         return _get(w, "service", "rss_mib")
 
     rss = _points(report, rss_of)
-    lat = {p: _points(report, lambda w, p=p: _get(w, "latency_ms", p))
-           for p in ("p50", "p90", "p99")}
+    lat = {
+        p: _points(report, lambda w, p=p: _get(w, "latency_ms", p)) for p in ("p50", "p90", "p99")
+    }
     charts = [
-        chart("service resident memory (RSS, the process tree)", "MiB", [
-            ("RSS", "#1f77b4", False, rss),
-            ("fit after warm-up", "#d62728", True,
-             _fit(_points(report, rss_of, steady=True)))], from_zero=False),
-        chart("latency per window (from the intended send time)", "ms", [
-            ("p50", "#2ca02c", False, lat["p50"]), ("p90", "#ff7f0e", False, lat["p90"]),
-            ("p99", "#d62728", False, lat["p99"])]),
-        chart("p99 per grant per window", "ms", [
-            (g, GRANT_COLOURS.get(g, "#8c564b"), False,
-             _points(report, lambda w, g=g: _get(w, "by_grant", g, "p99")))
-            for g in ("client_credentials", "authorization_code", "refresh_token")]),
-        chart("throughput and errors per window", "requests / s", [
-            ("answered", "#1f77b4", False, _points(report, lambda w: _get(w, "rps"))),
-            ("errors / s", "#d62728", False, _points(report, _errors_per_second))]),
-        chart("service open file descriptors and threads", "count", [
-            ("fds", "#9467bd", False, _points(report, lambda w: _get(w, "service", "fds"))),
-            ("threads", "#8c564b", True,
-             _points(report, lambda w: _get(w, "service", "threads")))]),
-        chart("Postgres rows (retired refresh tokens are kept for reuse detection)", "rows", [
-            ("refresh_tokens", "#2ca02c", False,
-             _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "rows"))),
-            ("grants", "#d62728", False,
-             _points(report, lambda w: _get(w, "postgres", "grants", "rows")))]),
-        chart("Postgres size on disk (tables with indexes)", "MiB", [
-            ("refresh_tokens", "#2ca02c", False,
-             _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "mib"))),
-            ("grants", "#d62728", False,
-             _points(report, lambda w: _get(w, "postgres", "grants", "mib"))),
-            ("database", "#7f7f7f", True,
-             _points(report, lambda w: _get(w, "postgres", "database_mib")))]),
-        chart("Redis used memory", "MiB", [
-            ("used_memory", "#d62728", False,
-             _points(report, lambda w: _get(w, "redis", "used_memory_mib")))], from_zero=False),
-        chart("Redis keys (codes, and used-code markers kept 10 minutes)", "keys", [
-            ("keys", "#d62728", False, _points(report, lambda w: _get(w, "redis", "keys")))]),
+        chart(
+            "service resident memory (RSS, the process tree)",
+            "MiB",
+            [
+                ("RSS", "#1f77b4", False, rss),
+                ("fit after warm-up", "#d62728", True, _fit(_points(report, rss_of, steady=True))),
+            ],
+            from_zero=False,
+        ),
+        chart(
+            "latency per window (from the intended send time)",
+            "ms",
+            [
+                ("p50", "#2ca02c", False, lat["p50"]),
+                ("p90", "#ff7f0e", False, lat["p90"]),
+                ("p99", "#d62728", False, lat["p99"]),
+            ],
+        ),
+        chart(
+            "p99 per grant per window",
+            "ms",
+            [
+                (
+                    g,
+                    GRANT_COLOURS.get(g, "#8c564b"),
+                    False,
+                    _points(report, lambda w, g=g: _get(w, "by_grant", g, "p99")),
+                )
+                for g in ("client_credentials", "authorization_code", "refresh_token")
+            ],
+        ),
+        chart(
+            "throughput and errors per window",
+            "requests / s",
+            [
+                ("answered", "#1f77b4", False, _points(report, lambda w: _get(w, "rps"))),
+                ("errors / s", "#d62728", False, _points(report, _errors_per_second)),
+            ],
+        ),
+        chart(
+            "service open file descriptors and threads",
+            "count",
+            [
+                ("fds", "#9467bd", False, _points(report, lambda w: _get(w, "service", "fds"))),
+                (
+                    "threads",
+                    "#8c564b",
+                    True,
+                    _points(report, lambda w: _get(w, "service", "threads")),
+                ),
+            ],
+        ),
+        chart(
+            "Postgres rows (retired refresh tokens are kept for reuse detection)",
+            "rows",
+            [
+                (
+                    "refresh_tokens",
+                    "#2ca02c",
+                    False,
+                    _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "rows")),
+                ),
+                (
+                    "grants",
+                    "#d62728",
+                    False,
+                    _points(report, lambda w: _get(w, "postgres", "grants", "rows")),
+                ),
+            ],
+        ),
+        chart(
+            "Postgres size on disk (tables with indexes)",
+            "MiB",
+            [
+                (
+                    "refresh_tokens",
+                    "#2ca02c",
+                    False,
+                    _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "mib")),
+                ),
+                (
+                    "grants",
+                    "#d62728",
+                    False,
+                    _points(report, lambda w: _get(w, "postgres", "grants", "mib")),
+                ),
+                (
+                    "database",
+                    "#7f7f7f",
+                    True,
+                    _points(report, lambda w: _get(w, "postgres", "database_mib")),
+                ),
+            ],
+        ),
+        chart(
+            "Redis used memory",
+            "MiB",
+            [
+                (
+                    "used_memory",
+                    "#d62728",
+                    False,
+                    _points(report, lambda w: _get(w, "redis", "used_memory_mib")),
+                )
+            ],
+            from_zero=False,
+        ),
+        chart(
+            "Redis keys (codes, and used-code markers kept 10 minutes)",
+            "keys",
+            [("keys", "#d62728", False, _points(report, lambda w: _get(w, "redis", "keys")))],
+        ),
     ]
     return plot.html_page(
         f"tokensvc soak {report['started_at']}",
-        f"<p><b>{html.escape(report['summary']['verdict']['line'])}</b></p>", charts,
+        f"<p><b>{html.escape(report['summary']['verdict']['line'])}</b></p>",
+        charts,
         f"<pre>{html.escape(summary_text)}</pre>\n"
         "<p>The full data is in report.json next to this file.</p>",
     )

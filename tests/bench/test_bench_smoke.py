@@ -15,17 +15,36 @@ WORKLOADS = ("client_credentials", "authorization_code", "refresh_token", "mix")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 
 
-def test_every_grant_runs_without_errors_and_reports(tmp_path: Path, redis_url: str,
-                                                      postgres_admin_url: str) -> None:
+def test_every_grant_runs_without_errors_and_reports(
+    tmp_path: Path, redis_url: str, postgres_admin_url: str
+) -> None:
     out = tmp_path / "bench"
     command = [
-        sys.executable, "-m", "benchmarks", "--spawn",
-        "--redis-url", redis_url, "--postgres-url", postgres_admin_url,
-        "--duration", "1", "--warmup", "0", "--concurrency", "4", "--rate", "100",
-        "--batch", "4000", "--out", str(out), "--quiet",
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--spawn",
+        "--redis-url",
+        redis_url,
+        "--postgres-url",
+        postgres_admin_url,
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "4",
+        "--rate",
+        "100",
+        "--batch",
+        "4000",
+        "--out",
+        str(out),
+        "--quiet",
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180,
-                            check=False)
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
     report = json.loads((out / "report.json").read_text())

@@ -57,15 +57,17 @@ def test_percentiles_are_nearest_rank() -> None:
 
 
 def test_wrk_output_is_parsed_into_one_interval() -> None:
-    out = "\n".join([
-        "Running 1s test @ http://127.0.0.1:1/token",
-        "BENCH summary 1000000 4 900 0 0 0 1 0",
-        "BENCH thread 1 6 -1",
-        "BENCH status 200 3",
-        "BENCH status 400 1",
-        "BENCH error 1 400 invalid_grant",
-        "BENCH hist 100:2 200:1 5000:1",
-    ])
+    out = "\n".join(
+        [
+            "Running 1s test @ http://127.0.0.1:1/token",
+            "BENCH summary 1000000 4 900 0 0 0 1 0",
+            "BENCH thread 1 6 -1",
+            "BENCH status 200 3",
+            "BENCH status 400 1",
+            "BENCH error 1 400 invalid_grant",
+            "BENCH hist 100:2 200:1 5000:1",
+        ]
+    )
     outcome = parse_output(out, connections=2)
     assert outcome.completed == 4 and outcome.ok == 3
     assert outcome.errors == {"400 invalid_grant": 1}
@@ -76,8 +78,12 @@ def test_wrk_output_is_parsed_into_one_interval() -> None:
 @pytest.fixture
 def floor_url() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -30,17 +30,35 @@ def _finite(value: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def soak(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
-         postgres_admin_url: str) -> tuple[dict[str, Any], Path]:
+def soak(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, postgres_admin_url: str
+) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("soak")
     command = [
-        sys.executable, "-m", "benchmarks", "soak", "--spawn",
-        "--redis-url", redis_url, "--postgres-url", postgres_admin_url,
-        "--duration", str(2 * WINDOWS), "--window", "2", "--warmup", "2", "--rate", "100",
-        "--out", str(out), "--quiet",
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "soak",
+        "--spawn",
+        "--redis-url",
+        redis_url,
+        "--postgres-url",
+        postgres_admin_url,
+        "--duration",
+        str(2 * WINDOWS),
+        "--window",
+        "2",
+        "--warmup",
+        "2",
+        "--rate",
+        "100",
+        "--out",
+        str(out),
+        "--quiet",
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180,
-                            check=False)
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "verdict: " in result.stdout
     return json.loads((out / "report.json").read_text()), out
@@ -67,10 +85,12 @@ def test_every_window_is_measured_without_errors(soak: tuple[dict[str, Any], Pat
         assert w["redis"]["used_memory_mib"] > 0 and w["redis"]["keys"] > 0, where
         rows.append((w["postgres"]["refresh_tokens"]["rows"], w["postgres"]["grants"]["rows"]))
     # every window exchanged codes (new grants) and rotated refresh tokens (new rows)
-    assert all(a < b for a, b in zip([r[0] for r in rows], [r[0] for r in rows[1:]],
-                                     strict=False)), rows
-    assert all(a < b for a, b in zip([r[1] for r in rows], [r[1] for r in rows[1:]],
-                                     strict=False)), rows
+    assert all(
+        a < b for a, b in zip([r[0] for r in rows], [r[0] for r in rows[1:]], strict=False)
+    ), rows
+    assert all(
+        a < b for a, b in zip([r[1] for r in rows], [r[1] for r in rows[1:]], strict=False)
+    ), rows
     assert report["baseline"]["service"]["rss_mib"] > 0
 
 
@@ -91,8 +111,7 @@ def test_growth_drift_and_verdict_are_reported(soak: tuple[dict[str, Any], Path]
     report, out = soak
     summary = report["summary"]
     rss = summary["memory"]["service_rss_mib"]
-    for key in ("baseline", "first_window", "last_window", "growth", "min", "max",
-                "slope_per_min"):
+    for key in ("baseline", "first_window", "last_window", "growth", "min", "max", "slope_per_min"):
         assert _finite(rss[key]), (key, rss)
     assert rss["first_window"] > 0 and rss["fit_windows"] == WINDOWS - 1
     assert _finite(summary["memory"]["service_fds"]["slope_per_min"])
@@ -105,7 +124,11 @@ def test_growth_drift_and_verdict_are_reported(soak: tuple[dict[str, Any], Path]
     assert summary["errors"]["total"] == 0
     verdict = summary["verdict"]
     assert verdict["status"] in ("PASS", "FAIL") and verdict["failed"] in (
-        [], ["memory growth"], ["latency drift"], ["memory growth", "latency drift"])
+        [],
+        ["memory growth"],
+        ["latency drift"],
+        ["memory growth", "latency drift"],
+    )
     assert (out / "summary.txt").read_text().rstrip().endswith(verdict["line"])
     page = (out / "report.html").read_text()
     assert page.count("<svg") >= 8 and "<script" not in page
@@ -114,17 +137,26 @@ def test_growth_drift_and_verdict_are_reported(soak: tuple[dict[str, Any], Path]
 
 
 def _window(i: int, rss: float, warmup: bool = False, errors: int = 0) -> dict[str, Any]:
-    return {"index": i, "start_s": 10.0 * i, "end_s": 10.0 * (i + 1), "warmup": warmup,
-            "requests": 100, "errors": {"total": errors, "by_status": {}, "socket": {},
-                                        "by_error": {"400 invalid_grant": errors} if errors
-                                        else {}},
-            "starved": {}, "service": {"rss_mib": rss, "fds": 20, "threads": 3}}
+    return {
+        "index": i,
+        "start_s": 10.0 * i,
+        "end_s": 10.0 * (i + 1),
+        "warmup": warmup,
+        "requests": 100,
+        "errors": {
+            "total": errors,
+            "by_status": {},
+            "socket": {},
+            "by_error": {"400 invalid_grant": errors} if errors else {},
+        },
+        "starved": {},
+        "service": {"rss_mib": rss, "fds": 20, "threads": 3},
+    }
 
 
 def test_analysis_slope_drift_and_verdict() -> None:
     # RSS grows 0.5 MiB a window (3 MiB/min) after a warm-up window that jumped 40 MiB
-    windows = [_window(0, 60.0, warmup=True)] + [_window(i, 100.0 + 0.5 * i)
-                                                 for i in range(1, 10)]
+    windows = [_window(0, 60.0, warmup=True)] + [_window(i, 100.0 + 0.5 * i) for i in range(1, 10)]
     hists = [Histogram({1000: 98, 5000: 2})] * 4 + [Histogram({1000: 98, 20_000: 2})] * 6
     config = {"rate": 10, "max_rss_slope_mib_per_min": 1.0, "max_p99_drift": 2.0}
     load = {"scheduled": 1000}
@@ -145,19 +177,22 @@ def test_analysis_slope_drift_and_verdict() -> None:
     assert summary["verdict"]["failed"] == ["errors"]
 
     one = analysis.summarise([_window(0, 100.0)], [Histogram({1000: 1})], {}, load, config)
-    assert one["verdict"]["status"] == "INCONCLUSIVE" and one["verdict"]["missing"] == [
-        "RSS slope"]
+    assert one["verdict"]["status"] == "INCONCLUSIVE" and one["verdict"]["missing"] == ["RSS slope"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["--spawn", "--duration", "10", "--warmup", "10"],
-    ["--spawn", "--duration", "ten"],
-    ["--spawn", "--window", "0.5"],
-    ["--target", "http://127.0.0.1:1/token"],
-    ["--spawn", "--mix", "password=1"],
-])
-def test_bad_options_are_refused_before_anything_starts(argv: list[str],
-                                                        capsys: pytest.CaptureFixture[str],
-                                                        ) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--spawn", "--duration", "10", "--warmup", "10"],
+        ["--spawn", "--duration", "ten"],
+        ["--spawn", "--window", "0.5"],
+        ["--target", "http://127.0.0.1:1/token"],
+        ["--spawn", "--mix", "password=1"],
+    ],
+)
+def test_bad_options_are_refused_before_anything_starts(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert soak_main(argv) == 2
     assert capsys.readouterr().err.startswith("benchmarks soak: ")

@@ -83,8 +83,11 @@ async def contract_sentinel(redis_sentinel: SentinelServers) -> AsyncIterator[An
 
 
 # Redis in its three shapes: the fixture that gives a flushed client of each.
-REDIS_CLIENTS = {"redis": "contract_redis", "redis-cluster": "contract_cluster",
-                 "redis-sentinel": "contract_sentinel"}
+REDIS_CLIENTS = {
+    "redis": "contract_redis",
+    "redis-cluster": "contract_cluster",
+    "redis-sentinel": "contract_sentinel",
+}
 
 
 def redis_client(request: pytest.FixtureRequest) -> Any:

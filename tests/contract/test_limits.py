@@ -36,11 +36,16 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         async def tick(seconds: float) -> None:
             clock.now += seconds
 
-        return Backend("memory", tick, lambda: MemoryBuckets(clock),
-                       lambda **kw: MemoryLockouts(clock, **kw))
+        return Backend(
+            "memory", tick, lambda: MemoryBuckets(clock), lambda **kw: MemoryLockouts(clock, **kw)
+        )
     client = redis_client(request)
-    return Backend(request.param, asyncio.sleep, lambda: RedisBuckets(client),
-                   lambda **kw: RedisLockouts(client, **kw))
+    return Backend(
+        request.param,
+        asyncio.sleep,
+        lambda: RedisBuckets(client),
+        lambda **kw: RedisLockouts(client, **kw),
+    )
 
 
 # --------------------------------------------------------------------------- rate limiter
@@ -219,4 +224,3 @@ async def test_redis_down_locks_nothing_and_raises_nothing() -> None:
         assert locks.retry_after("a") == 0
     finally:
         await dead.aclose()
-

@@ -116,8 +116,7 @@ async def test_rotation_race_on_a_locked_row_creates_one_successor(
         tasks = [asyncio.create_task(postgres.grants.rotate(t0, NOW + 1, 5, f)) for f in factories]
         deadline = time.monotonic() + 4
         waiting = 0
-        while (waiting < 1 or not all(f.seen for f in factories)) and (
-                time.monotonic() < deadline):
+        while (waiting < 1 or not all(f.seen for f in factories)) and (time.monotonic() < deadline):
             await asyncio.sleep(0.02)
             waiting = await observer.fetchval(
                 "SELECT count(*) FROM pg_stat_activity "

@@ -73,14 +73,16 @@ async def present(db: Postgres, grant_ids: Sequence[str]) -> set[str]:
 async def stored(db: Postgres, hashes: Sequence[bytes]) -> set[bytes]:
     async with db.connection() as conn:
         rows = await conn.fetch(
-            "SELECT token_hash FROM refresh_tokens WHERE token_hash = ANY($1)", hashes)
+            "SELECT token_hash FROM refresh_tokens WHERE token_hash = ANY($1)", hashes
+        )
     return {bytes(row["token_hash"]) for row in rows}
 
 
 async def table_sizes(db: Postgres) -> tuple[int, int]:
     async with db.connection() as conn:
-        row = await conn.fetchrow("SELECT (SELECT count(*) FROM refresh_tokens) AS t, "
-                                  "(SELECT count(*) FROM grants) AS g")
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM refresh_tokens) AS t, (SELECT count(*) FROM grants) AS g"
+        )
     return row["t"], row["g"]
 
 
@@ -113,8 +115,9 @@ async def test_purge_deletes_what_expired_and_keeps_what_guarantees_need(
     # A family rotated every 54 minutes for 3.5 hours: three rows expired long ago, one retired
     # but unexpired (presenting it must still revoke the family), one live.
     t0 = NOW - 3.5 * HOUR
-    live = await family(db, "live", [t0, t0 + 0.9 * HOUR, t0 + 1.8 * HOUR, t0 + 2.7 * HOUR,
-                                     NOW - 0.3 * HOUR])
+    live = await family(
+        db, "live", [t0, t0 + 0.9 * HOUR, t0 + 1.8 * HOUR, t0 + 2.7 * HOUR, NOW - 0.3 * HOUR]
+    )
     # Ended: every row expired; the grant has nothing left to guarantee.
     ended = await family(db, "ended", [NOW - 3 * HOUR, NOW - 2.5 * HOUR])
     # Expired only within the safety margin: stays for now.
@@ -137,8 +140,16 @@ async def test_purge_deletes_what_expired_and_keeps_what_guarantees_need(
     assert await stored(db, ended) == set()
     assert await stored(db, recent) == set(recent)
     assert await stored(db, revoked) == {revoked[1]}
-    everyone = ["live", "ended", "recent", "revoked", "tomb-new", "tomb-old", "access-new",
-                "access-old"]
+    everyone = [
+        "live",
+        "ended",
+        "recent",
+        "revoked",
+        "tomb-new",
+        "tomb-old",
+        "access-new",
+        "access-old",
+    ]
     gone = {"ended", "tomb-old", "access-old"}
     assert await present(db, everyone) == set(everyone) - gone
     assert (report.refresh_tokens, report.grants) == (3 + 2 + 1, 3)
@@ -170,8 +181,9 @@ async def test_rows_stay_while_access_tokens_minted_with_them_live(postgres: Pos
     access token that lives another 2 h: neither it nor its grant may go yet."""
     await add_client(postgres)
     hashes = await family(postgres, "g", [NOW - 3 * HOUR])
-    long_access = Retention(access_token_ttl=5 * HOUR, refresh_token_ttl=TTL, code_ttl=60,
-                            margin=300)
+    long_access = Retention(
+        access_token_ttl=5 * HOUR, refresh_token_ttl=TTL, code_ttl=60, margin=300
+    )
     report = await purge(postgres, long_access, NOW)
     assert (report.refresh_tokens, report.grants) == (0, 0)
     assert await stored(postgres, hashes) == set(hashes)
@@ -227,8 +239,9 @@ async def test_max_seconds_stops_between_batches_and_the_next_run_goes_on(
     await asyncio.gather(*(family(postgres, f"old-{i:02}", [NOW - 3 * HOUR]) for i in range(30)))
     ticks = iter(range(1000))  # a clock that moves one second each time it is read
 
-    first = await purge(postgres, RETENTION, NOW, batch_size=4, max_seconds=3,
-                        monotonic=lambda: float(next(ticks)))
+    first = await purge(
+        postgres, RETENTION, NOW, batch_size=4, max_seconds=3, monotonic=lambda: float(next(ticks))
+    )
     assert not first.complete
     assert first.batches["refresh_tokens"] == 2  # read at 0 (deadline 3), 1, 2, then 3: stop
     assert first.refresh_tokens == 8
@@ -254,8 +267,9 @@ async def test_purges_racing_a_stream_of_refreshes_lose_nothing(postgres: Postgr
     each; every family also has rows the purges are deleting meanwhile."""
     db = postgres
     await add_client(db)
-    families = await asyncio.gather(*(
-        family(db, f"live-{i:02}", [NOW - 7000, NOW - 4000, NOW - 1000]) for i in range(40)))
+    families = await asyncio.gather(
+        *(family(db, f"live-{i:02}", [NOW - 7000, NOW - 4000, NOW - 1000]) for i in range(40))
+    )
     await asyncio.gather(*(family(db, f"old-{i:03}", [NOW - 3 * HOUR]) for i in range(200)))
     await db.grants.ping()
     rotations: list[tuple[float, float]] = []
@@ -279,8 +293,10 @@ async def test_purges_racing_a_stream_of_refreshes_lose_nothing(postgres: Postgr
         return await purge(db, RETENTION, NOW, batch_size=5, progress=tick)
 
     results = await asyncio.gather(
-        run_purge(), run_purge(),
-        *(refresh(f"live-{i:02}", hashes) for i, hashes in enumerate(families)))
+        run_purge(),
+        run_purge(),
+        *(refresh(f"live-{i:02}", hashes) for i, hashes in enumerate(families)),
+    )
     reports: list[PurgeReport] = results[:2]  # type: ignore[assignment]
     chains: list[list[bytes]] = results[2:]  # type: ignore[assignment]
 

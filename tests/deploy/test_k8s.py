@@ -71,7 +71,10 @@ def kubectl() -> str:
 def render(path: str) -> Rendered:
     done = subprocess.run(
         [kubectl(), "kustomize", str(REPO / "k8s" / path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, f"kubectl kustomize k8s/{path} failed:\n{done.stderr}"
     return Rendered(path, [o for o in yaml.safe_load_all(done.stdout) if o])
@@ -113,8 +116,13 @@ class _Recording(dict[str, str]):
 
 def settings_read() -> set[str]:
     """Every variable `tokensvc.config.load` reads, whatever the service."""
-    env = _Recording({"TOKENSVC_ISSUER": "https://a.example", "TOKENSVC_INTERNAL_TOKEN": "x" * 16,
-                      "TOKENSVC_KEYS_FILE": "/k"})
+    env = _Recording(
+        {
+            "TOKENSVC_ISSUER": "https://a.example",
+            "TOKENSVC_INTERNAL_TOKEN": "x" * 16,
+            "TOKENSVC_KEYS_FILE": "/k",
+        }
+    )
     config.load(env)
     config.load(env, signs=False)
     return {name for name in env.asked if name.startswith("TOKENSVC_")}
@@ -160,14 +168,24 @@ def main_container(r: Rendered, name: str) -> Obj:
 
 def test_every_object_passes_the_kubernetes_schema(rendered: Rendered) -> None:
     kinds = {o["kind"] for o in rendered.objects}
-    assert kinds >= {"ServiceAccount", "ConfigMap", "Deployment", "Service", "NetworkPolicy",
-                     "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"}, kinds
+    assert kinds >= {
+        "ServiceAccount",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+    }, kinds
     for obj in rendered.objects:
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{rendered.name}: {obj['kind']}/{obj['metadata']['name']}: "
-                        f"{exc.message} at {'/'.join(map(str, exc.path))}")
+            pytest.fail(
+                f"{rendered.name}: {obj['kind']}/{obj['metadata']['name']}: "
+                f"{exc.message} at {'/'.join(map(str, exc.path))}"
+            )
 
 
 def test_the_schema_check_catches_a_misspelt_field(production: Rendered) -> None:
@@ -258,8 +276,9 @@ def test_every_secret_a_pod_uses_is_shipped_or_documented(rendered: Rendered) ->
     for where, spec in rendered.pod_specs():
         used = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            used |= {e["secretRef"]["name"] for e in container.get("envFrom", [])
-                     if "secretRef" in e}
+            used |= {
+                e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e
+            }
         assert used <= base, f"{where}: {used - base} not in k8s/base/secrets.yaml"
 
 
@@ -308,7 +327,8 @@ def test_internal_port_admits_login_pods_only(rendered: Rendered) -> None:
     token_labels = deployment(rendered, "tokensvc-token")["spec"]["template"]["metadata"]["labels"]
     login_labels = deployment(rendered, "tokensvc-login")["spec"]["template"]["metadata"]["labels"]
     policies = [
-        p for p in rendered.of("NetworkPolicy")
+        p
+        for p in rendered.of("NetworkPolicy")
         if p["spec"]["podSelector"]["matchLabels"].items() <= token_labels.items()
     ]
     assert len(policies) == 1, "one NetworkPolicy must select the token pods"
@@ -341,12 +361,14 @@ def test_services_reach_named_ports_of_their_pods(rendered: Rendered) -> None:
     for service in rendered.of("Service"):
         selector = service["spec"]["selector"]
         targets = [
-            d for d in rendered.of("Deployment")
+            d
+            for d in rendered.of("Deployment")
             if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
         ]
         assert len(targets) == 1, f"Service/{service['metadata']['name']} selects {len(targets)}"
         names = {
-            p["name"] for c in targets[0]["spec"]["template"]["spec"]["containers"]
+            p["name"]
+            for c in targets[0]["spec"]["template"]["spec"]["containers"]
             for p in c.get("ports", [])
         }
         for port in service["spec"]["ports"]:
@@ -396,8 +418,11 @@ def test_termination_grace_outlasts_the_drain(rendered: Rendered) -> None:
 
 def test_each_service_autoscales_on_cpu_and_scales_down_slowly(rendered: Rendered) -> None:
     for name in SERVICES:
-        (hpa,) = [h for h in rendered.of("HorizontalPodAutoscaler")
-                  if h["spec"]["scaleTargetRef"]["name"] == name]
+        (hpa,) = [
+            h
+            for h in rendered.of("HorizontalPodAutoscaler")
+            if h["spec"]["scaleTargetRef"]["name"] == name
+        ]
         spec = hpa["spec"]
         assert spec["scaleTargetRef"]["kind"] == "Deployment"
         assert 1 <= spec["minReplicas"] < spec["maxReplicas"]
@@ -410,8 +435,11 @@ def test_each_service_autoscales_on_cpu_and_scales_down_slowly(rendered: Rendere
 def test_each_service_has_a_disruption_budget_selecting_its_pods(rendered: Rendered) -> None:
     for name in SERVICES:
         labels = deployment(rendered, name)["spec"]["template"]["metadata"]["labels"]
-        budgets = [p for p in rendered.of("PodDisruptionBudget")
-                   if p["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        budgets = [
+            p
+            for p in rendered.of("PodDisruptionBudget")
+            if p["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
         assert len(budgets) == 1, name
 
 
@@ -460,8 +488,11 @@ def test_production_runs_replicated_with_external_stores(production: Rendered) -
         assert deployment(production, name)["spec"]["replicas"] >= 3
         spec = deployment(production, name)["spec"]["template"]["spec"]
         assert spec["affinity"]["podAntiAffinity"], name
-        zone = [c for c in spec["topologySpreadConstraints"]
-                if c["topologyKey"] == "topology.kubernetes.io/zone"]
+        zone = [
+            c
+            for c in spec["topologySpreadConstraints"]
+            if c["topologyKey"] == "topology.kubernetes.io/zone"
+        ]
         assert [c["whenUnsatisfiable"] for c in zone] == ["DoNotSchedule"], name
     for pdb in production.of("PodDisruptionBudget"):
         assert pdb["spec"]["minAvailable"] >= 2

@@ -51,8 +51,14 @@ from tokensvc.storage.stores import Stores
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # git-ignored
 CODES_REDIS_DB = 10  # not 0 (shared); numbers no other test module uses
@@ -135,19 +141,21 @@ class Stack:
     def issuer(self) -> str:
         return self.harness.settings.issuer
 
-    async def register_client(self, name: str, *, require_consent: bool = False
-                              ) -> tuple[Client, str]:
+    async def register_client(
+        self, name: str, *, require_consent: bool = False
+    ) -> tuple[Client, str]:
         """A confidential client (authorization_code + refresh_token) redirecting to `/cb`."""
         client, secret = await self.harness.client(
-            name=name, grant_types=["authorization_code", "refresh_token"],
-            redirect_uris=[self.callback_url], scope_list=[SCOPE + " offline_access"],
+            name=name,
+            grant_types=["authorization_code", "refresh_token"],
+            redirect_uris=[self.callback_url],
+            scope_list=[SCOPE + " offline_access"],
             require_consent=require_consent,
         )
         assert secret is not None
         return client, secret
 
-    async def register_user(self, username: str, *, name: str, email: str
-                            ) -> tuple[User, str]:
+    async def register_user(self, username: str, *, name: str, email: str) -> tuple[User, str]:
         password = secrets.token_urlsafe(12)
         user = new_user(username=username, password=password, email=email, name=name)
         await self.harness.stores.users.add(user)
@@ -158,14 +166,21 @@ class Stack:
         verifier, challenge = pkce_pair()
         self.harness.remember(verifier)
         params = {
-            "response_type": "code", "client_id": client.client_id,
-            "redirect_uri": self.callback_url, "scope": scope,
-            "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
-            "code_challenge": challenge, "code_challenge_method": "S256",
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": self.callback_url,
+            "scope": scope,
+            "state": secrets.token_urlsafe(12),
+            "nonce": secrets.token_urlsafe(12),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
         }
         return AuthorizeRequest(
-            url=f"{self.login_url}/authorize?{urlencode(params)}", client=client,
-            state=params["state"], nonce=params["nonce"], verifier=verifier,
+            url=f"{self.login_url}/authorize?{urlencode(params)}",
+            client=client,
+            state=params["state"],
+            nonce=params["nonce"],
+            verifier=verifier,
         )
 
     def on_callback(self, page: Page) -> bool:
@@ -173,8 +188,9 @@ class Stack:
 
     async def wait_for_callback(self, page: Page) -> dict[str, str]:
         """Wait until the browser shows the client's redirect URI; its query parameters."""
-        await page.wait_for_url(lambda url: url.startswith(self.callback_url + "?"),
-                                timeout=STEP_TIMEOUT_MS)
+        await page.wait_for_url(
+            lambda url: url.startswith(self.callback_url + "?"), timeout=STEP_TIMEOUT_MS
+        )
         query = dict(parse_qsl(urlsplit(page.url).query, keep_blank_values=True))
         assert any(c.query == query for c in self.callbacks), "the client app saw no such call"
         if "code" in query:
@@ -200,8 +216,10 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
 
         async def callback(request: web.Request) -> web.Response:
             received.append(Callback(dict(request.query), time.time()))
-            return web.Response(text="<!doctype html><title>Client app</title><h1>Back</h1>",
-                                content_type="text/html")
+            return web.Response(
+                text="<!doctype html><title>Client app</title><h1>Back</h1>",
+                content_type="text/html",
+            )
 
         client_app = web.Application()
         client_app.router.add_get("/cb", callback)
@@ -214,8 +232,9 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
         await _serve(stack, client_app, client_sock)
 
         # Token service: Redis codes, Postgres for the rest.
-        codes_redis = aioredis.Redis.from_url(_redis_db(redis_url, CODES_REDIS_DB),
-                                              socket_timeout=2.0, socket_connect_timeout=1.0)
+        codes_redis = aioredis.Redis.from_url(
+            _redis_db(redis_url, CODES_REDIS_DB), socket_timeout=2.0, socket_connect_timeout=1.0
+        )
         codes = RedisCodes(codes_redis)
         stack.push_async_callback(codes.close)
         await codes_redis.flushdb()
@@ -234,19 +253,27 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
         login_redis = connect(_redis_db(redis_url, LOGIN_REDIS_DB))
         stack.push_async_callback(login_redis.aclose)
         await login_redis.flushdb()
-        settings = Settings(issuer=svc.settings.issuer, internal_token=INTERNAL_TOKEN,
-                            token_internal_url=internal_url, login_url=login_url, dev=True)
+        settings = Settings(
+            issuer=svc.settings.issuer,
+            internal_token=INTERNAL_TOKEN,
+            token_internal_url=internal_url,
+            login_url=login_url,
+            dev=True,
+        )
         api_http = await stack.enter_async_context(aiohttp.ClientSession())
         ctx = LoginContext(
-            settings=settings, users=pg.users, consents=PostgresConsents(pg),
+            settings=settings,
+            users=pg.users,
+            consents=PostgresConsents(pg),
             ephemeral=RedisEphemeral(login_redis, "login"),
             limiter=RedisFailureLimiter(login_redis),
             api=TokenAPI(internal_url, INTERNAL_TOKEN, api_http),
         )
         await _serve(stack, login_app(ctx), login_sock)
 
-        yield Stack(harness=harness, login_url=login_url, callback_url=callback_url,
-                    callbacks=received)
+        yield Stack(
+            harness=harness, login_url=login_url, callback_url=callback_url, callbacks=received
+        )
 
 
 def cookie_named(cookies: list[Any], name: str) -> dict[str, Any]:

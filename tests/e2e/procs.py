@@ -31,8 +31,17 @@ from tests.servers import create_database
 
 # What the process-level tests import from here; the environment helpers live in test_cli.
 __all__ = [
-    "INTERNAL_TOKEN", "START_TIMEOUT", "Proc", "alive", "basic", "jwt_header",
-    "migrated_database", "parent_of", "reaped", "service_env", "wait_for",
+    "INTERNAL_TOKEN",
+    "START_TIMEOUT",
+    "Proc",
+    "alive",
+    "basic",
+    "jwt_header",
+    "migrated_database",
+    "parent_of",
+    "reaped",
+    "service_env",
+    "wait_for",
 ]
 
 START_TIMEOUT = 20.0
@@ -41,13 +50,20 @@ START_TIMEOUT = 20.0
 class Proc:
     """A `tokensvc` process in a process group of its own, its output in files."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], workdir: Path,
-                 name: str = "service") -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str], workdir: Path, name: str = "service"
+    ) -> None:
         self.stdout_path = workdir / f"{name}-{uuid.uuid4().hex[:6]}.out"
         self.stderr_path = self.stdout_path.with_suffix(".err")
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen([*TOKENSVC, *args], env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*TOKENSVC, *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         self.pid = self.proc.pid
 
     def stdout(self) -> str:
@@ -63,8 +79,10 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"tokensvc exited with {self.proc.returncode}:\n{self.stderr()}\n"
-                            f"{self.stdout()[-3000:]}")
+                pytest.fail(
+                    f"tokensvc exited with {self.proc.returncode}:\n{self.stderr()}\n"
+                    f"{self.stdout()[-3000:]}"
+                )
             try:
                 return http(url, timeout=1.0)
             except OSError:

@@ -102,8 +102,9 @@ async def submit_credentials(page: Page, username: str, password: str) -> float:
     return sent_at
 
 
-async def exchange(stack: Stack, request: AuthorizeRequest, secret: str, code: str
-                   ) -> dict[str, Any]:
+async def exchange(
+    stack: Stack, request: AuthorizeRequest, secret: str, code: str
+) -> dict[str, Any]:
     reply = await stack.harness.exchange(request.client, secret, code, request.verifier)
     assert reply.status == 200, reply.body
     body: dict[str, Any] = reply.body
@@ -114,8 +115,7 @@ async def test_sign_in_returns_a_code_that_yields_a_verified_id_token(
     stack: Stack, context: BrowserContext, browser: Browser
 ) -> None:
     client, secret = await stack.register_client("Photo Album")
-    user, password = await stack.register_user("ada", name="Ada Lovelace",
-                                               email="ada@example.com")
+    user, password = await stack.register_user("ada", name="Ada Lovelace", email="ada@example.com")
     request = stack.new_request(client)
     page = await context.new_page()
     await open_login(page, request)
@@ -150,11 +150,13 @@ async def test_sign_in_returns_a_code_that_yields_a_verified_id_token(
     assert body["token_type"] == "Bearer"
     assert body["scope"] == "openid profile email"
     assert body["refresh_token"]
-    access = await stack.harness.verify(body["access_token"], typ="at+jwt", sub=user.sub,
-                                        client_id=client.client_id)
+    access = await stack.harness.verify(
+        body["access_token"], typ="at+jwt", sub=user.sub, client_id=client.client_id
+    )
     assert access["scope"] == "openid profile email"
-    claims = await stack.harness.verify(body["id_token"], typ="JWT", sub=user.sub,
-                                        aud=client.client_id, nonce=request.nonce)
+    claims = await stack.harness.verify(
+        body["id_token"], typ="JWT", sub=user.sub, aud=client.client_id, nonce=request.nonce
+    )
     assert claims["azp"] == client.client_id
     assert int(signed_in_at) <= claims["auth_time"] <= signed_in_at + 5
     assert claims["at_hash"] == left_half_hash(body["access_token"], "ES256")
@@ -169,8 +171,9 @@ async def test_sign_in_returns_a_code_that_yields_a_verified_id_token(
 
 
 async def _mobile_screenshot(browser: Browser, request: AuthorizeRequest) -> None:
-    phone = await browser.new_context(viewport=MOBILE, device_scale_factor=2, is_mobile=True,
-                                      has_touch=True)
+    phone = await browser.new_context(
+        viewport=MOBILE, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     try:
         page = await phone.new_page()
         await open_login(page, request)
@@ -186,8 +189,9 @@ async def test_second_authorize_in_the_same_browser_skips_the_form(
     stack: Stack, context: BrowserContext
 ) -> None:
     client, secret = await stack.register_client("Calendar")
-    user, password = await stack.register_user("grace", name="Grace Hopper",
-                                               email="grace@example.com")
+    user, password = await stack.register_user(
+        "grace", name="Grace Hopper", email="grace@example.com"
+    )
     first = stack.new_request(client)
     page = await context.new_page()
     await open_login(page, first)
@@ -212,11 +216,13 @@ async def test_second_authorize_in_the_same_browser_skips_the_form(
     assert claims["sid"] == first_claims["sid"]
 
 
-async def _id_claims(stack: Stack, request: AuthorizeRequest, secret: str, code: str
-                     ) -> dict[str, Any]:
+async def _id_claims(
+    stack: Stack, request: AuthorizeRequest, secret: str, code: str
+) -> dict[str, Any]:
     body = await exchange(stack, request, secret, code)
-    return await stack.harness.verify(body["id_token"], typ="JWT", aud=request.client.client_id,
-                                      nonce=request.nonce)
+    return await stack.harness.verify(
+        body["id_token"], typ="JWT", aud=request.client.client_id, nonce=request.nonce
+    )
 
 
 async def test_wrong_password_shows_the_generic_message_and_stays(
@@ -237,8 +243,7 @@ async def test_wrong_password_shows_the_generic_message_and_stays(
     # The form is shown again: username kept, password not echoed back.
     await expect(page.get_by_label("Username")).to_have_value("linus")
     await expect(page.get_by_label("Password")).to_have_value("")
-    await expect(page.get_by_label("Password")).to_have_attribute("aria-describedby",
-                                                                  "form-error")
+    await expect(page.get_by_label("Password")).to_have_attribute("aria-describedby", "form-error")
     await page.screenshot(path=ARTIFACTS / "login-error.png", full_page=True)
     assert cookie_named(await context.cookies(), BROWSER_COOKIE)
     assert not [c for c in await context.cookies() if c["name"] == SESSION_COOKIE]
@@ -259,8 +264,9 @@ async def test_consent_is_asked_remembered_and_can_be_denied(
     stack: Stack, context: BrowserContext
 ) -> None:
     asking, secret = await stack.register_client("Travel Planner", require_consent=True)
-    _, password = await stack.register_user("katherine", name="Katherine Johnson",
-                                            email="katherine@example.com")
+    _, password = await stack.register_user(
+        "katherine", name="Katherine Johnson", email="katherine@example.com"
+    )
     request = stack.new_request(asking)
     page = await context.new_page()
     await open_login(page, request)
@@ -269,7 +275,8 @@ async def test_consent_is_asked_remembered_and_can_be_denied(
     await expect(page.get_by_role("heading", name="Allow access?")).to_be_visible()
     await expect(page.locator(".client")).to_have_text("Travel Planner")
     await expect(page.locator("ul.scopes li")).to_have_text(
-        [re.compile("account identifier"), "Your name", "Your email address"])
+        [re.compile("account identifier"), "Your name", "Your email address"]
+    )
     await page.screenshot(path=ARTIFACTS / "consent.png", full_page=True)
     await page.get_by_role("button", name="Allow").click()
     query = await stack.wait_for_callback(page)

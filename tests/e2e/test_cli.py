@@ -186,8 +186,11 @@ def populated(postgres_admin_url: str) -> Iterator[Populated]:
     with fresh_database(postgres_admin_url) as db:
         env = base_env(TOKENSVC_DATABASE_URL=db)
         run(["migrate"], env).ok()
-        client_id = run(["client", "add", "--name", "Existing", "--grant-type",
-                         "client_credentials"], env).ok().json()["client_id"]
+        client_id = (
+            run(["client", "add", "--name", "Existing", "--grant-type", "client_credentials"], env)
+            .ok()
+            .json()["client_id"]
+        )
         populated = Populated(db, env, client_id)
         populated.assert_unchanged()
         yield populated
@@ -207,8 +210,10 @@ def test_migrate_applies_once_then_reports_up_to_date(empty_db: str) -> None:
         assert version in first.stderr
     recorded = [r["version"] for r in query(empty_db, "SELECT version FROM schema_migrations")]
     assert sorted(recorded) == versions
-    tables = {r["tablename"] for r in query(
-        empty_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    tables = {
+        r["tablename"]
+        for r in query(empty_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
     assert {"clients", "users", "grants", "refresh_tokens", "schema_migrations"} <= tables
 
     second = run(["migrate"], env).ok()
@@ -246,8 +251,11 @@ def test_migrate_check_waits_for_the_migration_to_land(empty_db: str) -> None:
     """What a pod's init step does while the migration Job runs: wait, then let the pod start."""
     env = base_env(TOKENSVC_DATABASE_URL=empty_db)
     waiting = subprocess.Popen(
-        [*TOKENSVC, "migrate", "--check", "--wait", "60"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*TOKENSVC, "migrate", "--check", "--wait", "60"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(1.0)
@@ -290,11 +298,23 @@ def client_ids(env: dict[str, str]) -> list[str]:
 def test_client_add_confidential_prints_the_secret_once_and_stores_a_hash(
     env: dict[str, str], db: str
 ) -> None:
-    out = run(
-        ["client", "add", "--name", "Billing", "--grant-type", "client_credentials",
-         "--scope", "api:read"],
-        env,
-    ).ok().json()
+    out = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "Billing",
+                "--grant-type",
+                "client_credentials",
+                "--scope",
+                "api:read",
+            ],
+            env,
+        )
+        .ok()
+        .json()
+    )
     assert isinstance(out, dict)
     client_id, secret = out["client_id"], out["client_secret"]
     assert isinstance(secret, str) and len(secret) >= 43
@@ -317,11 +337,24 @@ def test_client_add_confidential_prints_the_secret_once_and_stores_a_hash(
 
 
 def test_client_add_public_has_no_secret(env: dict[str, str], db: str) -> None:
-    out = run(
-        ["client", "add", "--name", "SPA", "--public", "--grant-type", "authorization_code",
-         "--redirect-uri", "https://x/cb"],
-        env,
-    ).ok().json()
+    out = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "SPA",
+                "--public",
+                "--grant-type",
+                "authorization_code",
+                "--redirect-uri",
+                "https://x/cb",
+            ],
+            env,
+        )
+        .ok()
+        .json()
+    )
     assert "client_secret" not in out
     assert out["public"] is True
     assert out["token_endpoint_auth_method"] == "none"
@@ -338,10 +371,16 @@ def test_client_list_empty(env: dict[str, str]) -> None:
 
 
 def test_client_remove(env: dict[str, str]) -> None:
-    keep = run(["client", "add", "--name", "Keep", "--grant-type", "client_credentials"],
-               env).ok().json()["client_id"]
-    gone = run(["client", "add", "--name", "Gone", "--grant-type", "client_credentials"],
-               env).ok().json()["client_id"]
+    keep = (
+        run(["client", "add", "--name", "Keep", "--grant-type", "client_credentials"], env)
+        .ok()
+        .json()["client_id"]
+    )
+    gone = (
+        run(["client", "add", "--name", "Gone", "--grant-type", "client_credentials"], env)
+        .ok()
+        .json()["client_id"]
+    )
     assert sorted(client_ids(env)) == sorted([keep, gone])
 
     assert run(["client", "remove", gone], env).ok().json() == {"removed": gone}
@@ -361,15 +400,37 @@ def test_client_remove(env: dict[str, str]) -> None:
         (["--name", "X"], "--grant-type"),
         (["--name", "X", "--public", "--grant-type", "client_credentials"], "client_credentials"),
         (["--name", "X", "--grant-type", "authorization_code"], "--redirect-uri"),
-        (["--name", "X", "--grant-type", "authorization_code",
-          "--redirect-uri", "http://app.example.com/cb"], "http"),
-        (["--name", "X", "--grant-type", "authorization_code",
-          "--redirect-uri", "https://app.example.com/cb#x"], "fragment"),
-        (["--name", "X", "--grant-type", "authorization_code",
-          "--redirect-uri", "http://[::1"], "redirect URI"),
+        (
+            [
+                "--name",
+                "X",
+                "--grant-type",
+                "authorization_code",
+                "--redirect-uri",
+                "http://app.example.com/cb",
+            ],
+            "http",
+        ),
+        (
+            [
+                "--name",
+                "X",
+                "--grant-type",
+                "authorization_code",
+                "--redirect-uri",
+                "https://app.example.com/cb#x",
+            ],
+            "fragment",
+        ),
+        (
+            ["--name", "X", "--grant-type", "authorization_code", "--redirect-uri", "http://[::1"],
+            "redirect URI",
+        ),
         (["--name", "X", "--grant-type", "client_credentials", "--scope", 'api"read'], "--scope"),
-        (["--name", "X", "--grant-type", "client_credentials", "--auth-method", "jwt"],
-         "--auth-method"),
+        (
+            ["--name", "X", "--grant-type", "client_credentials", "--auth-method", "jwt"],
+            "--auth-method",
+        ),
         (["--name", "X", "--grant-type", "client_credentials", "--bogus"], "--bogus"),
     ],
 )
@@ -407,8 +468,21 @@ def test_usage_errors_are_one_line(args: list[str]) -> None:
 
 def test_user_add_stores_an_argon2id_hash(env: dict[str, str], db: str) -> None:
     password = "correct horse battery staple"
-    result = run(["user", "add", "--username", "alice", "--password-stdin",
-                  "--email", "alice@example.com", "--name", "Alice"], env, stdin=password + "\n")
+    result = run(
+        [
+            "user",
+            "add",
+            "--username",
+            "alice",
+            "--password-stdin",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Alice",
+        ],
+        env,
+        stdin=password + "\n",
+    )
     out = result.ok().json()
     assert set(out) == {"sub"}
     assert password not in result.stdout + result.stderr
@@ -424,10 +498,14 @@ def test_user_add_stores_an_argon2id_hash(env: dict[str, str], db: str) -> None:
 
 
 def test_user_add_duplicate_username(env: dict[str, str], db: str) -> None:
-    first = run(["user", "add", "--username", "bob", "--password-stdin"], env,
-                stdin="first password\n").ok().json()
-    line = run(["user", "add", "--username", "bob", "--password-stdin"], env,
-               stdin="second password\n").bad_input()
+    first = (
+        run(["user", "add", "--username", "bob", "--password-stdin"], env, stdin="first password\n")
+        .ok()
+        .json()
+    )
+    line = run(
+        ["user", "add", "--username", "bob", "--password-stdin"], env, stdin="second password\n"
+    ).bad_input()
     assert "bob" in line
     (row,) = query(db, "SELECT sub, password_hash FROM users")
     assert row["sub"] == first["sub"]
@@ -505,8 +583,14 @@ def test_keys_rotate_schedules_a_new_key_and_retires_the_old(tmp_path: Path) -> 
     assert new["sign_at"] == new["publish_at"] + 300
     assert first == {**old, "retire_at": new["sign_at"] + 3600 + 300}
     assert new["kid"] != old["kid"] and new["alg"] == "ES256" and new["use"] == "sig"
-    assert out == {"kid": new["kid"], "publish_at": new["publish_at"], "sign_at": new["sign_at"],
-                   "retire_at": {old["kid"]: first["retire_at"]}, "pruned": [], "keys": 2}
+    assert out == {
+        "kid": new["kid"],
+        "publish_at": new["publish_at"],
+        "sign_at": new["sign_at"],
+        "retire_at": {old["kid"]: first["retire_at"]},
+        "pruned": [],
+        "keys": 2,
+    }
     keyset = keyset_from_jwks(rotated)
     assert keyset.kid == old["kid"]  # until sign_at
     assert keyset.at(new["sign_at"]).signer.kid == new["kid"]
@@ -540,8 +624,11 @@ def test_keys_rotate_prunes_retired_keys(tmp_path: Path) -> None:
 
 def test_keys_rotate_reads_files_from_before_schedules(tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
-    legacy = {"keys": [{**k, "active": True} for k in run(["keys", "generate"], base_env())
-                       .ok().json()["keys"]]}
+    legacy = {
+        "keys": [
+            {**k, "active": True} for k in run(["keys", "generate"], base_env()).ok().json()["keys"]
+        ]
+    }
     for key in legacy["keys"]:
         del key["publish_at"], key["sign_at"]
     path.write_text(json.dumps(legacy))
@@ -551,8 +638,9 @@ def test_keys_rotate_reads_files_from_before_schedules(tmp_path: Path) -> None:
     assert new["sign_at"] > time.time()
 
 
-@pytest.mark.parametrize("args", [["--lead", "-1"], ["--lead", "soon"], ["--retire-after", "-5"],
-                                  ["--lead", "1.5"]])
+@pytest.mark.parametrize(
+    "args", [["--lead", "-1"], ["--lead", "soon"], ["--retire-after", "-5"], ["--lead", "1.5"]]
+)
 def test_keys_rotate_bad_durations_leave_the_file(tmp_path: Path, args: list[str]) -> None:
     path = tmp_path / "jwks.json"
     write_generated(path)
@@ -572,8 +660,10 @@ def _two_active(path: Path) -> bytes:
     """A file from before schedules, with two keys marked active."""
     jwks = run(["keys", "generate"], base_env()).ok().json()
     other = run(["keys", "generate"], base_env()).ok().json()
-    keys = [{m: v for m, v in k.items() if m not in ("publish_at", "sign_at")} | {"active": True}
-            for k in jwks["keys"] + other["keys"]]
+    keys = [
+        {m: v for m, v in k.items() if m not in ("publish_at", "sign_at")} | {"active": True}
+        for k in jwks["keys"] + other["keys"]
+    ]
     return json.dumps({"keys": keys}).encode()
 
 
@@ -602,8 +692,16 @@ def _bad_alg(path: Path) -> bytes:
         _public_only,
         _bad_alg,
     ],
-    ids=["empty", "not-json", "list", "no-keys", "keys-not-list", "two-active", "public-only",
-         "bad-alg"],
+    ids=[
+        "empty",
+        "not-json",
+        "list",
+        "no-keys",
+        "keys-not-list",
+        "two-active",
+        "public-only",
+        "bad-alg",
+    ],
 )
 def test_keys_rotate_malformed_file_is_left_unchanged(tmp_path: Path, make: Any) -> None:
     path = tmp_path / "jwks.json"
@@ -637,8 +735,13 @@ class Reply:
         return json.loads(self.body)
 
 
-def http(url: str, *, data: dict[str, str] | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 5.0) -> Reply:
+def http(
+    url: str,
+    *,
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Reply:
     body = urlencode(data).encode() if data is not None else None
     request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
     try:
@@ -668,8 +771,10 @@ class Service:
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
-            pytest.fail(f"tokensvc exited with {self.proc.returncode} during start:\n"
-                        f"{self.stderr()}\n{self.stdout()}")
+            pytest.fail(
+                f"tokensvc exited with {self.proc.returncode} during start:\n"
+                f"{self.stderr()}\n{self.stdout()}"
+            )
 
     def wait_http(self, url: str) -> Reply:
         deadline = time.monotonic() + START_TIMEOUT
@@ -689,8 +794,10 @@ class Service:
                 return match
             self._check_alive()
             time.sleep(0.05)
-        pytest.fail(f"no {pattern.pattern!r} on stdout within {START_TIMEOUT}s:\n"
-                    f"{self.stdout()}\n{self.stderr()}")
+        pytest.fail(
+            f"no {pattern.pattern!r} on stdout within {START_TIMEOUT}s:\n"
+            f"{self.stdout()}\n{self.stderr()}"
+        )
 
     def stop(self, sig: signal.Signals) -> int:
         """Send `sig` and return the exit status; fails if it takes longer than STOP_TIMEOUT."""
@@ -716,8 +823,23 @@ def _jwt_header(token: str) -> dict[str, Any]:
 
 def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None:
     env = base_env(TOKENSVC_DATABASE_URL=db)
-    client = run(["client", "add", "--name", "Machine", "--grant-type", "client_credentials",
-                  "--scope", "api:read"], env).ok().json()
+    client = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "Machine",
+                "--grant-type",
+                "client_credentials",
+                "--scope",
+                "api:read",
+            ],
+            env,
+        )
+        .ok()
+        .json()
+    )
     client_id, secret = client["client_id"], client["client_secret"]
     keys_file = tmp_path / "jwks.json"
     keys_file.write_text(run(["keys", "generate"], env).ok().stdout)
@@ -743,8 +865,11 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         assert service.wait_http(f"{issuer}/healthz").status == 200
 
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        reply = http(f"{issuer}/token", data={"grant_type": "client_credentials"},
-                     headers={"Authorization": f"Basic {basic}"})
+        reply = http(
+            f"{issuer}/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
         assert reply.status == 200, reply.body
         assert reply.headers["Cache-Control"] == "no-store"
         tokens = reply.json()
@@ -761,16 +886,21 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         assert decoded.claims["client_id"] == client_id
 
         bad = base64.b64encode(f"{client_id}:{wrong}".encode()).decode()
-        refused = http(f"{issuer}/token", data={"grant_type": "client_credentials"},
-                       headers={"Authorization": f"Basic {bad}"})
+        refused = http(
+            f"{issuer}/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {bad}"},
+        )
         assert refused.status == 401
         assert refused.json()["error"] == "invalid_client"
 
         ready = http(f"{issuer}/readyz")
         assert ready.status == 200, ready.body
 
-        internal = http(f"http://127.0.0.1:{internal_port}/internal/clients/{client_id}",
-                        headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
+        internal = http(
+            f"http://127.0.0.1:{internal_port}/internal/clients/{client_id}",
+            headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+        )
         assert internal.status == 200 and internal.json()["client_id"] == client_id
         assert http(f"{issuer}/internal/clients/{client_id}").status == 404
 
@@ -856,8 +986,11 @@ def test_serve_token_with_a_store_down_starts_not_ready(
     of rotation instead of crash-looping it until the store is up."""
     keys_file = tmp_path / "jwks.json"
     write_generated(keys_file)
-    env = service_env(keys_file, TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for
-                      **{variable: url.format(port=free_port())})
+    env = service_env(
+        keys_file,
+        TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for
+        **{variable: url.format(port=free_port())},
+    )
     base = env["TOKENSVC_ISSUER"]
     service = Service(["serve", "token"], env, tmp_path)
     try:
@@ -866,8 +999,11 @@ def test_serve_token_with_a_store_down_starts_not_ready(
         assert ready.status == 503
         assert ready.json()["stores"][store] is False
         if store == "grants":  # clients live in Postgres too: nobody can authenticate
-            reply = http(f"{base}/token", data={"grant_type": "client_credentials"},
-                         headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()})
+            reply = http(
+                f"{base}/token",
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()},
+            )
             assert reply.status == 503 and reply.json()["error"] == "temporarily_unavailable"
         assert service.stop(signal.SIGTERM) == 0
     finally:
@@ -890,8 +1026,13 @@ def test_dev_banner_curl_works(tmp_path: Path) -> None:
         curl = service.wait_stdout(CURL_LINE).group(1)
         assert f"http://127.0.0.1:{port}/token" in curl
         service.wait_http(f"http://127.0.0.1:{port}/healthz")
-        done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+        done = subprocess.run(
+            ["bash", "-c", curl],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=RUN_TIMEOUT,
+        )
         assert done.returncode == 0, done.stderr
         tokens = json.loads(done.stdout)
         assert tokens["token_type"] == "Bearer"

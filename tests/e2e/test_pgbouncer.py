@@ -41,26 +41,47 @@ def flagged(url: str) -> str:
     return f"{url}?pgbouncer=true"
 
 
-async def service_burst(bouncer: PgBouncerServer, db_url: str, direct_db: str,
-                        tmp_path: Path) -> dict[str, Any]:
+async def service_burst(
+    bouncer: PgBouncerServer, db_url: str, direct_db: str, tmp_path: Path
+) -> dict[str, Any]:
     """Start the token service on `db_url`, register a client, drive the load: what the
     clients saw, and how many client connections PgBouncer had from the service then."""
-    client = run([
-        "client", "add", "--name", "Bounced", "--grant-type", "authorization_code",
-        "--grant-type", "refresh_token", "--redirect-uri", REDIRECT_URI,
-        "--scope", "openid api:read",
-    ], base_env(TOKENSVC_DATABASE_URL=direct_db)).ok().json()
+    client = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "Bounced",
+                "--grant-type",
+                "authorization_code",
+                "--grant-type",
+                "refresh_token",
+                "--redirect-uri",
+                REDIRECT_URI,
+                "--scope",
+                "openid api:read",
+            ],
+            base_env(TOKENSVC_DATABASE_URL=direct_db),
+        )
+        .ok()
+        .json()
+    )
     keys_file = tmp_path / "jwks.json"
     keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
-    env = service_env(keys_file, TOKENSVC_DATABASE_URL=db_url, TOKENSVC_REFRESH_GRACE="0",
-                      TOKENSVC_CODE_TTL="300")
+    env = service_env(
+        keys_file, TOKENSVC_DATABASE_URL=db_url, TOKENSVC_REFRESH_GRACE="0", TOKENSVC_CODE_TTL="300"
+    )
     burst = Burst(client, env, tmp_path, direct_db)
     service = await burst.start(drain="0")
     try:
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100),
-                timeout=aiohttp.ClientTimeout(total=30)))
+            http = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=100),
+                    timeout=aiohttp.ClientTimeout(total=30),
+                )
+            )
             seen = await load(burst, http)
         seen["clients"] = await asyncio.to_thread(clients_of, bouncer, direct_db)
         return seen
@@ -70,16 +91,19 @@ async def service_burst(bouncer: PgBouncerServer, db_url: str, direct_db: str,
 
 async def load(burst: Burst, http: aiohttp.ClientSession) -> dict[str, Any]:
     # Burst.mint asserts a 201: a failure comes back as its AssertionError.
-    minted = await asyncio.gather(*(burst.mint(http) for _ in range(EXCHANGES)),
-                                  return_exceptions=True)
+    minted = await asyncio.gather(
+        *(burst.mint(http) for _ in range(EXCHANGES)), return_exceptions=True
+    )
     codes = [code for code in minted if not isinstance(code, BaseException)]
     exchanged = await asyncio.gather(
-        *(burst.post(http, "authorization_code", code) for code in codes))
+        *(burst.post(http, "authorization_code", code) for code in codes)
+    )
     tokens = [body["refresh_token"] for status, body in exchanged if status == 200]
 
     async def race(token: str) -> list[tuple[int, Any]]:
-        return list(await asyncio.gather(
-            *(burst.post(http, "refresh_token", token) for _ in range(4))))
+        return list(
+            await asyncio.gather(*(burst.post(http, "refresh_token", token) for _ in range(4)))
+        )
 
     async def chain(token: str) -> list[tuple[int, Any]]:
         seen = []
@@ -91,10 +115,15 @@ async def load(burst: Burst, http: aiohttp.ClientSession) -> dict[str, Any]:
             token = body["refresh_token"]
         return seen
 
-    outcomes = await asyncio.gather(*(race(t) for t in tokens[:RACES]),
-                                    *(chain(t) for t in tokens[RACES:]))
-    return {"mint_failures": [str(m) for m in minted if isinstance(m, BaseException)],
-            "exchanged": exchanged, "races": outcomes[:RACES], "chains": outcomes[RACES:]}
+    outcomes = await asyncio.gather(
+        *(race(t) for t in tokens[:RACES]), *(chain(t) for t in tokens[RACES:])
+    )
+    return {
+        "mint_failures": [str(m) for m in minted if isinstance(m, BaseException)],
+        "exchanged": exchanged,
+        "races": outcomes[:RACES],
+        "chains": outcomes[RACES:],
+    }
 
 
 async def server_sessions(bouncer: PgBouncerServer, database_url: str) -> list[dict[str, Any]]:
@@ -110,7 +139,8 @@ async def server_sessions(bouncer: PgBouncerServer, database_url: str) -> list[d
         for conn in conns:
             row = await conn.fetchrow(
                 "SELECT pg_backend_pid() AS pid, current_setting('jit') AS jit, "
-                "ARRAY(SELECT name FROM pg_prepared_statements ORDER BY name) AS statements")
+                "ARRAY(SELECT name FROM pg_prepared_statements ORDER BY name) AS statements"
+            )
             seen.append(dict(row))
         for transaction in transactions:
             await transaction.rollback()
@@ -122,8 +152,11 @@ async def server_sessions(bouncer: PgBouncerServer, database_url: str) -> list[d
 
 def server_backends(direct_db: str) -> int:
     """Postgres backends connected to the database, other than the one asking."""
-    return query(direct_db, "SELECT count(*) AS n FROM pg_stat_activity "
-                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")[0]["n"]
+    return query(
+        direct_db,
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )[0]["n"]
 
 
 def clients_of(bouncer: PgBouncerServer, direct_db: str) -> int:
@@ -152,11 +185,15 @@ async def test_token_service_behind_pgbouncer_in_transaction_mode(
         for outcomes in seen["chains"]:
             assert [status for status, _ in outcomes] == [200] * CHAIN, outcomes
         # Every family raced is revoked, every chained one has its full history, in Postgres.
-        families = query(db, "SELECT g.revoked_at IS NOT NULL AS revoked, count(*) AS tokens "
-                             "FROM grants g JOIN refresh_tokens t USING (grant_id) "
-                             "GROUP BY g.grant_id")
+        families = query(
+            db,
+            "SELECT g.revoked_at IS NOT NULL AS revoked, count(*) AS tokens "
+            "FROM grants g JOIN refresh_tokens t USING (grant_id) "
+            "GROUP BY g.grant_id",
+        )
         assert sorted((f["revoked"], f["tokens"]) for f in families) == sorted(
-            [(True, 2)] * RACES + [(False, CHAIN + 1)] * (EXCHANGES - RACES))
+            [(True, 2)] * RACES + [(False, CHAIN + 1)] * (EXCHANGES - RACES)
+        )
 
         # Two server connections served all the service's client connections, and hold no
         # named statement (nor a session setting changed).
@@ -179,8 +216,9 @@ async def test_without_the_flag_the_same_load_fails(
         seen = await service_burst(bouncer, bouncer.via(db), db, tmp_path)
         assert seen["clients"] > POOL_SIZE
         statuses = [status for status, _ in seen["exchanged"]]
-        statuses += [status for outcomes in seen["races"] + seen["chains"]
-                     for status, _ in outcomes]
+        statuses += [
+            status for outcomes in seen["races"] + seen["chains"] for status, _ in outcomes
+        ]
         failures = seen["mint_failures"] + [s for s in statuses if s == 503]
         assert failures, "the same load passed without ?pgbouncer=true"
         assert all(s in (200, 400, 503) for s in statuses), statuses

@@ -23,15 +23,38 @@ def seeded(postgres_admin_url: str) -> Iterator[str]:
     with fresh_database(postgres_admin_url) as url:
         env = base_env(TOKENSVC_DATABASE_URL=url)
         run(["migrate"], env).ok()
-        client_id = run(["client", "add", "--name", "App", "--grant-type", "refresh_token",
-                         "--grant-type", "authorization_code", "--redirect-uri",
-                         "https://app.example/cb"], env).ok().json()["client_id"]
+        client_id = (
+            run(
+                [
+                    "client",
+                    "add",
+                    "--name",
+                    "App",
+                    "--grant-type",
+                    "refresh_token",
+                    "--grant-type",
+                    "authorization_code",
+                    "--redirect-uri",
+                    "https://app.example/cb",
+                ],
+                env,
+            )
+            .ok()
+            .json()["client_id"]
+        )
         now = time.time()
-        query(url, """
+        query(
+            url,
+            """
             INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, created_at)
             SELECT 'grant-' || i, $1, 'user-1', 'openid', 0, to_timestamp($2 - 3 * 86400)
-            FROM generate_series(0, 7) i""", client_id, now)
-        query(url, """
+            FROM generate_series(0, 7) i""",
+            client_id,
+            now,
+        )
+        query(
+            url,
+            """
             INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, retired_at)
             SELECT sha256(('t' || i)::bytea), 'grant-' || i, to_timestamp($1 - 3 * 86400),
                    to_timestamp($1 - 2 * 86400), NULL
@@ -39,7 +62,9 @@ def seeded(postgres_admin_url: str) -> Iterator[str]:
             UNION ALL SELECT sha256('old'::bytea), 'grant-0', to_timestamp($1 - 600),
                    to_timestamp($1 + 86400), to_timestamp($1 - 60)
             UNION ALL SELECT sha256('new'::bytea), 'grant-0', to_timestamp($1 - 60),
-                   to_timestamp($1 + 86400), NULL""", now)
+                   to_timestamp($1 + 86400), NULL""",
+            now,
+        )
         yield url
 
 
@@ -57,8 +82,9 @@ def untouched(postgres_admin_url: str) -> Iterator[str]:
 
 
 def sizes(url: str) -> tuple[int, int]:
-    row = query(url, "SELECT (SELECT count(*) FROM refresh_tokens) AS t, "
-                     "(SELECT count(*) FROM grants) AS g")[0]
+    row = query(
+        url, "SELECT (SELECT count(*) FROM refresh_tokens) AS t, (SELECT count(*) FROM grants) AS g"
+    )[0]
     return row["t"], row["g"]
 
 
@@ -76,16 +102,23 @@ def test_purge_prints_a_summary_and_deletes_in_batches(db: str) -> None:
     done = run(["purge", "--batch-size", "3"], env).ok()
     summary = done.json()
     horizons = summary.pop("horizons")
-    assert summary == {"dry_run": False, "complete": True, "batches": 3 + 1,
-                       "tables": {"refresh_tokens": 7, "grants": 7}}
+    assert summary == {
+        "dry_run": False,
+        "complete": True,
+        "batches": 3 + 1,
+        "tables": {"refresh_tokens": 7, "grants": 7},
+    }
     # The defaults: margin 3600 s, access tokens 3600 s, codes 60 s.
     assert horizons["refresh_tokens_expired_before"] in range(started - 3600, started - 3590)
     assert horizons["grants_created_before"] in range(started - 7200, started - 7190)
     assert horizons["grants_revoked_before"] in range(started - 3660, started - 3650)
     progress = done.stderr.splitlines()
     assert [line.split(":")[0] for line in progress[1:-1]] == [
-        "expired refresh tokens, batch 1", "expired refresh tokens, batch 2",
-        "expired refresh tokens, batch 3", "grants without refresh tokens, batch 1"]
+        "expired refresh tokens, batch 1",
+        "expired refresh tokens, batch 2",
+        "expired refresh tokens, batch 3",
+        "grants without refresh tokens, batch 1",
+    ]
     assert progress[-1] == "deleted 7 refresh token(s) and 7 grant(s) in 4 batch(es)"
     assert sizes(db) == (2, 1)  # the live family, its retired token included
 
@@ -100,16 +133,19 @@ def test_purge_out_of_time_says_so(db: str) -> None:
     assert sizes(db) == (9, 8)
 
 
-@pytest.mark.parametrize(("args", "settings", "mentions"), [
-    (["--batch-size", "0"], {}, "--batch-size"),
-    (["--batch-size", "10001"], {}, "--batch-size"),
-    (["--batch-size", "many"], {}, "--batch-size"),
-    (["--max-seconds", "-1"], {}, "--max-seconds"),
-    (["--bogus"], {}, "--bogus"),
-    ([], {"TOKENSVC_ACCESS_TOKEN_TTL": "soon"}, "TOKENSVC_ACCESS_TOKEN_TTL"),
-    ([], {"TOKENSVC_CODE_TTL": "0"}, "TOKENSVC_CODE_TTL"),
-    ([], {"pgbouncer": "maybe"}, "pgbouncer"),
-])
+@pytest.mark.parametrize(
+    ("args", "settings", "mentions"),
+    [
+        (["--batch-size", "0"], {}, "--batch-size"),
+        (["--batch-size", "10001"], {}, "--batch-size"),
+        (["--batch-size", "many"], {}, "--batch-size"),
+        (["--max-seconds", "-1"], {}, "--max-seconds"),
+        (["--bogus"], {}, "--bogus"),
+        ([], {"TOKENSVC_ACCESS_TOKEN_TTL": "soon"}, "TOKENSVC_ACCESS_TOKEN_TTL"),
+        ([], {"TOKENSVC_CODE_TTL": "0"}, "TOKENSVC_CODE_TTL"),
+        ([], {"pgbouncer": "maybe"}, "pgbouncer"),
+    ],
+)
 def test_purge_bad_input_is_one_line_and_deletes_nothing(
     untouched: str, args: list[str], settings: dict[str, str], mentions: str
 ) -> None:

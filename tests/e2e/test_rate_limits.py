@@ -37,8 +37,14 @@ def database(postgres_admin_url: str) -> Iterator[str]:
 
 
 def add_client(db: str, *flags: str) -> tuple[str, str]:
-    out = run(["client", "add", "--name", "Machine", "--grant-type", "client_credentials",
-               *flags], base_env(TOKENSVC_DATABASE_URL=db)).ok().json()
+    out = (
+        run(
+            ["client", "add", "--name", "Machine", "--grant-type", "client_credentials", *flags],
+            base_env(TOKENSVC_DATABASE_URL=db),
+        )
+        .ok()
+        .json()
+    )
     return out["client_id"], out["client_secret"]
 
 
@@ -48,29 +54,66 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 
 
 def token(base: str, client_id: str, secret: str) -> Reply:
-    return http(f"{base}/token", data={"grant_type": "client_credentials"},
-                headers=basic(client_id, secret))
+    return http(
+        f"{base}/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, secret)
+    )
 
 
 def test_client_add_rate_flags_are_stored_and_listed(database: str) -> None:
     env = base_env(TOKENSVC_DATABASE_URL=database)
-    out = run(["client", "add", "--name", "M", "--grant-type", "client_credentials",
-               "--rate-limit", "2.5", "--rate-burst", "10"], env).ok().json()
+    out = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "M",
+                "--grant-type",
+                "client_credentials",
+                "--rate-limit",
+                "2.5",
+                "--rate-burst",
+                "10",
+            ],
+            env,
+        )
+        .ok()
+        .json()
+    )
     assert (out["rate_limit"], out["rate_burst"]) == (2.5, 10)
-    default_burst = run(["client", "add", "--name", "D", "--grant-type", "client_credentials",
-                         "--rate-limit", "20"], env).ok().json()
+    default_burst = (
+        run(
+            [
+                "client",
+                "add",
+                "--name",
+                "D",
+                "--grant-type",
+                "client_credentials",
+                "--rate-limit",
+                "20",
+            ],
+            env,
+        )
+        .ok()
+        .json()
+    )
     assert (default_burst["rate_limit"], default_burst["rate_burst"]) == (20.0, 20)
-    unlimited = run(["client", "add", "--name", "U", "--grant-type", "client_credentials"],
-                    env).ok().json()
+    unlimited = (
+        run(["client", "add", "--name", "U", "--grant-type", "client_credentials"], env).ok().json()
+    )
     assert (unlimited["rate_limit"], unlimited["rate_burst"]) == (None, None)
 
     listed = {c["client_id"]: c for c in run(["client", "list"], env).ok().json()}
     assert (listed[out["client_id"]]["rate_limit"], listed[out["client_id"]]["rate_burst"]) == (
-        2.5, 10)
+        2.5,
+        10,
+    )
     assert listed[unlimited["client_id"]]["rate_limit"] is None
     rows = query(database, "SELECT client_id, rate_limit, rate_burst FROM clients")
     assert {(r["client_id"], r["rate_limit"], r["rate_burst"]) for r in rows} == {
-        (out["client_id"], 2.5, 10), (default_burst["client_id"], 20.0, 20),
+        (out["client_id"], 2.5, 10),
+        (default_burst["client_id"], 20.0, 20),
         (unlimited["client_id"], None, None),
     }
 
@@ -90,8 +133,9 @@ def test_client_add_bad_rate_flags_are_one_line_and_write_nothing(
     database: str, flags: list[str], mentions: str
 ) -> None:
     env = base_env(TOKENSVC_DATABASE_URL=database)
-    line = run(["client", "add", "--name", "M", "--grant-type", "client_credentials", *flags],
-               env).bad_input()
+    line = run(
+        ["client", "add", "--name", "M", "--grant-type", "client_credentials", *flags], env
+    ).bad_input()
     assert mentions in line
     assert query(database, "SELECT client_id FROM clients") == []
 
@@ -100,8 +144,9 @@ def test_two_processes_sharing_redis_hold_one_limit(
     database: str, redis_url: str, tmp_path: Path
 ) -> None:
     rate, burst = 0.1, 6  # one token per 10 s: the test sees the burst, not the refill
-    limited_id, limited_secret = add_client(database, "--rate-limit", str(rate),
-                                            "--rate-burst", str(burst))
+    limited_id, limited_secret = add_client(
+        database, "--rate-limit", str(rate), "--rate-burst", str(burst)
+    )
     free_id, free_secret = add_client(database)
     locked_id, locked_secret = add_client(database)
 
@@ -118,10 +163,15 @@ def test_two_processes_sharing_redis_hold_one_limit(
             workdir.mkdir()
             base = f"http://127.0.0.1:{port}"
             env = base_env(
-                TOKENSVC_ISSUER="http://127.0.0.1:8080", TOKENSVC_KEYS_FILE=str(keys_file),
-                TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN, TOKENSVC_DATABASE_URL=database,
-                TOKENSVC_REDIS_URL=redis, TOKENSVC_HOST="127.0.0.1", TOKENSVC_PORT=str(port),
-                TOKENSVC_INTERNAL_PORT=str(free_port()), TOKENSVC_LOG_FORMAT="json",
+                TOKENSVC_ISSUER="http://127.0.0.1:8080",
+                TOKENSVC_KEYS_FILE=str(keys_file),
+                TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+                TOKENSVC_DATABASE_URL=database,
+                TOKENSVC_REDIS_URL=redis,
+                TOKENSVC_HOST="127.0.0.1",
+                TOKENSVC_PORT=str(port),
+                TOKENSVC_INTERNAL_PORT=str(free_port()),
+                TOKENSVC_LOG_FORMAT="json",
             )
             services.append(Service(["serve", "token"], env, workdir))
             bases.append(base)

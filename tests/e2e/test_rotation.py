@@ -35,20 +35,37 @@ def kids(jwks: dict[str, Any]) -> list[str]:
 
 def test_rotate_and_sighup(postgres_admin_url: str, tmp_path: Path) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = run(["client", "add", "--name", "Machine", "--grant-type",
-                      "client_credentials", "--scope", "api:read"],
-                     base_env(TOKENSVC_DATABASE_URL=db)).ok().json()
+        client = (
+            run(
+                [
+                    "client",
+                    "add",
+                    "--name",
+                    "Machine",
+                    "--grant-type",
+                    "client_credentials",
+                    "--scope",
+                    "api:read",
+                ],
+                base_env(TOKENSVC_DATABASE_URL=db),
+            )
+            .ok()
+            .json()
+        )
         keys_file = tmp_path / "jwks.json"
         keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
         # the timer is out of the way: what happens here is SIGHUP's doing
-        env = service_env(keys_file, TOKENSVC_DATABASE_URL=db, TOKENSVC_DRAIN_SECONDS="0",
-                          TOKENSVC_KEYS_RELOAD_SECONDS="3600")
+        env = service_env(
+            keys_file,
+            TOKENSVC_DATABASE_URL=db,
+            TOKENSVC_DRAIN_SECONDS="0",
+            TOKENSVC_KEYS_RELOAD_SECONDS="3600",
+        )
         base = env["TOKENSVC_ISSUER"]
         auth = basic(client["client_id"], client["client_secret"])
 
         def token() -> str:
-            reply = http(f"{base}/token", data={"grant_type": "client_credentials"},
-                         headers=auth)
+            reply = http(f"{base}/token", data={"grant_type": "client_credentials"}, headers=auth)
             assert reply.status == 200, reply.body
             return str(reply.json()["access_token"])
 
@@ -68,11 +85,15 @@ def test_rotate_and_sighup(postgres_admin_url: str, tmp_path: Path) -> None:
 
             # 1. rotate with no lead, SIGHUP: the new key is published and signs at once
             #    (or within a second, should the first key have begun signing this second)
-            new_kid = run(["keys", "rotate", str(keys_file), "--lead", "0"],
-                          base_env()).ok().json()["kid"]
+            new_kid = (
+                run(["keys", "rotate", str(keys_file), "--lead", "0"], base_env())
+                .ok()
+                .json()["kid"]
+            )
             service.signal(signal.SIGHUP)
             wait_for(lambda: new_kid in kids(jwks()), 5, "the new key in /jwks.json")
             assert kids(jwks()) == [old_kid, new_kid]
+
             def signed_by_new_key() -> str | None:
                 fresh = token()
                 return fresh if jwt_header(fresh)["kid"] == new_kid else None
@@ -111,8 +132,7 @@ def test_rotate_and_sighup(postgres_admin_url: str, tmp_path: Path) -> None:
         events = service.events()
         reloads = [e for e in events if e.get("event") == "keys reloaded"]
         assert len(reloads) == 2 and reloads[1]["signing_kid"] == new_kid
-        assert any(e.get("event") == "signing key changed" and e["kid"] == third
-                   for e in events)
+        assert any(e.get("event") == "signing key changed" and e["kid"] == third for e in events)
         failed = [e for e in events if e.get("event", "").startswith("keys reload failed")]
         assert failed and failed[0]["level"] == "warning"
         for key in json.loads(good)["keys"]:  # no private key material in any log line
@@ -129,8 +149,11 @@ def test_reload_timer_picks_up_a_rotation(tmp_path: Path) -> None:
     try:
         service.wait_http(f"{base}/healthz")
         new_kid = run(["keys", "rotate", str(keys_file)], base_env()).ok().json()["kid"]
-        wait_for(lambda: new_kid in kids(http(f"{base}/jwks.json").json()), 5,
-                 "the timer to publish the new key")
+        wait_for(
+            lambda: new_kid in kids(http(f"{base}/jwks.json").json()),
+            5,
+            "the timer to publish the new key",
+        )
         service.signal(signal.SIGTERM)
         assert service.wait(10) == 0
     finally:

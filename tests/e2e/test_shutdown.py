@@ -51,25 +51,46 @@ async def test_sigterm_during_a_burst(
     postgres_admin_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = run([
-            "client", "add", "--name", "Burst", "--grant-type", "authorization_code",
-            "--grant-type", "refresh_token", "--grant-type", "client_credentials",
-            "--redirect-uri", REDIRECT_URI, "--scope", "openid api:read",
-        ], base_env(TOKENSVC_DATABASE_URL=db)).ok().json()
+        client = (
+            run(
+                [
+                    "client",
+                    "add",
+                    "--name",
+                    "Burst",
+                    "--grant-type",
+                    "authorization_code",
+                    "--grant-type",
+                    "refresh_token",
+                    "--grant-type",
+                    "client_credentials",
+                    "--redirect-uri",
+                    REDIRECT_URI,
+                    "--scope",
+                    "openid api:read",
+                ],
+                base_env(TOKENSVC_DATABASE_URL=db),
+            )
+            .ok()
+            .json()
+        )
         keys_file = tmp_path / "jwks.json"
         keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
         env = service_env(
-            keys_file, TOKENSVC_DATABASE_URL=db, TOKENSVC_REFRESH_GRACE="0",
-            TOKENSVC_DRAIN_SECONDS=str(int(DRAIN)), TOKENSVC_CODE_TTL="300",
-            TOKENSVC_REDIS_URL=urlunsplit(urlsplit(redis_url)._replace(
-                path=f"/{SHUTDOWN_REDIS_DB}")),
+            keys_file,
+            TOKENSVC_DATABASE_URL=db,
+            TOKENSVC_REFRESH_GRACE="0",
+            TOKENSVC_DRAIN_SECONDS=str(int(DRAIN)),
+            TOKENSVC_CODE_TTL="300",
+            TOKENSVC_REDIS_URL=urlunsplit(
+                urlsplit(redis_url)._replace(path=f"/{SHUTDOWN_REDIS_DB}")
+            ),
         )
         await Burst(client, env, tmp_path, db).run()
 
 
 class Burst:
-    def __init__(self, client: dict[str, Any], env: dict[str, str], workdir: Path,
-                 db: str) -> None:
+    def __init__(self, client: dict[str, Any], env: dict[str, str], workdir: Path, db: str) -> None:
         self.client = client
         self.db = db
         self.env = env
@@ -79,27 +100,38 @@ class Burst:
         self.auth = basic(client["client_id"], client["client_secret"])
 
     async def start(self, drain: str) -> Proc:
-        proc = Proc(["serve", "token"], self.env | {"TOKENSVC_DRAIN_SECONDS": drain},
-                    self.workdir)
+        proc = Proc(["serve", "token"], self.env | {"TOKENSVC_DRAIN_SECONDS": drain}, self.workdir)
         await asyncio.to_thread(proc.wait_http, f"{self.base}/healthz")
         return proc
 
     async def mint(self, http: aiohttp.ClientSession) -> tuple[str, str]:
         verifier, challenge = pkce_pair()
-        body = {"client_id": self.client["client_id"], "redirect_uri": REDIRECT_URI,
-                "scope": "openid api:read", "sub": "user-1", "auth_time": int(time.time()),
-                "nonce": "n-1", "code_challenge": challenge, "code_challenge_method": "S256"}
-        async with http.post(f"{self.internal}/internal/codes", json=body,
-                             headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}) as resp:
+        body = {
+            "client_id": self.client["client_id"],
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid api:read",
+            "sub": "user-1",
+            "auth_time": int(time.time()),
+            "nonce": "n-1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        async with http.post(
+            f"{self.internal}/internal/codes",
+            json=body,
+            headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+        ) as resp:
             assert resp.status == 201, await resp.text()
             return str((await resp.json())["code"]), verifier
 
-    async def post(self, http: aiohttp.ClientSession, kind: str, presented: Any
-                   ) -> tuple[int, Any]:
+    async def post(self, http: aiohttp.ClientSession, kind: str, presented: Any) -> tuple[int, Any]:
         data = {"grant_type": kind}
         if kind == "authorization_code":
-            data |= {"code": presented[0], "code_verifier": presented[1],
-                     "redirect_uri": REDIRECT_URI}
+            data |= {
+                "code": presented[0],
+                "code_verifier": presented[1],
+                "redirect_uri": REDIRECT_URI,
+            }
         elif kind == "refresh_token":
             data["refresh_token"] = presented
         async with http.post(f"{self.base}/token", data=data, headers=self.auth) as resp:
@@ -115,16 +147,19 @@ class Burst:
 
     async def burst(self, service: Proc) -> None:
         keep_alive = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        fresh = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                      timeout=aiohttp.ClientTimeout(total=10))
+        fresh = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=10),
+        )
         try:
             async with keep_alive.get(f"{self.base}/jwks.json") as resp:
                 jwks = JoseKeySet.import_key_set(await resp.json(content_type=None))
             codes = [await self.mint(keep_alive) for _ in range(TICKS // 6 + 1)]
             refresh_tokens = []
             for _ in range(TICKS // 6 + 1):
-                status, body = await self.post(keep_alive, "authorization_code",
-                                               await self.mint(keep_alive))
+                status, body = await self.post(
+                    keep_alive, "authorization_code", await self.mint(keep_alive)
+                )
                 assert status == 200, body
                 refresh_tokens.append(body["refresh_token"])
 
@@ -134,8 +169,9 @@ class Burst:
 
             async def fire(outcome: Outcome, http: aiohttp.ClientSession) -> None:
                 try:
-                    outcome.status, outcome.body = await self.post(http, outcome.kind,
-                                                                   outcome.presented)
+                    outcome.status, outcome.body = await self.post(
+                        http, outcome.kind, outcome.presented
+                    )
                 except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                     outcome.error = type(exc).__name__
                 outcome.done_at = time.monotonic() - started
@@ -144,8 +180,13 @@ class Burst:
                 while time.monotonic() - started < TICKS * TICK + 0.5:
                     try:
                         async with fresh.get(f"{self.base}/readyz") as resp:
-                            readiness.append((time.monotonic() - started, resp.status,
-                                              await resp.json(content_type=None)))
+                            readiness.append(
+                                (
+                                    time.monotonic() - started,
+                                    resp.status,
+                                    await resp.json(content_type=None),
+                                )
+                            )
                     except aiohttp.ClientConnectionError:
                         readiness.append((time.monotonic() - started, None, None))
                     await asyncio.sleep(0.02)
@@ -178,8 +219,7 @@ class Burst:
                     kind, presented = "client_credentials", None
                 outcome = Outcome(kind, presented, time.monotonic() - started)
                 outcomes.append(outcome)
-                tasks.append(asyncio.create_task(
-                    fire(outcome, fresh if tick % 2 else keep_alive)))
+                tasks.append(asyncio.create_task(fire(outcome, fresh if tick % 2 else keep_alive)))
                 await asyncio.sleep(max(0.0, (tick + 1) * TICK - (time.monotonic() - started)))
             sigterm_at = await stopper
             await asyncio.gather(*tasks)
@@ -191,19 +231,24 @@ class Burst:
             await fresh.close()
 
         # --- what the clients saw -----------------------------------------------------------
-        unexpected = [(o.kind, o.status, o.body) for o in outcomes
-                      if o.status not in (200, 503, None)]
+        unexpected = [
+            (o.kind, o.status, o.body) for o in outcomes if o.status not in (200, 503, None)
+        ]
         assert not unexpected, unexpected[:5]
         served = [o for o in outcomes if o.status == 200]
         failed = [o for o in outcomes if o.status != 200]
         # requests in flight when the port closed (held up by Postgres) still completed
         closed_at = min(o.done_at for o in failed)  # the first refusal
-        assert any(o.done_at > closed_at + 0.2 and o.kind != "client_credentials"
-                   for o in served), "no request was in flight across the close"
+        assert any(
+            o.done_at > closed_at + 0.2 and o.kind != "client_credentials" for o in served
+        ), "no request was in flight across the close"
         assert any(o.sent_at > sigterm_at + 0.1 for o in served), "nothing served while draining"
         assert failed and all(o.sent_at > sigterm_at for o in failed), "failures before SIGTERM"
-        assert {o.kind for o in served} == {"client_credentials", "authorization_code",
-                                             "refresh_token"}
+        assert {o.kind for o in served} == {
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+        }
         assert {o.kind for o in failed} >= {"authorization_code", "refresh_token"}
         assert stopped_at - sigterm_at < DRAIN + 5
         # the load balancer saw 503 "draining" before the port closed
@@ -223,8 +268,9 @@ class Burst:
             async with aiohttp.ClientSession() as http:
                 for o in served:
                     if o.kind != "client_credentials":  # issued refresh tokens work
-                        status, body = await self.post(http, "refresh_token",
-                                                       o.body["refresh_token"])
+                        status, body = await self.post(
+                            http, "refresh_token", o.body["refresh_token"]
+                        )
                         assert status == 200, (o.kind, body)
                 for o in failed:  # what a failed request presented was not consumed
                     if o.kind != "client_credentials":
@@ -248,8 +294,9 @@ def test_a_second_signal_ends_the_drain_and_sigint_skips_it(tmp_path: Path) -> N
     try:
         service.wait_http(f"{base}/healthz")
         service.signal(signal.SIGTERM)
-        ready = wait_for(lambda: (r := http(f"{base}/readyz")).status == 503 and r, 5,
-                         "/readyz to turn 503")
+        ready = wait_for(
+            lambda: (r := http(f"{base}/readyz")).status == 503 and r, 5, "/readyz to turn 503"
+        )
         assert ready.json() == {"status": "draining"}
         alive = http(f"{base}/healthz")  # still served while draining, asking to reconnect
         assert alive.status == 200 and alive.headers["Connection"] == "close"

@@ -44,24 +44,37 @@ def worker_pids(base: str, want: int, tries: int = 400) -> set[int]:
 def issued_total(base: str, client_id: str) -> float:
     text = http(f"{base}/metrics").body.decode()
     families = text_string_to_metric_families(text)
-    return sum(sample.value for family in families for sample in family.samples
-               if sample.name == "tokensvc_tokens_issued_total"
-               and sample.labels.get("client_id") == client_id)
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "tokensvc_tokens_issued_total"
+        and sample.labels.get("client_id") == client_id
+    )
 
 
 def test_workers_share_the_port_restart_and_stop(
     postgres_admin_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = run(["client", "add", "--name", "Machine", "--grant-type",
-                      "client_credentials"], base_env(TOKENSVC_DATABASE_URL=db)).ok().json()
+        client = (
+            run(
+                ["client", "add", "--name", "Machine", "--grant-type", "client_credentials"],
+                base_env(TOKENSVC_DATABASE_URL=db),
+            )
+            .ok()
+            .json()
+        )
         keys_file = tmp_path / "jwks.json"
         keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
         env = service_env(
-            keys_file, TOKENSVC_WORKERS="2", TOKENSVC_DRAIN_SECONDS="1",
+            keys_file,
+            TOKENSVC_WORKERS="2",
+            TOKENSVC_DRAIN_SECONDS="1",
             TOKENSVC_DATABASE_URL=db,
-            TOKENSVC_REDIS_URL=urlunsplit(urlsplit(redis_url)._replace(
-                path=f"/{WORKERS_REDIS_DB}")),
+            TOKENSVC_REDIS_URL=urlunsplit(
+                urlsplit(redis_url)._replace(path=f"/{WORKERS_REDIS_DB}")
+            ),
         )
         base = env["TOKENSVC_ISSUER"]
         internal = f"http://127.0.0.1:{env['TOKENSVC_INTERNAL_PORT']}"
@@ -74,8 +87,11 @@ def test_workers_share_the_port_restart_and_stop(
             assert {parent_of(pid) for pid in workers} == {supervisor.pid}
             all_workers |= workers
             for _ in range(6):  # every worker issues tokens from the shared stores
-                reply = http(f"{base}/token", data={"grant_type": "client_credentials"},
-                             headers=basic(client["client_id"], client["client_secret"]))
+                reply = http(
+                    f"{base}/token",
+                    data={"grant_type": "client_credentials"},
+                    headers=basic(client["client_id"], client["client_secret"]),
+                )
                 assert reply.status == 200, reply.body
                 assert http(f"{base}/readyz").status == 200
             # /metrics, whichever worker answers, counts what every worker did
@@ -83,16 +99,24 @@ def test_workers_share_the_port_restart_and_stop(
                 assert issued_total(base, client["client_id"]) == 6
             # the internal listener is shared too
             for _ in range(6):
-                reply = http(f"{internal}/internal/clients/{client['client_id']}",
-                             headers={"Authorization": f"Bearer {env['TOKENSVC_INTERNAL_TOKEN']}"})
+                reply = http(
+                    f"{internal}/internal/clients/{client['client_id']}",
+                    headers={"Authorization": f"Bearer {env['TOKENSVC_INTERNAL_TOKEN']}"},
+                )
                 assert reply.status == 200
 
             # SIGHUP to the supervisor reaches every worker
-            new_kid = run(["keys", "rotate", str(keys_file), "--lead", "0"],
-                          base_env()).ok().json()["kid"]
+            new_kid = (
+                run(["keys", "rotate", str(keys_file), "--lead", "0"], base_env())
+                .ok()
+                .json()["kid"]
+            )
             supervisor.signal(signal.SIGHUP)
-            wait_for(lambda: sum(e.get("event") == "keys reloaded"
-                                 for e in supervisor.events()) == 2, 5, "both workers to reload")
+            wait_for(
+                lambda: sum(e.get("event") == "keys reloaded" for e in supervisor.events()) == 2,
+                5,
+                "both workers to reload",
+            )
             for _ in range(20):
                 assert new_kid in {k["kid"] for k in http(f"{base}/jwks.json").json()["keys"]}
 
@@ -103,21 +127,30 @@ def test_workers_share_the_port_restart_and_stop(
             survivor = (workers - {victim}).pop()
             for _ in range(20):  # every request meanwhile is answered
                 assert http(f"{base}/healthz").status == 200
-            replacement = wait_for(lambda: worker_pids(base, 2, tries=50) - workers or None,
-                                   10, "a replacement worker")
+            replacement = wait_for(
+                lambda: worker_pids(base, 2, tries=50) - workers or None, 10, "a replacement worker"
+            )
             (new_pid,) = replacement
             assert parent_of(new_pid) == supervisor.pid and alive(survivor)
             all_workers |= replacement
             # a replacement starts from the file as it is now, not as the supervisor read it
-            wait_for(lambda: all(new_kid in {k["kid"] for k in http(f"{base}/jwks.json")
-                                             .json()["keys"]} for _ in range(20)), 5,
-                     "the replacement to publish the rotated key")
+            wait_for(
+                lambda: all(
+                    new_kid in {k["kid"] for k in http(f"{base}/jwks.json").json()["keys"]}
+                    for _ in range(20)
+                ),
+                5,
+                "the replacement to publish the rotated key",
+            )
 
             # a quick second death is restarted later than the first: no crash-loop spinning
             os.kill(new_pid, signal.SIGKILL)
             wait_for(lambda: reaped(new_pid), 5, "the killed worker to be reaped")
-            wait_for(lambda: len(worker_pids(base, 2, tries=50) - workers - replacement) == 1,
-                     10, "a second replacement")
+            wait_for(
+                lambda: len(worker_pids(base, 2, tries=50) - workers - replacement) == 1,
+                10,
+                "a second replacement",
+            )
             all_workers |= worker_pids(base, 2, tries=50)
 
             supervisor.signal(signal.SIGTERM)
@@ -127,11 +160,11 @@ def test_workers_share_the_port_restart_and_stop(
         for pid in all_workers:
             assert not alive(pid), f"worker {pid} outlived its supervisor"
         events = supervisor.events()
-        restarts = [e["restart_in"] for e in events if e.get("event") == "worker died; "
-                    "restarting it"]
+        restarts = [
+            e["restart_in"] for e in events if e.get("event") == "worker died; restarting it"
+        ]
         assert len(restarts) == 2 and restarts[1] > restarts[0]
-        assert sum(e.get("event") == "worker stopped" and e["status"] == 0
-                   for e in events) == 2
+        assert sum(e.get("event") == "worker stopped" and e["status"] == 0 for e in events) == 2
         assert "Traceback" not in supervisor.stderr()
         assert client["client_secret"] not in supervisor.stdout()
 

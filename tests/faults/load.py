@@ -68,8 +68,11 @@ class Answer:
     @property
     def unavailable(self) -> bool:
         """The one 5xx a store outage may cause: 503 temporarily_unavailable, Retry-After."""
-        return (self.status == 503 and self.error == "temporarily_unavailable"
-                and bool(self.retry_after))
+        return (
+            self.status == 503
+            and self.error == "temporarily_unavailable"
+            and bool(self.retry_after)
+        )
 
 
 @dataclass
@@ -85,31 +88,52 @@ class Ledger:
     def surprises(self, *, broken_connections: bool = False) -> list[tuple[str, Answer]]:
         """Answers no fault may cause: any 5xx but a proper 503, a refused refresh (the grace
         outlasts the outage), and failed connections unless the service itself was killed."""
+
         def fine(answer: Answer, ok: int, refused: bool = False) -> bool:
-            return (answer.status == ok or answer.unavailable
-                    or (refused and answer.status == 400 and answer.error == "invalid_grant")
-                    or (broken_connections and answer.status is None))
+            return (
+                answer.status == ok
+                or answer.unavailable
+                or (refused and answer.status == 400 and answer.error == "invalid_grant")
+                or (broken_connections and answer.status is None)
+            )
 
         out = [("mint", a) for a in self.mints if not fine(a, 201)]
-        out += [("code", a) for answers in self.codes.values() for a in answers
-                if not fine(a, 200, refused=True)]
-        out += [("refresh", a) for answers in self.refreshes.values() for a in answers
-                if not fine(a, 200)]
+        out += [
+            ("code", a)
+            for answers in self.codes.values()
+            for a in answers
+            if not fine(a, 200, refused=True)
+        ]
+        out += [
+            ("refresh", a)
+            for answers in self.refreshes.values()
+            for a in answers
+            if not fine(a, 200)
+        ]
         return out
 
     def exchanged_twice(self) -> list[str]:
-        return [code for code, answers in self.codes.items()
-                if sum(a.status == 200 for a in answers) > 1]
+        return [
+            code
+            for code, answers in self.codes.items()
+            if sum(a.status == 200 for a in answers) > 1
+        ]
 
     def forked(self) -> list[str]:
         """Refresh tokens whose 200 answers differ: more than one successor."""
-        return [token for token, answers in self.refreshes.items()
-                if len({orjson.dumps(a.body) for a in answers if a.status == 200}) > 1]
+        return [
+            token
+            for token, answers in self.refreshes.items()
+            if len({orjson.dumps(a.body) for a in answers if a.status == 200}) > 1
+        ]
 
     def newest(self) -> list[str]:
         """Refresh tokens handed out with a 200 that have not got a 200 themselves yet."""
-        return [token for token in self.issued
-                if not any(a.status == 200 for a in self.refreshes.get(token, ()))]
+        return [
+            token
+            for token in self.issued
+            if not any(a.status == 200 for a in self.refreshes.get(token, ()))
+        ]
 
     def count(self, kind: str, status: int | None) -> int:
         book: dict[str, list[Answer]] = getattr(self, kind)
@@ -121,15 +145,35 @@ class Service:
     a client registered for codes and refreshes."""
 
     def __init__(self, database_url: str, redis_url: str, workdir: Path) -> None:
-        self.client = run([
-            "client", "add", "--name", "Faults", "--grant-type", "authorization_code",
-            "--grant-type", "refresh_token", "--redirect-uri", REDIRECT_URI, "--scope", SCOPE,
-        ], base_env(TOKENSVC_DATABASE_URL=database_url)).ok().json()
+        self.client = (
+            run(
+                [
+                    "client",
+                    "add",
+                    "--name",
+                    "Faults",
+                    "--grant-type",
+                    "authorization_code",
+                    "--grant-type",
+                    "refresh_token",
+                    "--redirect-uri",
+                    REDIRECT_URI,
+                    "--scope",
+                    SCOPE,
+                ],
+                base_env(TOKENSVC_DATABASE_URL=database_url),
+            )
+            .ok()
+            .json()
+        )
         keys_file = workdir / "jwks.json"
         keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
         self.env = service_env(
-            keys_file, TOKENSVC_DATABASE_URL=database_url, TOKENSVC_REDIS_URL=redis_url,
-            TOKENSVC_REFRESH_GRACE=str(GRACE), TOKENSVC_CODE_TTL="300",
+            keys_file,
+            TOKENSVC_DATABASE_URL=database_url,
+            TOKENSVC_REDIS_URL=redis_url,
+            TOKENSVC_REFRESH_GRACE=str(GRACE),
+            TOKENSVC_CODE_TTL="300",
             TOKENSVC_DRAIN_SECONDS="0",
         )
         self.workdir = workdir
@@ -183,26 +227,37 @@ class Load:
     async def _call(self, url: str, method: str = "POST", **kwargs: Any) -> Answer:
         sent = time.monotonic()
         try:
-            async with self.http.request(method, url, timeout=aiohttp.ClientTimeout(
-                    total=REQUEST_TIMEOUT), **kwargs) as resp:
+            async with self.http.request(
+                method, url, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), **kwargs
+            ) as resp:
                 raw = await resp.read()
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     body = raw.decode(errors="replace")
-                return Answer(resp.status, body, resp.headers.get("Retry-After"),
-                              took=time.monotonic() - sent)
+                return Answer(
+                    resp.status, body, resp.headers.get("Retry-After"), took=time.monotonic() - sent
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Answer(None, failure=type(exc).__name__, took=time.monotonic() - sent)
 
     async def mint(self) -> str | None:
         """A fresh code (PKCE S256) from the internal API, or None when it was refused."""
         verifier, challenge = pkce_pair()
-        answer = await self._call(f"{self.service.internal}/internal/codes", json={
-            "client_id": self.service.client["client_id"], "redirect_uri": REDIRECT_URI,
-            "scope": SCOPE, "sub": "user-1", "auth_time": int(time.time()), "nonce": "n-1",
-            "code_challenge": challenge, "code_challenge_method": "S256",
-        }, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
+        answer = await self._call(
+            f"{self.service.internal}/internal/codes",
+            json={
+                "client_id": self.service.client["client_id"],
+                "redirect_uri": REDIRECT_URI,
+                "scope": SCOPE,
+                "sub": "user-1",
+                "auth_time": int(time.time()),
+                "nonce": "n-1",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+            headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+        )
         self.ledger.mints.append(answer)
         if answer.status != 201:
             return None
@@ -211,16 +266,25 @@ class Load:
         return code
 
     async def exchange(self, code: str) -> Answer:
-        answer = await self._call(f"{self.service.base}/token", headers=self.service.auth, data={
-            "grant_type": "authorization_code", "code": code,
-            "code_verifier": self.verifiers[code], "redirect_uri": REDIRECT_URI,
-        })
+        answer = await self._call(
+            f"{self.service.base}/token",
+            headers=self.service.auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": self.verifiers[code],
+                "redirect_uri": REDIRECT_URI,
+            },
+        )
         self.ledger.codes.setdefault(code, []).append(answer)
         return answer
 
     async def refresh(self, token: str) -> Answer:
-        answer = await self._call(f"{self.service.base}/token", headers=self.service.auth,
-                                  data={"grant_type": "refresh_token", "refresh_token": token})
+        answer = await self._call(
+            f"{self.service.base}/token",
+            headers=self.service.auth,
+            data={"grant_type": "refresh_token", "refresh_token": token},
+        )
         self.ledger.refreshes.setdefault(token, []).append(answer)
         if answer.status == 200:
             self.ledger.issued.setdefault(answer.body["refresh_token"])
@@ -240,8 +304,9 @@ class Load:
 
     # ----------------------------------------------------------------------- workers
 
-    async def _settle(self, send: Callable[[str], Awaitable[Answer]], presented: str
-                      ) -> list[Answer]:
+    async def _settle(
+        self, send: Callable[[str], Awaitable[Answer]], presented: str
+    ) -> list[Answer]:
         """Two racers at once, again after a pause while neither got a definite answer."""
         while True:
             answers = await asyncio.gather(send(presented), send(presented))
@@ -276,8 +341,9 @@ class Load:
                 return  # refused: `Ledger.surprises` reports it
 
     @asynccontextmanager
-    async def running(self, *, exchangers: int = 0, chains: Sequence[str] = ()
-                      ) -> AsyncIterator[None]:
+    async def running(
+        self, *, exchangers: int = 0, chains: Sequence[str] = ()
+    ) -> AsyncIterator[None]:
         """The load runs while the block runs; leaving it stops the load and waits for it."""
         tasks = [asyncio.create_task(self._exchanger()) for _ in range(exchangers)]
         if exchangers:
@@ -300,8 +366,13 @@ class Load:
     def secrets(self) -> set[bytes]:
         """What no log line may hold: codes, verifiers, refresh tokens, the client secret."""
         ledger = self.ledger
-        values = (*ledger.codes, *self.verifiers.values(), *ledger.refreshes, *ledger.issued,
-                  self.service.client["client_secret"])
+        values = (
+            *ledger.codes,
+            *self.verifiers.values(),
+            *ledger.refreshes,
+            *ledger.issued,
+            self.service.client["client_secret"],
+        )
         return {value.encode() for value in values}
 
     async def fresh_code_exchanged(self) -> bool:
@@ -340,8 +411,9 @@ class Load:
         newest = self.ledger.newest()
         answers = await asyncio.gather(*(self.refresh(token) for token in newest))
         refused = [a for a in answers if a.status != 200]
-        assert not refused, f"{len(refused)} of {len(newest)} acknowledged tokens lost: " \
-                            f"{refused[:3]}"
+        assert not refused, (
+            f"{len(refused)} of {len(newest)} acknowledged tokens lost: {refused[:3]}"
+        )
         return len(newest)
 
 

@@ -22,8 +22,10 @@ BEFORE, DOWN, AFTER = 1.0, 0.3, 1.0  # seconds of load before each stop, down, a
 
 
 async def test_postgres_restarted_and_crashed_during_refreshes(
-    own_postgres: PostgresServer, shared_redis: str,
-    launch: Callable[[str, str], Service], http: aiohttp.ClientSession,
+    own_postgres: PostgresServer,
+    shared_redis: str,
+    launch: Callable[[str, str], Service],
+    http: aiohttp.ClientSession,
 ) -> None:
     service = launch(own_postgres.url, shared_redis)
     async with asyncio.timeout(TIMEOUT):

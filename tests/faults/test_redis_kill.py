@@ -22,8 +22,10 @@ PEAK = 64  # codes exchanged at once before the kill: the service's Redis pool g
 
 
 async def test_redis_killed_during_code_exchanges(
-    own_redis: RedisServer, shared_database: str,
-    launch: Callable[[str, str], Service], http: aiohttp.ClientSession,
+    own_redis: RedisServer,
+    shared_database: str,
+    launch: Callable[[str, str], Service],
+    http: aiohttp.ClientSession,
 ) -> None:
     service = launch(shared_database, own_redis.url)
     async with asyncio.timeout(TIMEOUT):
@@ -38,8 +40,11 @@ async def test_redis_killed_during_code_exchanges(
             killed = load.ledger.mints[:]  # codes minted up to here died with Redis
             await asyncio.sleep(DOWN)
             await asyncio.to_thread(own_redis.start)
-            await recovery(load.fresh_code_exchanged, time.monotonic(),
-                           "exchanging fresh codes after Redis came back")
+            await recovery(
+                load.fresh_code_exchanged,
+                time.monotonic(),
+                "exchanging fresh codes after Redis came back",
+            )
             await asyncio.sleep(AFTER)
         # Every code minted before the kill died with Redis: sent again now, all at once (a
         # larger peak than before the kill), each is refused, and none meets a 503.
@@ -50,7 +55,9 @@ async def test_redis_killed_during_code_exchanges(
     assert served_before > 0 and load.ledger.count("codes", 503) > 0, "the kill missed the load"
     assert lost
     unavailable = [a for a in again if a.status == 503]
-    assert not unavailable, f"{len(unavailable)} of {len(again)} got 503 after recovery: " \
-                            "pooled connections to the killed Redis were used"
+    assert not unavailable, (
+        f"{len(unavailable)} of {len(again)} got 503 after recovery: "
+        "pooled connections to the killed Redis were used"
+    )
     assert all(a.status == 400 and a.error == "invalid_grant" for a in again), again
     service.assert_logs_clean(load.secrets())

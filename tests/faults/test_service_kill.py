@@ -33,13 +33,14 @@ SELECT count(*) FROM refresh_tokens WHERE token_hash = ANY($1) AND created_at < 
 
 def unanswered(book: dict[str, list[Answer]]) -> dict[str, list[Answer]]:
     """What the kill cut off before any answer: the first answer is a lost connection."""
-    return {presented: answers for presented, answers in book.items()
-            if answers[0].status is None}
+    return {presented: answers for presented, answers in book.items() if answers[0].status is None}
 
 
 async def test_service_killed_during_exchanges_and_refreshes(
-    shared_database: str, shared_redis: str,
-    launch: Callable[[str, str], Service], http: aiohttp.ClientSession,
+    shared_database: str,
+    shared_redis: str,
+    launch: Callable[[str, str], Service],
+    http: aiohttp.ClientSession,
 ) -> None:
     service = launch(shared_database, shared_redis)
     async with asyncio.timeout(TIMEOUT):
@@ -61,20 +62,26 @@ async def test_service_killed_during_exchanges_and_refreshes(
 
             # Codes whose exchange the kill cut off and that no racer got: consumed by the
             # request that lost its answer (nothing else consumes one), so refused now.
-            consumed = [code for code, answers in load.ledger.codes.items()
-                        if any(a.status is None for a in answers)
-                        and not any(a.status == 200 for a in answers)]
+            consumed = [
+                code
+                for code, answers in load.ledger.codes.items()
+                if any(a.status is None for a in answers)
+                and not any(a.status == 200 for a in answers)
+            ]
             assert consumed, "the kill cut off no code exchange"
             again = await asyncio.gather(*(load.exchange(code) for code in consumed))
             assert all(a.status == 400 and a.error == "invalid_grant" for a in again), again
             # Refresh tokens whose rotation the kill cut off were answered after the restart,
             # some with the successor the dead process had committed (a repeat within grace).
-            successors = [next((a.body["refresh_token"] for a in answers if a.status == 200),
-                               None) for answers in unanswered(load.ledger.refreshes).values()]
+            successors = [
+                next((a.body["refresh_token"] for a in answers if a.status == 200), None)
+                for answers in unanswered(load.ledger.refreshes).values()
+            ]
             assert successors, "the kill cut off no refresh"
             assert None not in successors, "a refresh cut off by the kill never got a 200"
             committed_unanswered = await db.fetchval(
-                _MADE_BEFORE, [lookup_hash(s) for s in successors], killed_at)
+                _MADE_BEFORE, [lookup_hash(s) for s in successors], killed_at
+            )
         finally:
             await db.close()
 

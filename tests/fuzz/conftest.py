@@ -18,9 +18,17 @@ from hypothesis import HealthCheck, settings
 from tests.fuzz.stack import Stack, real_urls, running_stack
 
 settings.register_profile(
-    "ci", deadline=None, derandomize=True, database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.filter_too_much, HealthCheck.large_base_example],
+    "ci",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
 )
 settings.register_profile("deep", parent=settings.get_profile("ci"), derandomize=False)
 PROFILE = os.environ.get("TOKENSVC_FUZZ_PROFILE", "ci")
@@ -41,8 +49,9 @@ def _urls(request: pytest.FixtureRequest, backend: str) -> tuple[str, str] | Non
     if backend == "memory":
         return None
     name = "fuzz_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1])
-    return real_urls(request.getfixturevalue("redis_url"),
-                     request.getfixturevalue("postgres_admin_url"), name)
+    return real_urls(
+        request.getfixturevalue("redis_url"), request.getfixturevalue("postgres_admin_url"), name
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +64,7 @@ def token_stack(request: pytest.FixtureRequest, backend: str, log_sink: Any) -> 
 @pytest.fixture(scope="module")
 def login_stack(request: pytest.FixtureRequest, backend: str, log_sink: Any) -> Iterator[Stack]:
     """The token service and the login front-end in front of it, for one module."""
-    with running_stack(backend, _urls(request, backend), with_login=True,
-                       log_sink=log_sink) as stack:
+    with running_stack(
+        backend, _urls(request, backend), with_login=True, log_sink=log_sink
+    ) as stack:
         yield stack

@@ -14,21 +14,53 @@ import orjson
 
 from tests.fuzz.strategies import Reply
 
-TOKEN_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant",
-                          "unauthorized_client", "unsupported_grant_type", "invalid_scope",
-                          "slow_down"})
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "slow_down",
+    }
+)
 ROUTING_ERRORS = frozenset({"method_not_allowed", "not_found"})
-INTERNAL_ERRORS = frozenset({"unauthorized", "invalid_request", "invalid_client",
-                             "unauthorized_client", "invalid_scope", "not_found",
-                             "method_not_allowed"})
+INTERNAL_ERRORS = frozenset(
+    {
+        "unauthorized",
+        "invalid_request",
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "not_found",
+        "method_not_allowed",
+    }
+)
 # RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6
-AUTHORIZE_ERRORS = frozenset({"invalid_request", "unauthorized_client", "access_denied",
-                              "unsupported_response_type", "invalid_scope", "server_error",
-                              "temporarily_unavailable", "login_required", "consent_required",
-                              "interaction_required", "request_not_supported"})
+AUTHORIZE_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "login_required",
+        "consent_required",
+        "interaction_required",
+        "request_not_supported",
+    }
+)
 # The status each public error code travels with; the rest are 400 (413: a body too large).
-STATUS_OF = {"invalid_client": 401, "slow_down": 429, "method_not_allowed": 405,
-             "not_found": 404, "unauthorized": 401}
+STATUS_OF = {
+    "invalid_client": 401,
+    "slow_down": 429,
+    "method_not_allowed": 405,
+    "not_found": 404,
+    "unauthorized": 401,
+}
 # The internal API refuses an unknown client in a mint request as a bad request (SPEC: 400);
 # a 401 there only ever means the bearer.
 INTERNAL_STATUS_OF = {**STATUS_OF, "invalid_client": 400}
@@ -39,8 +71,13 @@ def json_body(reply: Reply) -> Any:
     return orjson.loads(reply.body)
 
 
-def error_reply(reply: Reply, vocabulary: frozenset[str], *, no_store: bool = True,
-                statuses: dict[str, int] | None = None) -> str:
+def error_reply(
+    reply: Reply,
+    vocabulary: frozenset[str],
+    *,
+    no_store: bool = True,
+    statuses: dict[str, int] | None = None,
+) -> str:
     """A well-formed error: 4xx, a JSON object with a string `error` from `vocabulary` and a
     string `error_description`, and the headers its status calls for. Returns the code."""
     assert 400 <= reply.status < 500, reply

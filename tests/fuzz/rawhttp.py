@@ -27,13 +27,20 @@ def address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def request_bytes(method: str, path: str, headers: list[tuple[str, str | bytes]],
-                  body: bytes = b"", *, length: bool = True) -> bytes:
+def request_bytes(
+    method: str,
+    path: str,
+    headers: list[tuple[str, str | bytes]],
+    body: bytes = b"",
+    *,
+    length: bool = True,
+) -> bytes:
     """A request with `Connection: close`; header values may be raw bytes."""
     lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
     for name, value in headers:
-        lines.append(name.encode() + b": " + (value if isinstance(value, bytes)
-                                              else value.encode()))
+        lines.append(
+            name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
+        )
     if length:
         lines.append(b"Content-Length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n" + body

@@ -111,8 +111,9 @@ class Sentinel:
         assert first.status == 200, first
         again = await h.exchange(client, secret, self.code, self.verifier)
         assert again.status == 400 and again.body["error"] == "invalid_grant", again
-        rotated = await h.token(client, secret, grant_type="refresh_token",
-                                refresh_token=self.refresh_token)
+        rotated = await h.token(
+            client, secret, grant_type="refresh_token", refresh_token=self.refresh_token
+        )
         assert rotated.status == 200, rotated
         seen = await h.post_token_like("/introspect", client, secret, token=self.access_token)
         assert seen.status == 200 and seen.body["active"] is True, seen
@@ -165,8 +166,12 @@ async def open_backend(name: str, urls: tuple[str, str] | None) -> AsyncIterator
         yield Backend(name, memory_stores())
         return
     redis_url, database_url = urls
-    settings = Settings(issuer="http://127.0.0.1:8080", redis_url=redis_url,
-                        database_url=database_url, client_cache_ttl=0)
+    settings = Settings(
+        issuer="http://127.0.0.1:8080",
+        redis_url=redis_url,
+        database_url=database_url,
+        client_cache_ttl=0,
+    )
     async with AsyncExitStack() as stack:
         redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0)
         stack.push_async_callback(redis.aclose)
@@ -182,21 +187,32 @@ async def open_backend(name: str, urls: tuple[str, str] | None) -> AsyncIterator
 
 ROLES: dict[str, dict[str, Any]] = {
     # confidential, Basic, the full set of grants
-    "basic": {"grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-              "redirect_uris": list(REDIRECTS)},
+    "basic": {
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+        "redirect_uris": list(REDIRECTS),
+    },
     # confidential, secret in the body
-    "post": {"grant_types": ["authorization_code", "refresh_token"],
-             "auth_method": "client_secret_post", "redirect_uris": [REDIRECTS[0]]},
+    "post": {
+        "grant_types": ["authorization_code", "refresh_token"],
+        "auth_method": "client_secret_post",
+        "redirect_uris": [REDIRECTS[0]],
+    },
     # public: PKCE required, no secret
-    "public": {"grant_types": ["authorization_code", "refresh_token"], "public": True,
-               "redirect_uris": [REDIRECTS[0]]},
+    "public": {
+        "grant_types": ["authorization_code", "refresh_token"],
+        "public": True,
+        "redirect_uris": [REDIRECTS[0]],
+    },
     # machine to machine only
     "machine": {"grant_types": ["client_credentials"], "scope_list": ["api:read api:write"]},
     # the password grant (argon2: the strategies reach it rarely)
     "password": {"grant_types": ["password", "refresh_token"]},
     # consent screen at /authorize
-    "consent": {"grant_types": ["authorization_code"], "require_consent": True,
-                "redirect_uris": [REDIRECTS[0]]},
+    "consent": {
+        "grant_types": ["authorization_code"],
+        "require_consent": True,
+        "redirect_uris": [REDIRECTS[0]],
+    },
 }
 
 
@@ -247,9 +263,14 @@ async def _open_login(h: Harness, backend: Backend, http: aiohttp.ClientSession)
         limiter: Any = RedisFailureLimiter(backend.redis)
     else:
         consents, ephemeral, limiter = MemoryConsents(), MemoryEphemeral(), MemoryFailureLimiter()
-    ctx = LoginContext(settings=h.settings.with_(dev=True), users=h.stores.users,
-                       consents=consents, ephemeral=ephemeral, limiter=limiter,
-                       api=TokenAPI(h.internal_url, INTERNAL_TOKEN, http))
+    ctx = LoginContext(
+        settings=h.settings.with_(dev=True),
+        users=h.stores.users,
+        consents=consents,
+        ephemeral=ephemeral,
+        limiter=limiter,
+        api=TokenAPI(h.internal_url, INTERNAL_TOKEN, http),
+    )
     runner, url = await serve_app(login_app(ctx))
     return Login(ctx, url, runner, h)
 
@@ -277,8 +298,9 @@ async def _serve(backend: Backend, with_login: bool) -> AsyncIterator[tuple[Harn
 
 
 @contextmanager
-def running_stack(backend: str, urls: tuple[str, str] | None, *, with_login: bool = False,
-                  log_sink: Any = None) -> Iterator[Stack]:
+def running_stack(
+    backend: str, urls: tuple[str, str] | None, *, with_login: bool = False, log_sink: Any = None
+) -> Iterator[Stack]:
     """Start a backend, the services and the world on a loop of their own; on the way out
     stop everything and check that no credential the fuzz knew reached a log line."""
     mark = log_sink.mark() if log_sink is not None else 0

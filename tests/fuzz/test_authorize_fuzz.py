@@ -46,8 +46,9 @@ def _registered(world: World, request: Hostile) -> tuple[Party, str] | None:
     return party, uris[0]
 
 
-def _check_redirect(reply: Reply, request: Hostile, world: World, named: tuple[Party, str] | None
-                    ) -> str | None:
+def _check_redirect(
+    reply: Reply, request: Hostile, world: World, named: tuple[Party, str] | None
+) -> str | None:
     """A redirect goes to the registered URI, keeps its query, carries `iss`, the request's
     `state` and either a code or an error. Returns the code, if any."""
     assert named is not None, ("redirected for an unregistered client or URI", request, reply)
@@ -79,9 +80,14 @@ def test_authorize_never_redirects_off_the_registered_uri(login_stack: Stack) ->
         h.remember(code)
         query = URL("http://x" + request.path, encoded=True).query
         verifier = verifiers.get(query.get("code_challenge", ""))
-        reply = await h.token(party.client, party.secret, grant_type="authorization_code",
-                              code=code, redirect_uri=redirect_uri,
-                              **({"code_verifier": verifier} if verifier else {}))
+        reply = await h.token(
+            party.client,
+            party.secret,
+            grant_type="authorization_code",
+            code=code,
+            redirect_uri=redirect_uri,
+            **({"code_verifier": verifier} if verifier else {}),
+        )
         assert reply.status == 200, (request, reply)
 
     @fuzz(examples=200)

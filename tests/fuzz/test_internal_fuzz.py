@@ -20,8 +20,9 @@ from tests.harness import Harness
 from tests.harness import Reply as HarnessReply
 
 
-async def _mint_and_redeem(h: Harness, stack: Stack, request: Hostile,
-                           body: dict[str, Any] | None) -> tuple[Reply, HarnessReply | None]:
+async def _mint_and_redeem(
+    h: Harness, stack: Stack, request: Hostile, body: dict[str, Any] | None
+) -> tuple[Reply, HarnessReply | None]:
     minted = await send(h.http, h.internal_url, request)
     if minted.status != 201:
         return minted, None
@@ -46,8 +47,9 @@ def test_internal_codes_answers_hostile_json_and_mints_only_redeemable_codes(
         request, body = case
         minted, redeemed = stack.run(_mint_and_redeem(h, stack, request, body))
         if minted.status != 201:
-            error = error_reply(minted, INTERNAL_ERRORS, no_store=False,
-                                statuses=INTERNAL_STATUS_OF)
+            error = error_reply(
+                minted, INTERNAL_ERRORS, no_store=False, statuses=INTERNAL_STATUS_OF
+            )
             assert (error == "unauthorized") == (minted.status == 401), minted
             if error == "unauthorized":
                 assert minted.headers["WWW-Authenticate"].startswith("Bearer"), minted
@@ -59,8 +61,7 @@ def test_internal_codes_answers_hostile_json_and_mints_only_redeemable_codes(
             # a well-formed challenge of the fuzz's own: no verifier can match it
             assert redeemed.status == 400 and redeemed.body["error"] == "invalid_grant", redeemed
             return
-        assert redeemed.status == 200 and redeemed.body["token_type"] == "Bearer", (
-            body, redeemed)
+        assert redeemed.status == 200 and redeemed.body["token_type"] == "Bearer", (body, redeemed)
 
     probe()
     stack.check(sentinel)
@@ -73,12 +74,21 @@ def test_internal_clients_answers_any_id_with_json(token_stack: Stack) -> None:
     @fuzz(examples=100)
     @given(path=client_paths(stack.world))
     def probe(path: str) -> None:
-        reply = stack.run(send(h.http, h.internal_url, Hostile(
-            "GET", path, (("Authorization", f"Bearer {h.settings.internal_token}"),), b"")))
+        reply = stack.run(
+            send(
+                h.http,
+                h.internal_url,
+                Hostile(
+                    "GET", path, (("Authorization", f"Bearer {h.settings.internal_token}"),), b""
+                ),
+            )
+        )
         if reply.status == 200:
             assert json_body(reply)["client_id"] in known, reply
         else:
-            assert error_reply(reply, INTERNAL_ERRORS, no_store=False,
-                               statuses=INTERNAL_STATUS_OF) == "not_found", reply
+            assert (
+                error_reply(reply, INTERNAL_ERRORS, no_store=False, statuses=INTERNAL_STATUS_OF)
+                == "not_found"
+            ), reply
 
     probe()

@@ -37,8 +37,12 @@ def backend() -> str:
 def _targets(stack: Stack) -> dict[str, tuple[str, list[tuple[str, str]]]]:
     h = stack.harness
     form = [("Content-Type", FORM)]
-    return {"/token": (h.public_url, form), "/introspect": (h.public_url, form),
-            "/revoke": (h.public_url, form), "/internal/codes": (h.internal_url, [BEARER, JSON])}
+    return {
+        "/token": (h.public_url, form),
+        "/introspect": (h.public_url, form),
+        "/revoke": (h.public_url, form),
+        "/internal/codes": (h.internal_url, [BEARER, JSON]),
+    }
 
 
 def _oauth_error(reply: RawReply, status: int) -> str:
@@ -61,17 +65,22 @@ def test_body_over_the_limit_is_413_oauth_json(token_stack: Stack, path: str) ->
 def test_chunked_body_over_the_limit_is_413(token_stack: Stack) -> None:
     chunk = b"b" * 8192
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(MAX_BODY // 8192 + 1))
-    raw = request_bytes("POST", "/token", [("Content-Type", FORM),
-                                           ("Transfer-Encoding", "chunked")],
-                        body + b"0\r\n\r\n", length=False)
+    raw = request_bytes(
+        "POST",
+        "/token",
+        [("Content-Type", FORM), ("Transfer-Encoding", "chunked")],
+        body + b"0\r\n\r\n",
+        length=False,
+    )
     reply = token_stack.run(roundtrip(token_stack.harness.public_url, raw))
     assert _oauth_error(reply, 413) == "invalid_request"
 
 
 def test_body_is_limited_by_what_it_inflates_to(token_stack: Stack) -> None:
     bomb = gzip.compress(b"a=" + b"0" * (16 * MAX_BODY))  # 1 MiB in about 1 KiB
-    raw = request_bytes("POST", "/token", [("Content-Type", FORM), ("Content-Encoding", "gzip")],
-                        bomb)
+    raw = request_bytes(
+        "POST", "/token", [("Content-Type", FORM), ("Content-Encoding", "gzip")], bomb
+    )
     assert len(bomb) < MAX_BODY // 16
     reply = token_stack.run(roundtrip(token_stack.harness.public_url, raw))
     assert _oauth_error(reply, 413) == "invalid_request"
@@ -86,8 +95,7 @@ def test_body_at_the_limit_is_read(token_stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
-def test_more_form_fields_than_the_limit_is_invalid_request(token_stack: Stack,
-                                                            path: str) -> None:
+def test_more_form_fields_than_the_limit_is_invalid_request(token_stack: Stack, path: str) -> None:
     h = token_stack.harness
     machine = token_stack.world.parties["machine"]
     basic = (machine.client_id, machine.secret or "")
@@ -95,11 +103,13 @@ def test_more_form_fields_than_the_limit_is_invalid_request(token_stack: Stack,
     def form(count: int) -> str:  # grant_type and `count` - 1 others
         return "&".join(["grant_type=client_credentials", *(f"f{i}=1" for i in range(count - 1))])
 
-    within = token_stack.run(h.post_token(form(MAX_FIELDS), basic=basic,
-                                          headers={"Content-Type": FORM}))
+    within = token_stack.run(
+        h.post_token(form(MAX_FIELDS), basic=basic, headers={"Content-Type": FORM})
+    )
     assert within.status == 200, within
-    over = token_stack.run(h.post_token(form(MAX_FIELDS + 1), basic=basic,
-                                        headers={"Content-Type": FORM}, path=path))
+    over = token_stack.run(
+        h.post_token(form(MAX_FIELDS + 1), basic=basic, headers={"Content-Type": FORM}, path=path)
+    )
     assert over.status == 400 and over.body["error"] == "invalid_request", over
     assert str(MAX_FIELDS) in over.body["error_description"]
 
@@ -128,22 +138,31 @@ def _protocol_cases() -> dict[str, bytes]:
         "request line too long": request_bytes("GET", "/healthz?" + "a" * MAX_LINE, []),
         "header too long": request_bytes("GET", "/healthz", [("X-Big", "b" * (MAX_FIELD + 1))]),
         "too many headers": request_bytes(
-            "GET", "/healthz", [(f"X-H{i}", "1") for i in range(MAX_HEADERS + 1)]),
+            "GET", "/healthz", [(f"X-H{i}", "1") for i in range(MAX_HEADERS + 1)]
+        ),
         "not http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
         "header without colon": b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
         "nul in a header": request_bytes("GET", "/healthz", [("X-A", b"a\x00b")]),
         "bad content-length": b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
         "length and chunked": request_bytes(
-            "POST", "/token", [*form, ("Transfer-Encoding", "chunked")], b"0\r\n\r\n"),
-        "bad chunk size": request_bytes("POST", "/token", [*form, ("Transfer-Encoding",
-                                                                   "chunked")],
-                                        b"zz\r\nabc\r\n0\r\n\r\n", length=False),
-        "undecodable coding": request_bytes("POST", "/token", [*form, ("Content-Encoding",
-                                                                       "br")], b"x"),
-        "broken gzip": request_bytes("POST", "/token", [*form, ("Content-Encoding", "gzip")],
-                                     b"not gzip at all"),
+            "POST", "/token", [*form, ("Transfer-Encoding", "chunked")], b"0\r\n\r\n"
+        ),
+        "bad chunk size": request_bytes(
+            "POST",
+            "/token",
+            [*form, ("Transfer-Encoding", "chunked")],
+            b"zz\r\nabc\r\n0\r\n\r\n",
+            length=False,
+        ),
+        "undecodable coding": request_bytes(
+            "POST", "/token", [*form, ("Content-Encoding", "br")], b"x"
+        ),
+        "broken gzip": request_bytes(
+            "POST", "/token", [*form, ("Content-Encoding", "gzip")], b"not gzip at all"
+        ),
         "broken deflate, wrong method": request_bytes(
-            "GET", "/token", [*form, ("Content-Encoding", "deflate")], b"not deflate"),
+            "GET", "/token", [*form, ("Content-Encoding", "deflate")], b"not deflate"
+        ),
     }
 
 
@@ -161,16 +180,19 @@ def test_malformed_http_is_refused_with_4xx_and_one_log_line(
         assert 400 <= reply.status < 500, reply
         if reply.headers.get("content-type", "").startswith("application/json"):  # a handler
             assert _oauth_error(reply, reply.status) == (  # answered, before aiohttp refused
-                "method_not_allowed" if reply.status == 405 else "invalid_request")
+                "method_not_allowed" if reply.status == 405 else "invalid_request"
+            )
         health = token_stack.run(h.get("/healthz"))
     assert health.status == 200, "the service stopped answering"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]
     events = log_sink.events(mark)
     for event in events:
         assert "exception" not in event and "traceback" not in str(event).lower(), event
     if not reply.headers.get("content-type", "").startswith("application/json") and (
-            case != "not http"):  # TLS or random bytes on the port: not worth a line
+        case != "not http"
+    ):  # TLS or random bytes on the port: not worth a line
         assert [e for e in events if e["event"] == "bad http request"], events
 
 
@@ -189,8 +211,7 @@ async def _slowloris(url: str, path: str, count: int) -> list[asyncio.StreamWrit
         if i % 2:
             writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Ty".encode())
         else:
-            writer.write(request_bytes("POST", path, [("Content-Type", FORM)],
-                                       b"x" * 1000)[:-990])
+            writer.write(request_bytes("POST", path, [("Content-Type", FORM)], b"x" * 1000)[:-990])
         await writer.drain()
         writers.append(writer)
     return writers
@@ -208,11 +229,13 @@ def test_unfinished_requests_do_not_block_others(token_stack: Stack, listener: s
         try:
             for _ in range(3):  # bounded: a stuck service would hit the timeout
                 if listener == "public":
-                    reply = await asyncio.wait_for(h.token(
-                        machine.client, machine.secret, grant_type="client_credentials"), 5)
+                    reply = await asyncio.wait_for(
+                        h.token(machine.client, machine.secret, grant_type="client_credentials"), 5
+                    )
                 else:
-                    reply = await asyncio.wait_for(h.internal(
-                        "GET", f"/internal/clients/{machine.client_id}"), 5)
+                    reply = await asyncio.wait_for(
+                        h.internal("GET", f"/internal/clients/{machine.client_id}"), 5
+                    )
                 assert reply.status == 200, reply
         finally:
             for writer in stuck:

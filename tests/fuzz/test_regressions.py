@@ -24,38 +24,67 @@ def test_nul_in_a_client_id_is_an_unknown_client_not_a_store_error(token_stack: 
     assert reply.status == 404 and reply.body["error"] == "not_found", reply
 
 
-@pytest.mark.parametrize("body", [b"grant_type=client_credentials&client_id={id}%00",
-                                  b"grant_type=client_credentials&client_id={id}\x00",
-                                  b"grant_type=refresh_token&refresh_token=a%00&client_id={id}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"grant_type=client_credentials&client_id={id}%00",
+        b"grant_type=client_credentials&client_id={id}\x00",
+        b"grant_type=refresh_token&refresh_token=a%00&client_id={id}",
+    ],
+)
 def test_nul_in_a_form_parameter_is_invalid_request_not_a_store_error(
     token_stack: Stack, body: bytes
 ) -> None:
     h, party = token_stack.harness, token_stack.world.parties["public"]
     for path in ("/token", "/introspect", "/revoke"):
-        reply = token_stack.run(h.post_token(body.replace(b"{id}", party.client_id.encode()),
-                                             headers={"Content-Type": FORM}, path=path))
+        reply = token_stack.run(
+            h.post_token(
+                body.replace(b"{id}", party.client_id.encode()),
+                headers={"Content-Type": FORM},
+                path=path,
+            )
+        )
         assert reply.status == 400 and reply.body["error"] == "invalid_request", reply
         assert "NUL" in reply.body["error_description"]
 
 
 def test_nul_in_a_basic_client_id_is_invalid_client_not_a_store_error(token_stack: Stack) -> None:
     h, party = token_stack.harness, token_stack.world.parties["machine"]
-    reply = token_stack.run(h.post_token({"grant_type": "client_credentials"},
-                                         basic=(party.client_id + "\x00", party.secret or "")))
+    reply = token_stack.run(
+        h.post_token(
+            {"grant_type": "client_credentials"},
+            basic=(party.client_id + "\x00", party.secret or ""),
+        )
+    )
     assert reply.status == 401 and reply.body["error"] == "invalid_client", reply
     assert reply.headers["WWW-Authenticate"].startswith("Basic")
 
 
-@pytest.mark.parametrize("change", [{"sub": "ada\x00"}, {"nonce": "\x00"},
-                                    {"claims": {"name": "A\x00da"}}, {"claims": {"\x00": 1}},
-                                    {"amr": ["pwd\x00"]}, {"auth_time": MAX_EPOCH + 1},
-                                    {"auth_time": 2**63}, {"auth_time": 2**64 - 1}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sub": "ada\x00"},
+        {"nonce": "\x00"},
+        {"claims": {"name": "A\x00da"}},
+        {"claims": {"\x00": 1}},
+        {"amr": ["pwd\x00"]},
+        {"auth_time": MAX_EPOCH + 1},
+        {"auth_time": 2**63},
+        {"auth_time": 2**64 - 1},
+    ],
+)
 def test_a_code_its_exchange_could_not_store_is_refused_at_mint(
     token_stack: Stack, change: dict[str, Any]
 ) -> None:
     h, party = token_stack.harness, token_stack.world.parties["basic"]
-    body = {"client_id": party.client_id, "redirect_uri": party.client.redirect_uris[0],
-            "scope": "openid", "sub": "ada", "auth_time": int(h.clock()), **change}
+    body = {
+        "client_id": party.client_id,
+        "redirect_uri": party.client.redirect_uris[0],
+        "scope": "openid",
+        "sub": "ada",
+        "auth_time": int(h.clock()),
+        **change,
+    }
     reply = token_stack.run(h.internal("POST", "/internal/codes", json=body))
     assert reply.status == 400 and reply.body["error"] == "invalid_request", reply
 
@@ -67,15 +96,20 @@ def test_the_latest_auth_time_accepted_is_redeemable(token_stack: Stack) -> None
     assert reply.status == 200, reply
 
 
-async def _body_after_continue(url: str, path: str, headers: list[tuple[str, str]],
-                               body: bytes) -> bytes:
+async def _body_after_continue(
+    url: str, path: str, headers: list[tuple[str, str]], body: bytes
+) -> bytes:
     """Send the headers with `Expect: 100-continue`, and the body only once the handler has
     started (aiohttp sends 100 Continue just before calling it), so the handler reads it."""
     host, port = address(url)
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        head = request_bytes("POST", path, [*headers, ("Expect", "100-continue"),
-                                            ("Content-Length", str(len(body)))], length=False)
+        head = request_bytes(
+            "POST",
+            path,
+            [*headers, ("Expect", "100-continue"), ("Content-Length", str(len(body)))],
+            length=False,
+        )
         writer.write(head)
         await writer.drain()
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
@@ -92,36 +126,55 @@ def test_a_body_that_does_not_decode_is_invalid_request_not_server_error(
     token_stack: Stack, coding: str
 ) -> None:
     h = token_stack.harness
-    for url, path, extra in ((h.public_url, "/token", [("Content-Type", FORM)]),
-                             (h.internal_url, "/internal/codes",
-                              [("Authorization", f"Bearer {INTERNAL_TOKEN}")])):
-        raw = token_stack.run(_body_after_continue(
-            url, path, [*extra, ("Content-Encoding", coding)], b"this is not " + coding.encode()))
+    for url, path, extra in (
+        (h.public_url, "/token", [("Content-Type", FORM)]),
+        (h.internal_url, "/internal/codes", [("Authorization", f"Bearer {INTERNAL_TOKEN}")]),
+    ):
+        raw = token_stack.run(
+            _body_after_continue(
+                url, path, [*extra, ("Content-Encoding", coding)], b"this is not " + coding.encode()
+            )
+        )
         reply = parse(raw)
         assert reply.status == 400 and reply.json()["error"] == "invalid_request", reply
         assert reply.headers["connection"] == "close"  # the rest of the stream is not trusted
         assert token_stack.run(h.get("/healthz")).status == 200
 
 
-@pytest.mark.parametrize("value", [b"Bearer \xff\xfe", b"Bearer " + INTERNAL_TOKEN.encode()
-                                   + b"\xc3", "Bearer é".encode()])
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer \xff\xfe", b"Bearer " + INTERNAL_TOKEN.encode() + b"\xc3", "Bearer é".encode()],
+)
 def test_an_internal_bearer_that_is_not_ascii_is_401_not_server_error(
     token_stack: Stack, value: bytes
 ) -> None:
     raw = request_bytes("GET", "/internal/clients/x", [("Authorization", value)])
     reply = token_stack.run(roundtrip(token_stack.harness.internal_url, raw))
     assert reply.status == 401 and reply.json() == {  # type: ignore[comparison-overlap]
-        "error": "unauthorized", "error_description": "A valid internal bearer is required."}
+        "error": "unauthorized",
+        "error_description": "A valid internal bearer is required.",
+    }
     assert reply.headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("value", [b"Basic \xff\xfe", "Basic é".encode(),
-                                   b"Basic " + base64.b64encode(b"\xff:\xfe"),
-                                   b"Basic " + base64.b64encode(quote("\x00").encode() + b":x")])
-def test_a_basic_header_that_is_not_ascii_is_invalid_client(token_stack: Stack,
-                                                             value: bytes) -> None:
-    raw = request_bytes("POST", "/token", [("Content-Type", FORM), ("Authorization", value)],
-                        b"grant_type=client_credentials")
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"Basic \xff\xfe",
+        "Basic é".encode(),
+        b"Basic " + base64.b64encode(b"\xff:\xfe"),
+        b"Basic " + base64.b64encode(quote("\x00").encode() + b":x"),
+    ],
+)
+def test_a_basic_header_that_is_not_ascii_is_invalid_client(
+    token_stack: Stack, value: bytes
+) -> None:
+    raw = request_bytes(
+        "POST",
+        "/token",
+        [("Content-Type", FORM), ("Authorization", value)],
+        b"grant_type=client_credentials",
+    )
     reply = token_stack.run(roundtrip(token_stack.harness.public_url, raw))
     assert reply.status == 401 and reply.json()["error"] == "invalid_client", reply  # type: ignore[index]
 
@@ -130,9 +183,14 @@ def test_a_login_form_that_does_not_decode_is_a_400_page_not_server_error(
     login_stack: Stack,
 ) -> None:
     assert login_stack.login is not None
-    raw = login_stack.run(_body_after_continue(
-        login_stack.login.url, "/login", [("Content-Type", FORM), ("Content-Encoding", "gzip")],
-        b"interaction=x&csrf=y"))
+    raw = login_stack.run(
+        _body_after_continue(
+            login_stack.login.url,
+            "/login",
+            [("Content-Type", FORM), ("Content-Encoding", "gzip")],
+            b"interaction=x&csrf=y",
+        )
+    )
     reply = parse(raw)
     assert reply.status == 400 and reply.headers["content-type"].startswith("text/html"), reply
     assert reply.headers["connection"] == "close"

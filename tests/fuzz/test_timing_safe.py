@@ -54,14 +54,16 @@ def spy(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Comp
 
 @pytest.mark.parametrize("spy", [tokensvc.opaque], indirect=True)
 @pytest.mark.parametrize("right", [True, False])
-def test_client_secret_is_compared_with_compare_digest(token_stack: Stack, spy: CompareSpy,
-                                                       right: bool) -> None:
+def test_client_secret_is_compared_with_compare_digest(
+    token_stack: Stack, spy: CompareSpy, right: bool
+) -> None:
     party = token_stack.world.parties["machine"]
     assert party.client.secret_hash is not None and party.secret is not None
     _, salt, digest = party.client.secret_hash.split("$")
     presented = party.secret if right else party.secret[:-1] + "x"
-    reply = token_stack.run(token_stack.harness.token(party.client, presented,
-                                                      grant_type="client_credentials"))
+    reply = token_stack.run(
+        token_stack.harness.token(party.client, presented, grant_type="client_credentials")
+    )
     assert reply.status == (200 if right else 401), reply
     keyed = hmac.new(b64url_decode(salt), presented.encode(), hashlib.sha256).digest()
     assert spy.calls == [(b64url_decode(digest), keyed)]
@@ -69,8 +71,9 @@ def test_client_secret_is_compared_with_compare_digest(token_stack: Stack, spy: 
 
 @pytest.mark.parametrize("spy", [tokensvc.pkce], indirect=True)
 @pytest.mark.parametrize("right", [True, False])
-def test_code_verifier_is_compared_with_compare_digest(token_stack: Stack, spy: CompareSpy,
-                                                       right: bool) -> None:
+def test_code_verifier_is_compared_with_compare_digest(
+    token_stack: Stack, spy: CompareSpy, right: bool
+) -> None:
     h, party = token_stack.harness, token_stack.world.parties["public"]
     code, verifier = token_stack.run(h.mint_code(party.client))
     assert verifier is not None
@@ -83,20 +86,25 @@ def test_code_verifier_is_compared_with_compare_digest(token_stack: Stack, spy: 
 
 @pytest.mark.parametrize("spy", [tokensvc.http.internal], indirect=True)
 @pytest.mark.parametrize("right", [True, False])
-def test_internal_bearer_is_compared_with_compare_digest(token_stack: Stack, spy: CompareSpy,
-                                                         right: bool) -> None:
+def test_internal_bearer_is_compared_with_compare_digest(
+    token_stack: Stack, spy: CompareSpy, right: bool
+) -> None:
     h, party = token_stack.harness, token_stack.world.parties["basic"]
     presented = INTERNAL_TOKEN if right else INTERNAL_TOKEN[:-1] + "x"
-    reply = token_stack.run(h.internal("GET", f"/internal/clients/{party.client_id}",
-                                       bearer=presented))
+    reply = token_stack.run(
+        h.internal("GET", f"/internal/clients/{party.client_id}", bearer=presented)
+    )
     assert reply.status == (200 if right else 401), reply
     assert spy.calls == [(presented.encode(), INTERNAL_TOKEN.encode())]
 
 
 # ---------------------------------------------------------------------------- static scan
 
-SENSITIVE = re.compile(r"secret|verifier|challenge|token_hash|internal_token|password|digest"
-                       r"|csrf|bearer|presented", re.IGNORECASE)
+SENSITIVE = re.compile(
+    r"secret|verifier|challenge|token_hash|internal_token|password|digest"
+    r"|csrf|bearer|presented",
+    re.IGNORECASE,
+)
 EQUALITY = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
 
 
@@ -107,8 +115,10 @@ def _constant(node: ast.expr) -> bool:
 
 
 def _names_a_secret(node: ast.expr) -> bool:
-    return any(SENSITIVE.search(getattr(n, "id", None) or getattr(n, "attr", None) or "")
-               for n in ast.walk(node))
+    return any(
+        SENSITIVE.search(getattr(n, "id", None) or getattr(n, "attr", None) or "")
+        for n in ast.walk(node)
+    )
 
 
 def variable_time_comparisons(source: str) -> list[str]:
@@ -119,16 +129,22 @@ def variable_time_comparisons(source: str) -> list[str]:
             continue
         operands = [node.left, *node.comparators]
         for op, a, b in zip(node.ops, operands, operands[1:], strict=False):
-            if (isinstance(op, EQUALITY) and not _constant(a) and not _constant(b)
-                    and (_names_a_secret(a) or _names_a_secret(b))):
+            if (
+                isinstance(op, EQUALITY)
+                and not _constant(a)
+                and not _constant(b)
+                and (_names_a_secret(a) or _names_a_secret(b))
+            ):
                 found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
 
 
 def test_the_scan_flags_a_plain_comparison_of_secrets() -> None:
-    bad = ("def check(client, presented, expected_digest, verifier, challenge):\n"
-           "    return (client.secret_hash == presented or expected_digest != presented\n"
-           "            or challenge_for(verifier) == challenge)\n")
+    bad = (
+        "def check(client, presented, expected_digest, verifier, challenge):\n"
+        "    return (client.secret_hash == presented or expected_digest != presented\n"
+        "            or challenge_for(verifier) == challenge)\n"
+    )
     assert len(variable_time_comparisons(bad)) == 3
     fine = "def f(scheme, presented):\n    return scheme != SCHEME or presented[:7] == 'bearer '\n"
     assert variable_time_comparisons(fine) == []
@@ -136,6 +152,9 @@ def test_the_scan_flags_a_plain_comparison_of_secrets() -> None:
 
 def test_no_secret_is_compared_with_equality_in_tokensvc() -> None:
     root = Path(tokensvc.__file__).parent
-    found = {str(path.relative_to(root)): hits for path in sorted(root.rglob("*.py"))
-             if (hits := variable_time_comparisons(path.read_text()))}
+    found = {
+        str(path.relative_to(root)): hits
+        for path in sorted(root.rglob("*.py"))
+        if (hits := variable_time_comparisons(path.read_text()))
+    }
     assert found == {}

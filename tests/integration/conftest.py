@@ -78,8 +78,9 @@ async def real_backend(
     redis_url: str = request.getfixturevalue("redis_url")
     module_database: str = request.getfixturevalue("module_database")
     db_url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{INTEGRATION_REDIS_DB}"))
-    client = aioredis.Redis.from_url(db_url, max_connections=128, socket_timeout=2.0,
-                                     socket_connect_timeout=1.0)
+    client = aioredis.Redis.from_url(
+        db_url, max_connections=128, socket_timeout=2.0, socket_connect_timeout=1.0
+    )
     await client.flushdb()
     pg = await Postgres.connect(module_database, max_size=40)
     async with pg.connection() as conn:
@@ -96,10 +97,18 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
     real = real_backend
     if real is None:
         memory = memory_stores()
-        return Stores(codes=MemoryCodes(clock), clients=memory.clients, users=memory.users,
-                      grants=memory.grants)
-    return Stores(codes=RedisCodes(real.redis), clients=real.pg.clients, users=real.pg.users,
-                  grants=real.pg.grants)
+        return Stores(
+            codes=MemoryCodes(clock),
+            clients=memory.clients,
+            users=memory.users,
+            grants=memory.grants,
+        )
+    return Stores(
+        codes=RedisCodes(real.redis),
+        clients=real.pg.clients,
+        users=real.pg.users,
+        grants=real.pg.grants,
+    )
 
 
 ServiceFactory = Callable[..., Any]
@@ -158,8 +167,11 @@ async def make_login(
             limiter = RedisFailureLimiter(real.redis)
         ctx = LoginContext(
             settings=harness.settings.with_(**{"dev": True, **settings}),
-            users=harness.stores.users, consents=consents, ephemeral=ephemeral,
-            limiter=limiter, clock=clock,
+            users=harness.stores.users,
+            consents=consents,
+            ephemeral=ephemeral,
+            limiter=limiter,
+            clock=clock,
             api=TokenAPI(token_url or harness.internal_url, INTERNAL_TOKEN, http),
         )
         login = await start_login(ctx, harness)

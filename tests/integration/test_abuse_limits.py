@@ -92,7 +92,10 @@ async def test_a_client_over_its_rate_gets_429_while_others_are_served(
     # Another limited client has a bucket of its own.
     other, other_secret = await machine(harness, rate_limit=0.2, rate_burst=3)
     assert [(await cc(harness, other, other_secret)).status for _ in range(4)] == [
-        200, 200, 200, 429
+        200,
+        200,
+        200,
+        429,
     ]
 
 
@@ -120,8 +123,9 @@ async def test_every_authenticated_request_counts_whatever_its_outcome(
 ) -> None:
     client, secret = await machine(harness, rate_limit=0.2, rate_burst=2)
     assert (await cc(harness, client, secret, scope="api:admin")).status == 400
-    assert (await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token="x" * 43)).status == 400
+    assert (
+        await harness.token(client, secret, grant_type="refresh_token", refresh_token="x" * 43)
+    ).status == 400
     assert_slow_down(await cc(harness, client, secret), at_most=5)
 
 
@@ -173,17 +177,26 @@ async def test_failures_of_every_kind_count_and_unknown_ids_never_lock(
     client, secret = await machine(harness, auth_method="client_secret_post")
     for i in range(MAX_FAILURES):
         if i % 2:  # the wrong method: Basic for a client registered for client_secret_post
-            reply = await harness.post_token({"grant_type": "client_credentials"},
-                                             basic=(client.client_id, secret))
+            reply = await harness.post_token(
+                {"grant_type": "client_credentials"}, basic=(client.client_id, secret)
+            )
         else:
-            reply = await harness.post_token({"grant_type": "client_credentials",
-                                              "client_id": client.client_id,
-                                              "client_secret": "nope"})
+            reply = await harness.post_token(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": client.client_id,
+                    "client_secret": "nope",
+                }
+            )
         assert reply.status == 401
     assert_slow_down(await cc(harness, client, secret), at_most=int(LOCKOUT))
 
     for _ in range(MAX_FAILURES + 5):
-        reply = await harness.post_token({"grant_type": "client_credentials",
-                                          "client_id": "no-such-client", "client_secret": "x"})
+        reply = await harness.post_token(
+            {
+                "grant_type": "client_credentials",
+                "client_id": "no-such-client",
+                "client_secret": "x",
+            }
+        )
         assert reply.status == 401
-

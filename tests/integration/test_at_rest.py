@@ -24,13 +24,14 @@ async def postgres_dump(harness: Harness) -> str:
     grants = harness.raw.grants
     assert isinstance(grants, PostgresGrants)
     async with grants._db.connection() as conn:
-        tables = [r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         assert {"clients", "grants", "refresh_tokens", "users"} <= set(tables)
         rows = []
         for table in tables:
-            rows += [r[0] for r in await conn.fetch(
-                f'SELECT t::text FROM "{table}" t')]  # noqa: S608 - names come from pg_tables
+            rows += [r[0] for r in await conn.fetch(f'SELECT t::text FROM "{table}" t')]  # noqa: S608 - names come from pg_tables
     return "\n".join(rows)
 
 
@@ -53,12 +54,20 @@ async def test_no_plaintext_at_rest(harness: Harness) -> None:
     assert hashlib.sha256(code.encode()).hexdigest().encode() in stored  # the scan sees keys
 
     first = (await harness.exchange(client, secret, code, verifier)).body
-    second = (await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=first["refresh_token"])).body
+    second = (
+        await harness.token(
+            client, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+    ).body
     dump = await postgres_dump(harness)
     assert secret is not None and secret not in dump
-    for value in (first["refresh_token"], second["refresh_token"], first["access_token"],
-                  second["access_token"], code):
+    for value in (
+        first["refresh_token"],
+        second["refresh_token"],
+        first["access_token"],
+        second["access_token"],
+        code,
+    ):
         assert value not in dump
     # The scan does see the hashes it should: bytea renders as hex here.
     assert hashlib.sha256(second["refresh_token"].encode()).hexdigest() in dump

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.asyncio
 async def test_requires_the_internal_bearer(harness: Harness) -> None:
     client, _ = await harness.client()
     for bearer in (None, "wrong-token-wrong-token", ""):
-        reply = await harness.internal("GET", f"/internal/clients/{client.client_id}",
-                                       bearer=bearer)
+        reply = await harness.internal(
+            "GET", f"/internal/clients/{client.client_id}", bearer=bearer
+        )
         assert reply.status == 401
         assert reply.headers["WWW-Authenticate"].startswith("Bearer")
     reply = await harness.internal("POST", "/internal/codes", json={}, bearer="nope")
@@ -21,8 +22,9 @@ async def test_requires_the_internal_bearer(harness: Harness) -> None:
 
 
 async def test_internal_routes_do_not_exist_publicly(harness: Harness) -> None:
-    async with harness.http.post(harness.public_url + "/internal/codes", json={},
-                                 headers={"Authorization": "Bearer x"}) as resp:
+    async with harness.http.post(
+        harness.public_url + "/internal/codes", json={}, headers={"Authorization": "Bearer x"}
+    ) as resp:
         assert resp.status == 404
     async with harness.http.post(harness.internal_url + "/token", data={}) as resp:
         assert resp.status in (401, 404)
@@ -70,9 +72,13 @@ async def test_mint_code_validation(harness: Harness, change: dict, error: str) 
     client, _ = await harness.client()
     _, challenge = pkce_pair()
     body = {
-        "client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
-        "scope": "openid", "sub": "u1", "auth_time": 1_700_000_000,
-        "code_challenge": challenge, "code_challenge_method": "S256",
+        "client_id": client.client_id,
+        "redirect_uri": client.redirect_uris[0],
+        "scope": "openid",
+        "sub": "u1",
+        "auth_time": 1_700_000_000,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
     } | change
     reply = await harness.internal("POST", "/internal/codes", json=body)
     assert reply.status == 400, reply.body
@@ -82,8 +88,13 @@ async def test_mint_code_validation(harness: Harness, change: dict, error: str) 
 
 async def test_public_client_needs_pkce(harness: Harness) -> None:
     client, _ = await harness.client(grant_types=["authorization_code"], public=True)
-    body = {"client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
-            "scope": "openid", "sub": "u1", "auth_time": 1_700_000_000}
+    body = {
+        "client_id": client.client_id,
+        "redirect_uri": client.redirect_uris[0],
+        "scope": "openid",
+        "sub": "u1",
+        "auth_time": 1_700_000_000,
+    }
     reply = await harness.internal("POST", "/internal/codes", json=body)
     assert reply.status == 400 and reply.body["error"] == "invalid_request"
     assert "PKCE" in reply.body["error_description"]
@@ -91,8 +102,13 @@ async def test_public_client_needs_pkce(harness: Harness) -> None:
 
 async def test_client_without_code_grant_is_refused(harness: Harness) -> None:
     client, _ = await harness.client(grant_types=["client_credentials"], scope_list=["a"])
-    body = {"client_id": client.client_id, "redirect_uri": "https://x.example/cb",
-            "scope": "a", "sub": "u1", "auth_time": 1_700_000_000}
+    body = {
+        "client_id": client.client_id,
+        "redirect_uri": "https://x.example/cb",
+        "scope": "a",
+        "sub": "u1",
+        "auth_time": 1_700_000_000,
+    }
     reply = await harness.internal("POST", "/internal/codes", json=body)
     assert reply.status == 400
 
@@ -100,9 +116,12 @@ async def test_client_without_code_grant_is_refused(harness: Harness) -> None:
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[1,2]", b"\xff\xfe"])
 async def test_mint_code_bad_json(harness: Harness, raw: bytes) -> None:
     async with harness.http.post(
-        harness.internal_url + "/internal/codes", data=raw,
-        headers={"Authorization": "Bearer internal-test-token-0123456789",
-                 "Content-Type": "application/json"},
+        harness.internal_url + "/internal/codes",
+        data=raw,
+        headers={
+            "Authorization": "Bearer internal-test-token-0123456789",
+            "Content-Type": "application/json",
+        },
     ) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"] == "invalid_request"

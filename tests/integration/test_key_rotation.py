@@ -22,8 +22,9 @@ def kid_of(token: str) -> str:
 
 
 async def machine_token(harness: Harness) -> str:
-    client, secret = await harness.client(grant_types=["client_credentials"],
-                                          scope_list=["api:read"])
+    client, secret = await harness.client(
+        grant_types=["client_credentials"], scope_list=["api:read"]
+    )
     reply = await harness.token(client, secret, grant_type="client_credentials")
     assert reply.status == 200, reply.body
     return str(reply.body["access_token"])

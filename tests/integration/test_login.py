@@ -17,8 +17,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 async def person(harness: Harness):
-    user = new_user(username="ada", password=PASSWORD, email="ada@example.com",
-                    name="Ada Lovelace")
+    user = new_user(username="ada", password=PASSWORD, email="ada@example.com", name="Ada Lovelace")
     assert await harness.stores.users.add(user)
     harness.remember(PASSWORD)
     return user
@@ -55,8 +54,9 @@ async def test_sign_in_mints_a_code_the_token_service_accepts(
     assert "Secure" not in session_cookie  # dev over http; see test_cookies_secure_outside_dev
     reply = await harness.exchange(client, secret, query["code"], login.verifiers[-1])
     assert reply.status == 200, reply.body
-    claims = await harness.verify(reply.body["id_token"], typ="JWT", sub=person.sub,
-                                  nonce="nonce-456", aud=client.client_id)
+    claims = await harness.verify(
+        reply.body["id_token"], typ="JWT", sub=person.sub, nonce="nonce-456", aud=client.client_id
+    )
     assert abs(claims["auth_time"] - harness.clock()) <= 2
     assert claims["email"] == "ada@example.com" and claims["email_verified"] is False
     assert claims["name"] == "Ada Lovelace" and claims["amr"] == ["pwd"] and claims["sid"]
@@ -72,7 +72,8 @@ async def test_cookies_secure_outside_dev(harness: Harness, make_login, person) 
     # Over plain http a browser would not send a Secure cookie back; send it by hand.
     value = browser_cookie.split(";")[0].split("=", 1)[1]
     async with browser.http.post(
-        login.url + "/login", allow_redirects=False,
+        login.url + "/login",
+        allow_redirects=False,
         data={**form.fields, "username": "ada", "password": PASSWORD},
         headers={"Cookie": f"tokensvc_browser={value}"},
     ) as resp:
@@ -114,12 +115,14 @@ async def test_max_age_forces_a_new_login_and_auth_time_is_the_real_login(
 
 async def test_prompt_none_without_session(harness: Harness, login: Login) -> None:
     client, _ = await harness.client()
-    page = await login.browser().get("/authorize",
-                                     **login.authorize_params(client, prompt="none"))
+    page = await login.browser().get("/authorize", **login.authorize_params(client, prompt="none"))
     assert page.status == 302
-    assert page.query == {"error": "login_required", "state": "st-123",
-                          "iss": harness.settings.issuer,
-                          "error_description": page.query["error_description"]}
+    assert page.query == {
+        "error": "login_required",
+        "state": "st-123",
+        "iss": harness.settings.issuer,
+        "error_description": page.query["error_description"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,8 @@ async def test_unregistered_redirect_uri_shows_a_page_never_redirects(
 ) -> None:
     client, _ = await harness.client()
     page = await login.browser().get(
-        "/authorize", **login.authorize_params(client, redirect_uri=redirect_uri or None))
+        "/authorize", **login.authorize_params(client, redirect_uri=redirect_uri or None)
+    )
     assert page.status == 400
     assert "Location" not in page.headers
     assert "<h1>" in page.text and "redirect_uri" in page.text
@@ -183,7 +187,8 @@ async def test_public_client_needs_pkce(harness: Harness, login: Login) -> None:
     client, _ = await harness.client(grant_types=["authorization_code"], public=True)
     page = await login.browser().get(
         "/authorize",
-        **login.authorize_params(client, code_challenge=None, code_challenge_method=None))
+        **login.authorize_params(client, code_challenge=None, code_challenge_method=None),
+    )
     assert page.status == 302 and page.query["error"] == "invalid_request"
 
 
@@ -247,24 +252,21 @@ async def test_failed_logins_are_limited_per_address(
     client, _ = await harness.client()
     browser = login.browser()
     form = await browser.get("/authorize", **login.authorize_params(client))
-    statuses = [
-        (await browser.sign_in(form, f"user{i}", "bad password")).status for i in range(20)
-    ]
+    statuses = [(await browser.sign_in(form, f"user{i}", "bad password")).status for i in range(20)]
     assert statuses[:19] == [401] * 19 and statuses[19] == 429
     # Another username from the same address is locked out too.
     assert (await browser.sign_in(form, "ada", PASSWORD)).status == 429
 
 
-async def test_address_limit_behind_a_trusted_proxy(
-    harness: Harness, make_login, person
-) -> None:
+async def test_address_limit_behind_a_trusted_proxy(harness: Harness, make_login, person) -> None:
     login = await make_login(trusted_proxies=("127.0.0.0/8",))
     client, _ = await harness.client()
     browser = login.browser()
     form = await browser.get("/authorize", **login.authorize_params(client))
     attacker = {"X-Forwarded-For": "198.51.100.66"}
-    statuses = [(await browser.sign_in(form, f"u{i}", "bad password", attacker)).status
-                for i in range(20)]
+    statuses = [
+        (await browser.sign_in(form, f"u{i}", "bad password", attacker)).status for i in range(20)
+    ]
     assert statuses[-1] == 429
     # Someone else behind the same ingress is not locked out by the attacker's failures.
     neighbour = {"X-Forwarded-For": "198.51.100.77"}
@@ -282,11 +284,13 @@ async def test_consent_is_asked_and_remembered(harness: Harness, login: Login, p
     assert allowed.status == 302 and "code" in allowed.query
     again = await browser.get("/authorize", **login.authorize_params(client))
     assert again.status == 302 and "code" in again.query  # remembered
-    wider = await browser.get("/authorize", **login.authorize_params(
-        client, scope="openid profile email offline_access"))
+    wider = await browser.get(
+        "/authorize", **login.authorize_params(client, scope="openid profile email offline_access")
+    )
     assert wider.status == 200 and 'action="/consent"' in wider.text  # a new scope asks again
-    silent = await browser.get("/authorize", **login.authorize_params(
-        client, scope="openid offline_access", prompt="none"))
+    silent = await browser.get(
+        "/authorize", **login.authorize_params(client, scope="openid offline_access", prompt="none")
+    )
     assert silent.status == 302 and silent.query["error"] == "consent_required"
     denied = await browser.post("/consent", {**wider.fields, "decision": "deny"})
     assert denied.status == 302 and denied.query["error"] == "access_denied"
@@ -299,8 +303,9 @@ async def test_consent_form_needs_csrf(harness: Harness, login: Login, person) -
     form = await browser.get("/authorize", **login.authorize_params(client))
     consent = await browser.sign_in(form, "ada", PASSWORD)
     fields = consent.fields
-    refused = await browser.post("/consent", {"interaction": fields["interaction"],
-                                              "decision": "allow"})
+    refused = await browser.post(
+        "/consent", {"interaction": fields["interaction"], "decision": "allow"}
+    )
     assert refused.status == 403
 
 

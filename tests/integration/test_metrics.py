@@ -31,8 +31,15 @@ def value(samples, name: str, **labels: str) -> float:
 async def test_counters_move(harness: Harness) -> None:
     client, secret = await harness.client()
     before = await scrape(harness)
-    assert value(before, "tokensvc_tokens_issued_total", grant_type="client_credentials",
-                 client_id=client.client_id) == 0
+    assert (
+        value(
+            before,
+            "tokensvc_tokens_issued_total",
+            grant_type="client_credentials",
+            client_id=client.client_id,
+        )
+        == 0
+    )
 
     await harness.token(client, secret, grant_type="client_credentials")
     code, verifier = await harness.mint_code(client)
@@ -40,54 +47,86 @@ async def test_counters_move(harness: Harness) -> None:
     await harness.exchange(client, secret, code, verifier)  # replay: revokes the grant
     code, verifier = await harness.mint_code(client)
     tokens = (await harness.exchange(client, secret, code, verifier)).body
-    await asyncio.gather(*(harness.token(client, secret, grant_type="refresh_token",
-                                         refresh_token=tokens["refresh_token"])
-                           for _ in range(3)))
-    await harness.post_token({"grant_type": "client_credentials"},
-                             basic=(client.client_id, "wrong"))
+    await asyncio.gather(
+        *(
+            harness.token(
+                client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+            )
+            for _ in range(3)
+        )
+    )
+    await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=(client.client_id, "wrong")
+    )
     await harness.post_token({"grant_type": "client_credentials"}, basic=("nobody", "x"))
     assert first.status == 200
 
     after = await scrape(harness)
     cid = client.client_id
-    assert value(after, "tokensvc_tokens_issued_total", grant_type="client_credentials",
-                 client_id=cid) == 1
-    assert value(after, "tokensvc_tokens_issued_total", grant_type="authorization_code",
-                 client_id=cid) == 2
-    assert value(after, "tokensvc_tokens_issued_total", grant_type="refresh_token",
-                 client_id=cid) == 3
+    assert (
+        value(after, "tokensvc_tokens_issued_total", grant_type="client_credentials", client_id=cid)
+        == 1
+    )
+    assert (
+        value(after, "tokensvc_tokens_issued_total", grant_type="authorization_code", client_id=cid)
+        == 2
+    )
+    assert (
+        value(after, "tokensvc_tokens_issued_total", grant_type="refresh_token", client_id=cid) == 3
+    )
     assert value(after, "tokensvc_refresh_rotations_total", client_id=cid) == 1
     assert value(after, "tokensvc_refresh_grace_repeats_total", client_id=cid) == 2
     assert value(after, "tokensvc_code_replays_total", client_id=cid) == 1
-    assert value(after, "tokensvc_family_revocations_total", client_id=cid,
-                 reason="code_replay") == 1
-    assert value(after, "tokensvc_oauth_errors_total", endpoint="/token",
-                 error="invalid_grant") == 1
-    assert value(after, "tokensvc_oauth_errors_total", endpoint="/token",
-                 error="invalid_client") == 2
+    assert (
+        value(after, "tokensvc_family_revocations_total", client_id=cid, reason="code_replay") == 1
+    )
+    assert (
+        value(after, "tokensvc_oauth_errors_total", endpoint="/token", error="invalid_grant") == 1
+    )
+    assert (
+        value(after, "tokensvc_oauth_errors_total", endpoint="/token", error="invalid_client") == 2
+    )
     assert value(after, "tokensvc_invalid_client_total", client_id="unknown") == 1
     assert value(after, "tokensvc_invalid_client_total", client_id=cid) == 1
-    assert value(after, "tokensvc_http_requests_total", endpoint="/token", method="POST",
-                 status="200") == 6
+    assert (
+        value(after, "tokensvc_http_requests_total", endpoint="/token", method="POST", status="200")
+        == 6
+    )
     assert value(after, "tokensvc_http_request_duration_seconds_count", endpoint="/token") == 9
-    assert value(after, "tokensvc_store_duration_seconds_count", store="codes",
-                 operation="consume") == 3
-    assert value(after, "tokensvc_store_duration_seconds_count", store="grants",
-                 operation="rotate") == 3
+    assert (
+        value(after, "tokensvc_store_duration_seconds_count", store="codes", operation="consume")
+        == 3
+    )
+    assert (
+        value(after, "tokensvc_store_duration_seconds_count", store="grants", operation="rotate")
+        == 3
+    )
     # The internal listener counts into the same registry, under its own route.
-    assert value(after, "tokensvc_http_requests_total", endpoint="/internal/codes",
-                 method="POST", status="201") == 2
+    assert (
+        value(
+            after,
+            "tokensvc_http_requests_total",
+            endpoint="/internal/codes",
+            method="POST",
+            status="201",
+        )
+        == 2
+    )
 
 
 async def test_rate_limit_rejections_are_counted(harness: Harness) -> None:
-    client, secret = await harness.client(grant_types=["client_credentials"], scope_list=["a"],
-                                          rate_limit=0.01, rate_burst=2)
-    statuses = [(await harness.token(client, secret, grant_type="client_credentials")).status
-                for _ in range(4)]
+    client, secret = await harness.client(
+        grant_types=["client_credentials"], scope_list=["a"], rate_limit=0.01, rate_burst=2
+    )
+    statuses = [
+        (await harness.token(client, secret, grant_type="client_credentials")).status
+        for _ in range(4)
+    ]
     assert statuses == [200, 200, 429, 429]
     samples = await scrape(harness)
-    assert value(samples, "tokensvc_rate_limited_total", client_id=client.client_id,
-                 limit="rate") == 2
+    assert (
+        value(samples, "tokensvc_rate_limited_total", client_id=client.client_id, limit="rate") == 2
+    )
 
 
 async def test_unmatched_paths_do_not_grow_the_label_set(harness: Harness) -> None:
@@ -97,5 +136,13 @@ async def test_unmatched_paths_do_not_grow_the_label_set(harness: Harness) -> No
     samples = await scrape(harness)
     paths = {dict(labels).get("endpoint") for (_, labels) in samples}
     assert not any(p and p.startswith("/random") for p in paths)
-    assert value(samples, "tokensvc_http_requests_total", endpoint="unmatched", method="GET",
-                 status="404") == 5
+    assert (
+        value(
+            samples,
+            "tokensvc_http_requests_total",
+            endpoint="unmatched",
+            method="GET",
+            status="404",
+        )
+        == 5
+    )

@@ -69,9 +69,17 @@ async def test_redis_down_then_back(
 
     redis_server.stop()
     assert_unavailable(await harness.exchange(client, secret, code, verifier))
-    reply = await harness.internal("POST", "/internal/codes", json={
-        "client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
-        "scope": "openid", "sub": "u", "auth_time": 1_700_000_000})
+    reply = await harness.internal(
+        "POST",
+        "/internal/codes",
+        json={
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uris[0],
+            "scope": "openid",
+            "sub": "u",
+            "auth_time": 1_700_000_000,
+        },
+    )
     assert_unavailable(reply)
     ready = await harness.get("/readyz")
     assert ready.status == 503 and ready.body["stores"]["codes"] is False
@@ -97,13 +105,15 @@ async def test_postgres_down_then_back(
     refresh = first.body["refresh_token"]
 
     pg_server.stop()
-    assert_unavailable(await harness.token(client, secret, grant_type="refresh_token",
-                                           refresh_token=refresh))
+    assert_unavailable(
+        await harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
+    )
     code, verifier = await harness.mint_code(client)  # Redis still works
     assert_unavailable(await harness.exchange(client, secret, code, verifier))
     # An unknown client cannot be looked up.
-    reply = await harness.post_token({"grant_type": "client_credentials"},
-                                     basic=("not-cached", "x"))
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=("not-cached", "x")
+    )
     assert_unavailable(reply)
     assert (await harness.get("/readyz")).status == 503
 

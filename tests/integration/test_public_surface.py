@@ -27,7 +27,11 @@ async def test_discovery_documents(harness: Harness) -> None:
         assert meta["code_challenge_methods_supported"] == ["S256"]
         assert meta["authorization_response_iss_parameter_supported"] is True
         assert set(meta["grant_types_supported"]) == {
-            "authorization_code", "refresh_token", "client_credentials", "password"}
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+        }
         assert "ES256" in meta["id_token_signing_alg_values_supported"]
 
 
@@ -72,8 +76,9 @@ async def test_one_log_line_per_request(harness: Harness, log_sink) -> None:
     client, secret = await harness.client(grant_types=["client_credentials"], scope_list=["a"])
     mark = log_sink.mark()
     await harness.token(client, secret, grant_type="client_credentials")
-    await harness.post_token({"grant_type": "client_credentials"},
-                             basic=(client.client_id, "wrong"))
+    await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=(client.client_id, "wrong")
+    )
     events = [e for e in log_sink.events(mark) if e.get("event") == "request"]
     assert len(events) == 2
     ok, bad = events
@@ -123,14 +128,20 @@ async def test_malformed_requests_get_4xx_json(
         hdrs["Authorization"] = "Basic " + auth
     if hdrs["Content-Type"] == "":
         del hdrs["Content-Type"]
-    async with harness.http.post(harness.public_url + "/token", data=io.BytesIO(body),
-                                 headers=hdrs) as resp:
+    async with harness.http.post(
+        harness.public_url + "/token", data=io.BytesIO(body), headers=hdrs
+    ) as resp:
         assert 400 <= resp.status < 500, (resp.status, await resp.text())
         payload = await resp.json(content_type=None)
         assert resp.headers["Content-Type"].startswith("application/json")
         assert payload["error"] in {
-            "invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type",
-            "invalid_scope", "unauthorized_client"}
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "unauthorized_client",
+        }
         assert resp.headers["Cache-Control"] == "no-store"
 
 

@@ -46,18 +46,21 @@ async def test_fifty_concurrent_exchanges_of_one_code(harness: Harness) -> None:
     assert statuses.count(400) == 49
     # The replays revoked the grant, so even the winner's refresh token is dead now.
     winner = next(r for r in replies if r.status == 200)
-    reply = await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token=winner.body["refresh_token"])
+    reply = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=winner.body["refresh_token"]
+    )
     assert reply.status == 400
 
 
 async def test_thirty_concurrent_refreshes_share_one_successor(harness: Harness) -> None:
     client, secret, refresh = await first_refresh(harness)
     assert len(await refresh_rows(harness)) == 1
-    replies = await asyncio.gather(*(
-        harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
-        for _ in range(30)
-    ))
+    replies = await asyncio.gather(
+        *(
+            harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
+            for _ in range(30)
+        )
+    )
     assert [r.status for r in replies] == [200] * 30, [r.body for r in replies]
     assert len({r.body["refresh_token"] for r in replies}) == 1
     assert len({r.body["access_token"] for r in replies}) == 1
@@ -72,10 +75,12 @@ async def test_thirty_concurrent_refreshes_share_one_successor(harness: Harness)
 async def test_grace_zero_lets_exactly_one_refresh_win(make_harness) -> None:
     harness = await make_harness(refresh_grace=0)
     client, secret, refresh = await first_refresh(harness)
-    replies = await asyncio.gather(*(
-        harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
-        for _ in range(30)
-    ))
+    replies = await asyncio.gather(
+        *(
+            harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
+            for _ in range(30)
+        )
+    )
     statuses = [r.status for r in replies]
     assert statuses.count(200) == 1, statuses
     assert all(r.body["error"] == "invalid_grant" for r in replies if r.status != 200)
@@ -84,13 +89,14 @@ async def test_grace_zero_lets_exactly_one_refresh_win(make_harness) -> None:
 
 async def test_retired_token_after_grace_revokes_whole_family(harness: Harness) -> None:
     client, secret, first = await first_refresh(harness)
-    second = (await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=first)).body["refresh_token"]
-    third = (await harness.token(client, secret, grant_type="refresh_token",
-                                 refresh_token=second)).body["refresh_token"]
+    second = (
+        await harness.token(client, secret, grant_type="refresh_token", refresh_token=first)
+    ).body["refresh_token"]
+    third = (
+        await harness.token(client, secret, grant_type="refresh_token", refresh_token=second)
+    ).body["refresh_token"]
     # Within the grace the repeat is served the same successor, not treated as reuse.
-    repeat = await harness.token(client, secret, grant_type="refresh_token",
-                                 refresh_token=second)
+    repeat = await harness.token(client, secret, grant_type="refresh_token", refresh_token=second)
     assert repeat.status == 200 and repeat.body["refresh_token"] == third
     harness.clock.advance(harness.settings.refresh_grace + 1)
     reuse = await harness.token(client, secret, grant_type="refresh_token", refresh_token=first)
@@ -122,6 +128,7 @@ async def test_repeat_within_grace_by_another_client_fails(harness: Harness) -> 
     other, other_secret = await harness.client()
     ok = await harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
     assert ok.status == 200
-    stolen = await harness.token(other, other_secret, grant_type="refresh_token",
-                                 refresh_token=refresh)
+    stolen = await harness.token(
+        other, other_secret, grant_type="refresh_token", refresh_token=refresh
+    )
     assert stolen.status == 400 and stolen.body["error"] == "invalid_grant"

@@ -44,8 +44,9 @@ async def on_redis(
         http = await stack.enter_async_context(aiohttp.ClientSession())
 
         async def factory(url: str, **settings: Any) -> Harness:
-            config = Settings(issuer="http://127.0.0.1:8080", redis_url=url,
-                              database_url=module_database)
+            config = Settings(
+                issuer="http://127.0.0.1:8080", redis_url=url, database_url=module_database
+            )
             stores = await stack.enter_async_context(open_stores(config))
             svc = make_service(stores, es256_keys, Clock(time.time()), **settings)
             runners, public_url, internal_url = await start(svc)
@@ -64,14 +65,18 @@ async def race_codes(harness: Harness) -> None:
     """CODES codes, each exchanged by RACERS concurrent requests: exactly one 200 each."""
     client, secret = await harness.client()
     minted = [await harness.mint_code(client) for _ in range(CODES)]
-    replies = await asyncio.gather(*(
-        harness.exchange(client, secret, code, verifier)
-        for code, verifier in minted for _ in range(RACERS)
-    ))
+    replies = await asyncio.gather(
+        *(
+            harness.exchange(client, secret, code, verifier)
+            for code, verifier in minted
+            for _ in range(RACERS)
+        )
+    )
     for i in range(CODES):
-        mine = replies[i * RACERS:(i + 1) * RACERS]
+        mine = replies[i * RACERS : (i + 1) * RACERS]
         assert sorted(r.status for r in mine) == [200] + [400] * (RACERS - 1), [
-            r.body for r in mine]
+            r.body for r in mine
+        ]
         assert all(r.body["error"] == "invalid_grant" for r in mine if r.status == 400)
 
 
@@ -96,18 +101,20 @@ async def test_rate_limits_and_revocation_work_on_a_cluster(
 ) -> None:
     harness = await on_redis(redis_cluster.url)
     limited, limited_secret = await harness.client(rate_limit=1.0, rate_burst=3)
-    replies = [await harness.token(limited, limited_secret, grant_type="client_credentials")
-               for _ in range(5)]
+    replies = [
+        await harness.token(limited, limited_secret, grant_type="client_credentials")
+        for _ in range(5)
+    ]
     assert [r.status for r in replies] == [200, 200, 200, 429, 429]
     assert replies[-1].body["error"] == "slow_down"
 
     client, secret = await harness.client()
     access = (await harness.token(client, secret, grant_type="client_credentials")).body
-    revoked = await harness.post_token_like("/revoke", client, secret,
-                                            token=access["access_token"])
+    revoked = await harness.post_token_like("/revoke", client, secret, token=access["access_token"])
     assert revoked.status == 200
-    seen = await harness.post_token_like("/introspect", client, secret,
-                                         token=access["access_token"])
+    seen = await harness.post_token_like(
+        "/introspect", client, secret, token=access["access_token"]
+    )
     assert seen.body == {"active": False}
 
 
@@ -151,10 +158,19 @@ async def test_the_service_follows_a_sentinel_failover(on_redis: ServiceFactory)
         promoted = time.monotonic()
         statuses: list[int] = []
         while True:
-            reply = await harness.internal("POST", "/internal/codes", json={
-                "client_id": client.client_id, "redirect_uri": client.redirect_uris[0],
-                "scope": "openid", "sub": "user-123", "auth_time": int(time.time()) - 5,
-                "code_challenge": "x" * 43, "code_challenge_method": "S256"})
+            reply = await harness.internal(
+                "POST",
+                "/internal/codes",
+                json={
+                    "client_id": client.client_id,
+                    "redirect_uri": client.redirect_uris[0],
+                    "scope": "openid",
+                    "sub": "user-123",
+                    "auth_time": int(time.time()) - 5,
+                    "code_challenge": "x" * 43,
+                    "code_challenge_method": "S256",
+                },
+            )
             statuses.append(reply.status)
             if reply.status == 201 or time.monotonic() - promoted > RECOVERY:
                 break

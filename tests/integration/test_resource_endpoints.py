@@ -20,13 +20,19 @@ async def user_tokens(harness: Harness, **client_kwargs):
     return client, secret, reply.body
 
 
-async def userinfo(harness: Harness, token: str | None, method: str = "GET",
-                   form: dict | None = None, header: str | None = None) -> Reply:
+async def userinfo(
+    harness: Harness,
+    token: str | None,
+    method: str = "GET",
+    form: dict | None = None,
+    header: str | None = None,
+) -> Reply:
     headers = {}
     if token is not None:
         headers["Authorization"] = header or f"Bearer {token}"
-    async with harness.http.request(method, harness.public_url + "/userinfo", data=form,
-                                    headers=headers) as resp:
+    async with harness.http.request(
+        method, harness.public_url + "/userinfo", data=form, headers=headers
+    ) as resp:
         return Reply(resp.status, resp.headers, await resp.json(content_type=None))
 
 
@@ -43,20 +49,25 @@ async def revoke(harness: Harness, client, secret, token: str) -> Reply:
 
 async def test_userinfo_get_and_post(harness: Harness) -> None:
     _, _, tokens = await user_tokens(harness)
-    for reply in (await userinfo(harness, tokens["access_token"]),
-                  await userinfo(harness, tokens["access_token"], "POST"),
-                  await userinfo(harness, None, "POST",
-                                 form={"access_token": tokens["access_token"]})):
+    for reply in (
+        await userinfo(harness, tokens["access_token"]),
+        await userinfo(harness, tokens["access_token"], "POST"),
+        await userinfo(harness, None, "POST", form={"access_token": tokens["access_token"]}),
+    ):
         assert reply.status == 200, reply.body
-        assert reply.body == {"sub": "user-123", "email": "ada@example.com",
-                              "name": "Ada Lovelace"}
+        assert reply.body == {"sub": "user-123", "email": "ada@example.com", "name": "Ada Lovelace"}
         assert reply.headers["Cache-Control"] == "no-store"
 
 
 async def test_userinfo_follows_the_token_scope(harness: Harness) -> None:
     client, secret, tokens = await user_tokens(harness)
-    narrowed = await harness.token(client, secret, grant_type="refresh_token",
-                                   refresh_token=tokens["refresh_token"], scope="openid email")
+    narrowed = await harness.token(
+        client,
+        secret,
+        grant_type="refresh_token",
+        refresh_token=tokens["refresh_token"],
+        scope="openid email",
+    )
     reply = await userinfo(harness, narrowed.body["access_token"])
     assert reply.body == {"sub": "user-123", "email": "ada@example.com"}
 
@@ -70,8 +81,9 @@ async def test_userinfo_errors(harness: Harness) -> None:
         reply = await userinfo(harness, bad)
         assert reply.status == 401
         assert 'error="invalid_token"' in reply.headers["WWW-Authenticate"]
-    both = await userinfo(harness, tokens["access_token"], "POST",
-                          form={"access_token": tokens["access_token"]})
+    both = await userinfo(
+        harness, tokens["access_token"], "POST", form={"access_token": tokens["access_token"]}
+    )
     assert both.status == 400 and 'error="invalid_request"' in both.headers["WWW-Authenticate"]
     machine = await harness.token(client, secret, grant_type="client_credentials")
     reply = await userinfo(harness, machine.body["access_token"])
@@ -94,16 +106,18 @@ async def test_token_signed_by_a_foreign_key_is_refused(make_harness) -> None:
 
 async def test_introspect_access_and_refresh_tokens(harness: Harness) -> None:
     client, secret, tokens = await user_tokens(harness)
-    resource, resource_secret = await harness.client(grant_types=["client_credentials"],
-                                                     scope_list=["a"])
+    resource, resource_secret = await harness.client(
+        grant_types=["client_credentials"], scope_list=["a"]
+    )
     reply = await introspect(harness, resource, resource_secret, tokens["access_token"])
     assert reply.status == 200 and reply.headers["Cache-Control"] == "no-store"
     body = reply.body
     assert body["active"] is True and body["sub"] == "user-123"
     assert body["client_id"] == client.client_id and body["scope"] == "openid profile email"
     assert body["token_type"] == "Bearer" and body["iss"] == harness.settings.issuer
-    refresh = await introspect(harness, client, secret, tokens["refresh_token"],
-                               token_type_hint="refresh_token")
+    refresh = await introspect(
+        harness, client, secret, tokens["refresh_token"], token_type_hint="refresh_token"
+    )
     assert refresh.body["active"] is True and refresh.body["client_id"] == client.client_id
     assert refresh.body["exp"] > harness.clock()
     # A refresh token is described only to its own client.
@@ -117,10 +131,12 @@ async def test_introspect_inactive_cases(harness: Harness) -> None:
         reply = await introspect(harness, client, secret, token)
         assert reply.status == 200 and reply.body == {"active": False}
     # A retired refresh token is inactive; its successor is active.
-    rotated = await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=tokens["refresh_token"])
+    rotated = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert (await introspect(harness, client, secret, tokens["refresh_token"])).body == {
-        "active": False}
+        "active": False
+    }
     successor = rotated.body["refresh_token"]
     assert (await introspect(harness, client, secret, successor)).body["active"] is True
     harness.clock.advance(harness.settings.access_token_ttl + 1)
@@ -130,11 +146,13 @@ async def test_introspect_inactive_cases(harness: Harness) -> None:
 
 async def test_access_token_of_a_revoked_family_is_inactive(harness: Harness) -> None:
     client, secret, tokens = await user_tokens(harness)
-    rotated = await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=tokens["refresh_token"])
+    rotated = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     harness.clock.advance(harness.settings.refresh_grace + 1)
-    reuse = await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token=tokens["refresh_token"])
+    reuse = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert reuse.status == 400  # reuse: the family is revoked
     for access in (tokens["access_token"], rotated.body["access_token"]):
         assert (await introspect(harness, client, secret, access)).body == {"active": False}
@@ -143,8 +161,7 @@ async def test_access_token_of_a_revoked_family_is_inactive(harness: Harness) ->
 
 async def test_introspect_requires_a_confidential_client(harness: Harness) -> None:
     client, secret, tokens = await user_tokens(harness)
-    unauth = await harness.post_token_like("/introspect", None, None,
-                                           token=tokens["access_token"])
+    unauth = await harness.post_token_like("/introspect", None, None, token=tokens["access_token"])
     assert unauth.status == 401 and unauth.body["error"] == "invalid_client"
     public, _ = await harness.client(grant_types=["authorization_code"], public=True)
     reply = await introspect(harness, public, None, tokens["access_token"])
@@ -161,27 +178,30 @@ async def test_revoked_access_token_is_inactive_and_refused(harness: Harness) ->
     reply = await revoke(harness, client, secret, tokens["access_token"])
     assert reply.status == 200
     assert (await introspect(harness, client, secret, tokens["access_token"])).body == {
-        "active": False}
+        "active": False
+    }
     assert (await userinfo(harness, tokens["access_token"])).status == 401
     # The refresh token of the grant still works: revoking an access token is narrow.
-    again = await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token=tokens["refresh_token"])
+    again = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert again.status == 200
     # A machine token can be revoked too.
     machine = await harness.token(client, secret, grant_type="client_credentials")
     await revoke(harness, client, secret, machine.body["access_token"])
     assert (await introspect(harness, client, secret, machine.body["access_token"])).body == {
-        "active": False}
+        "active": False
+    }
 
 
 async def test_revoking_a_refresh_token_revokes_the_family(harness: Harness) -> None:
     client, secret, tokens = await user_tokens(harness)
-    rotated = await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=tokens["refresh_token"])
+    rotated = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     newest = rotated.body["refresh_token"]
     assert (await revoke(harness, client, secret, tokens["refresh_token"])).status == 200
-    refused = await harness.token(client, secret, grant_type="refresh_token",
-                                  refresh_token=newest)
+    refused = await harness.token(client, secret, grant_type="refresh_token", refresh_token=newest)
     assert refused.status == 400 and refused.body["error"] == "invalid_grant"
     assert (await userinfo(harness, rotated.body["access_token"])).status == 401
 
@@ -194,8 +214,9 @@ async def test_revoke_unknown_or_foreign_tokens_is_200_and_changes_nothing(
     for token in ("unknown-token", "a.b.c", tokens["refresh_token"], tokens["access_token"]):
         assert (await revoke(harness, other, other_secret, token)).status == 200
     assert (await userinfo(harness, tokens["access_token"])).status == 200
-    ok = await harness.token(client, secret, grant_type="refresh_token",
-                             refresh_token=tokens["refresh_token"])
+    ok = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert ok.status == 200
     bad = await harness.post_token_like("/revoke", client, "wrong", token="x")
     assert bad.status == 401
@@ -205,12 +226,19 @@ async def test_revoke_unknown_or_foreign_tokens_is_200_and_changes_nothing(
 
 
 async def test_password_grant(harness: Harness) -> None:
-    await harness.stores.users.add(new_user(username="ada", password=PASSWORD,
-                                            email="ada@example.com", name="Ada"))
+    await harness.stores.users.add(
+        new_user(username="ada", password=PASSWORD, email="ada@example.com", name="Ada")
+    )
     harness.remember(PASSWORD)
     client, secret = await harness.client(grant_types=["password", "refresh_token"])
-    reply = await harness.token(client, secret, grant_type="password", username="ada",
-                                password=PASSWORD, scope="openid email")
+    reply = await harness.token(
+        client,
+        secret,
+        grant_type="password",
+        username="ada",
+        password=PASSWORD,
+        scope="openid email",
+    )
     assert reply.status == 200, reply.body
     assert {"access_token", "refresh_token", "id_token"} <= reply.body.keys()
     claims = await harness.verify(reply.body["id_token"], typ="JWT", aud=client.client_id)
@@ -222,8 +250,9 @@ async def test_password_grant(harness: Harness) -> None:
 
 async def test_password_grant_is_off_unless_registered(harness: Harness) -> None:
     client, secret = await harness.client()
-    reply = await harness.token(client, secret, grant_type="password", username="ada",
-                                password=PASSWORD)
+    reply = await harness.token(
+        client, secret, grant_type="password", username="ada", password=PASSWORD
+    )
     assert reply.status == 400 and reply.body["error"] == "unauthorized_client"
 
 
@@ -231,17 +260,21 @@ async def test_password_failures_are_generic_and_limited(harness: Harness) -> No
     await harness.stores.users.add(new_user(username="ada", password=PASSWORD))
     harness.remember(PASSWORD)
     client, secret = await harness.client(grant_types=["password"])
-    wrong = await harness.token(client, secret, grant_type="password", username="ada",
-                                password="nope nope")
-    unknown = await harness.token(client, secret, grant_type="password", username="bob",
-                                  password="nope nope")
+    wrong = await harness.token(
+        client, secret, grant_type="password", username="ada", password="nope nope"
+    )
+    unknown = await harness.token(
+        client, secret, grant_type="password", username="bob", password="nope nope"
+    )
     assert wrong.status == unknown.status == 400
     assert wrong.body == unknown.body
     for _ in range(4):
-        await harness.token(client, secret, grant_type="password", username="ada",
-                            password="nope nope")
-    locked = await harness.token(client, secret, grant_type="password", username="ada",
-                                 password=PASSWORD)
+        await harness.token(
+            client, secret, grant_type="password", username="ada", password="nope nope"
+        )
+    locked = await harness.token(
+        client, secret, grant_type="password", username="ada", password=PASSWORD
+    )
     assert locked.status == 400 and "Try again in" in locked.body["error_description"]
     missing = await harness.token(client, secret, grant_type="password", username="ada")
     assert missing.status == 400 and missing.body["error"] == "invalid_request"

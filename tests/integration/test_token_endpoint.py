@@ -34,8 +34,7 @@ async def test_client_credentials(harness: Harness, method: str) -> None:
     client, secret = await harness.client(
         grant_types=["client_credentials"], scope_list=["api:read api:write"], auth_method=method
     )
-    reply = await harness.token(client, secret, grant_type="client_credentials",
-                                scope="api:read")
+    reply = await harness.token(client, secret, grant_type="client_credentials", scope="api:read")
     assert reply.status == 200, reply.body
     assert_no_store(reply)
     body = reply.body
@@ -43,8 +42,9 @@ async def test_client_credentials(harness: Harness, method: str) -> None:
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == harness.settings.access_token_ttl
     assert body["scope"] == "api:read"
-    claims = await harness.verify(body["access_token"], typ="at+jwt",
-                                  sub=client.client_id, client_id=client.client_id)
+    claims = await harness.verify(
+        body["access_token"], typ="at+jwt", sub=client.client_id, client_id=client.client_id
+    )
     assert claims["scope"] == "api:read"
     assert claims["aud"] == harness.settings.issuer
     assert claims["exp"] - claims["iat"] == harness.settings.access_token_ttl
@@ -58,10 +58,16 @@ async def test_client_credentials_default_and_invalid_scope(harness: Harness) ->
     reply = await harness.token(client, secret, grant_type="client_credentials")
     assert reply.status == 200
     assert reply.body["scope"] == "api:read api:write"
-    assert_error(await harness.token(client, secret, grant_type="client_credentials",
-                                     scope="api:admin"), 400, "invalid_scope")
-    assert_error(await harness.token(client, secret, grant_type="client_credentials",
-                                     scope="openid"), 400, "invalid_scope")
+    assert_error(
+        await harness.token(client, secret, grant_type="client_credentials", scope="api:admin"),
+        400,
+        "invalid_scope",
+    )
+    assert_error(
+        await harness.token(client, secret, grant_type="client_credentials", scope="openid"),
+        400,
+        "invalid_scope",
+    )
 
 
 # --- authorization_code ------------------------------------------------------------------------
@@ -70,7 +76,8 @@ async def test_client_credentials_default_and_invalid_scope(harness: Harness) ->
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
 async def test_authorization_code(harness: Harness, method: str) -> None:
     client, secret = await harness.client(
-        grant_types=["authorization_code", "refresh_token"], auth_method=method,
+        grant_types=["authorization_code", "refresh_token"],
+        auth_method=method,
         public=method == "none",
     )
     code, verifier = await harness.mint_code(client, acr="urn:mace:incommon:iap:silver")
@@ -78,15 +85,26 @@ async def test_authorization_code(harness: Harness, method: str) -> None:
     assert reply.status == 200, reply.body
     assert_no_store(reply)
     body = reply.body
-    assert set(body) == {"access_token", "token_type", "expires_in", "scope", "refresh_token",
-                         "id_token"}
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "scope",
+        "refresh_token",
+        "id_token",
+    }
     assert body["scope"] == "openid profile email"
-    access = await harness.verify(body["access_token"], typ="at+jwt", sub="user-123",
-                                  client_id=client.client_id)
+    access = await harness.verify(
+        body["access_token"], typ="at+jwt", sub="user-123", client_id=client.client_id
+    )
     assert access["scope"] == "openid profile email"
     id_claims = await harness.verify(
-        body["id_token"], typ="JWT", sub="user-123", aud=client.client_id,
-        azp=client.client_id, nonce="n-0S6_WzA2Mj",
+        body["id_token"],
+        typ="JWT",
+        sub="user-123",
+        aud=client.client_id,
+        azp=client.client_id,
+        nonce="n-0S6_WzA2Mj",
     )
     digest = hashlib.sha256(body["access_token"].encode()).digest()
     assert id_claims["at_hash"] == b64url(digest[:16])
@@ -111,8 +129,9 @@ async def test_code_without_openid_has_no_id_token_and_no_refresh_without_grant(
 
 async def test_confidential_client_without_pkce(harness: Harness) -> None:
     client, secret = await harness.client()
-    code, verifier = await harness.mint_code(client, code_challenge=None,
-                                             code_challenge_method=None)
+    code, verifier = await harness.mint_code(
+        client, code_challenge=None, code_challenge_method=None
+    )
     assert verifier is None
     reply = await harness.exchange(client, secret, code, None)
     assert reply.status == 200, reply.body
@@ -136,12 +155,18 @@ async def test_redirect_uri_mismatch_and_missing(harness: Harness) -> None:
     )
     code, verifier = await harness.mint_code(client)
     assert verifier is not None
-    reply = await harness.token(client, secret, grant_type="authorization_code", code=code,
-                                redirect_uri="https://app.example.com/other",
-                                code_verifier=verifier)
+    reply = await harness.token(
+        client,
+        secret,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri="https://app.example.com/other",
+        code_verifier=verifier,
+    )
     assert_error(reply, 400, "invalid_grant")
-    reply = await harness.token(client, secret, grant_type="authorization_code", code=code,
-                                code_verifier=verifier)
+    reply = await harness.token(
+        client, secret, grant_type="authorization_code", code=code, code_verifier=verifier
+    )
     assert_error(reply, 400, "invalid_request")
 
 
@@ -156,8 +181,7 @@ async def test_code_of_another_client(harness: Harness) -> None:
     owner, _ = await harness.client()
     thief, thief_secret = await harness.client(redirect_uris=list(owner.redirect_uris))
     code, verifier = await harness.mint_code(owner)
-    assert_error(await harness.exchange(thief, thief_secret, code, verifier), 400,
-                 "invalid_grant")
+    assert_error(await harness.exchange(thief, thief_secret, code, verifier), 400, "invalid_grant")
 
 
 async def test_code_replay_revokes_refresh_token(harness: Harness) -> None:
@@ -178,24 +202,30 @@ async def test_code_replay_revokes_refresh_token(harness: Harness) -> None:
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
 async def test_refresh_rotates(harness: Harness, method: str) -> None:
     client, secret = await harness.client(
-        grant_types=["authorization_code", "refresh_token"], auth_method=method,
+        grant_types=["authorization_code", "refresh_token"],
+        auth_method=method,
         public=method == "none",
     )
     code, verifier = await harness.mint_code(client)
     first = (await harness.exchange(client, secret, code, verifier)).body
-    reply = await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token=first["refresh_token"], scope="openid email")
+    reply = await harness.token(
+        client,
+        secret,
+        grant_type="refresh_token",
+        refresh_token=first["refresh_token"],
+        scope="openid email",
+    )
     assert reply.status == 200, reply.body
     assert_no_store(reply)
     body = reply.body
     assert body["refresh_token"] != first["refresh_token"]
     assert body["scope"] == "openid email"
-    claims = await harness.verify(body["id_token"], typ="JWT", sub="user-123",
-                                  aud=client.client_id)
+    claims = await harness.verify(body["id_token"], typ="JWT", sub="user-123", aud=client.client_id)
     assert "nonce" not in claims  # OIDC Core §12.2
     assert claims["auth_time"] == int(harness.clock()) - 5
-    again = await harness.token(client, secret, grant_type="refresh_token",
-                                refresh_token=body["refresh_token"])
+    again = await harness.token(
+        client, secret, grant_type="refresh_token", refresh_token=body["refresh_token"]
+    )
     assert again.status == 200
     assert again.body["scope"] == "openid profile email"  # the family keeps its full scope
 
@@ -205,15 +235,28 @@ async def test_refresh_errors(harness: Harness) -> None:
     other, other_secret = await harness.client()
     code, verifier = await harness.mint_code(client)
     refresh = (await harness.exchange(client, secret, code, verifier)).body["refresh_token"]
-    assert_error(await harness.token(other, other_secret, grant_type="refresh_token",
-                                     refresh_token=refresh), 400, "invalid_grant")
-    assert_error(await harness.token(client, secret, grant_type="refresh_token",
-                                     refresh_token=refresh, scope="api:read"), 400,
-                 "invalid_scope")
-    assert_error(await harness.token(client, secret, grant_type="refresh_token",
-                                     refresh_token="not-a-token"), 400, "invalid_grant")
-    assert_error(await harness.token(client, secret, grant_type="refresh_token"), 400,
-                 "invalid_request")
+    assert_error(
+        await harness.token(other, other_secret, grant_type="refresh_token", refresh_token=refresh),
+        400,
+        "invalid_grant",
+    )
+    assert_error(
+        await harness.token(
+            client, secret, grant_type="refresh_token", refresh_token=refresh, scope="api:read"
+        ),
+        400,
+        "invalid_scope",
+    )
+    assert_error(
+        await harness.token(
+            client, secret, grant_type="refresh_token", refresh_token="not-a-token"
+        ),
+        400,
+        "invalid_grant",
+    )
+    assert_error(
+        await harness.token(client, secret, grant_type="refresh_token"), 400, "invalid_request"
+    )
     # None of the failures above spent the token.
     ok = await harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh)
     assert ok.status == 200, ok.body
@@ -224,8 +267,11 @@ async def test_refresh_token_expires(harness: Harness) -> None:
     code, verifier = await harness.mint_code(client)
     refresh = (await harness.exchange(client, secret, code, verifier)).body["refresh_token"]
     harness.clock.advance(harness.settings.refresh_token_ttl + 1)
-    assert_error(await harness.token(client, secret, grant_type="refresh_token",
-                                     refresh_token=refresh), 400, "invalid_grant")
+    assert_error(
+        await harness.token(client, secret, grant_type="refresh_token", refresh_token=refresh),
+        400,
+        "invalid_grant",
+    )
 
 
 # --- client authentication and §5.2 errors --------------------------------------------------------
@@ -233,12 +279,14 @@ async def test_refresh_token_expires(harness: Harness) -> None:
 
 async def test_invalid_client_basic_has_401_and_challenge(harness: Harness) -> None:
     client, _ = await harness.client()
-    reply = await harness.post_token({"grant_type": "client_credentials"},
-                                     basic=(client.client_id, "wrong-secret"))
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=(client.client_id, "wrong-secret")
+    )
     assert_error(reply, 401, "invalid_client")
     assert reply.headers["WWW-Authenticate"].startswith("Basic")
-    reply = await harness.post_token({"grant_type": "client_credentials"},
-                                     basic=("no-such-client", "x"))
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=("no-such-client", "x")
+    )
     assert_error(reply, 401, "invalid_client")
     assert reply.headers["WWW-Authenticate"].startswith("Basic")
 
@@ -248,24 +296,35 @@ async def test_invalid_client_post_and_wrong_method(harness: Harness) -> None:
     post_client, post_secret = await harness.client(auth_method="client_secret_post")
     assert post_secret is not None and basic_secret is not None
     # A client must use the one method it registered.
-    reply = await harness.post_token({"grant_type": "client_credentials",
-                                      "client_id": basic_client.client_id,
-                                      "client_secret": basic_secret})
+    reply = await harness.post_token(
+        {
+            "grant_type": "client_credentials",
+            "client_id": basic_client.client_id,
+            "client_secret": basic_secret,
+        }
+    )
     assert_error(reply, 401, "invalid_client")
-    reply = await harness.post_token({"grant_type": "client_credentials"},
-                                     basic=(post_client.client_id, post_secret))
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials"}, basic=(post_client.client_id, post_secret)
+    )
     assert_error(reply, 401, "invalid_client")
-    reply = await harness.post_token({"grant_type": "client_credentials",
-                                      "client_id": post_client.client_id,
-                                      "client_secret": post_secret + "x"})
+    reply = await harness.post_token(
+        {
+            "grant_type": "client_credentials",
+            "client_id": post_client.client_id,
+            "client_secret": post_secret + "x",
+        }
+    )
     assert_error(reply, 401, "invalid_client")
     # A confidential client presenting no secret at all is not a public client.
-    reply = await harness.post_token({"grant_type": "client_credentials",
-                                      "client_id": post_client.client_id})
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials", "client_id": post_client.client_id}
+    )
     assert_error(reply, 401, "invalid_client")
     # No client identification at all.
-    assert_error(await harness.post_token({"grant_type": "client_credentials"}), 401,
-                 "invalid_client")
+    assert_error(
+        await harness.post_token({"grant_type": "client_credentials"}), 401, "invalid_client"
+    )
 
 
 async def test_two_authentication_methods_is_invalid_request(harness: Harness) -> None:
@@ -280,20 +339,25 @@ async def test_two_authentication_methods_is_invalid_request(harness: Harness) -
 
 async def test_public_client_cannot_skip_pkce_or_use_secret_grants(harness: Harness) -> None:
     client, _ = await harness.client(grant_types=["authorization_code"], public=True)
-    reply = await harness.post_token({"grant_type": "client_credentials",
-                                      "client_id": client.client_id})
+    reply = await harness.post_token(
+        {"grant_type": "client_credentials", "client_id": client.client_id}
+    )
     assert_error(reply, 400, "unauthorized_client")
 
 
 async def test_unauthorized_client(harness: Harness) -> None:
-    client, secret = await harness.client(grant_types=["client_credentials"],
-                                          scope_list=["api:read"])
+    client, secret = await harness.client(
+        grant_types=["client_credentials"], scope_list=["api:read"]
+    )
     reply = await harness.token(client, secret, grant_type="refresh_token", refresh_token="x")
     assert_error(reply, 400, "unauthorized_client")
 
 
 async def test_unsupported_and_missing_grant_type(harness: Harness) -> None:
     client, secret = await harness.client()
-    assert_error(await harness.token(client, secret, grant_type="urn:example:magic"), 400,
-                 "unsupported_grant_type")
+    assert_error(
+        await harness.token(client, secret, grant_type="urn:example:magic"),
+        400,
+        "unsupported_grant_type",
+    )
     assert_error(await harness.token(client, secret), 400, "invalid_request")

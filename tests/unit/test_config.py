@@ -240,12 +240,15 @@ def test_malformed_setting_names_the_variable(name: str, value: str) -> None:
     assert message.startswith(name), message
 
 
-@pytest.mark.parametrize("url", [
-    "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
-    "rediss+cluster://:pw@[::1]:7000",
-    "redis+sentinel://s1:26379,s2:26379/tokensvc",
-    "rediss+sentinel://user:pw@s1:26379/tokensvc/2?sentinel_password=x",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        "rediss+cluster://:pw@[::1]:7000",
+        "redis+sentinel://s1:26379,s2:26379/tokensvc",
+        "rediss+sentinel://user:pw@s1:26379/tokensvc/2?sentinel_password=x",
+    ],
+)
 def test_redis_cluster_and_sentinel_urls_are_accepted(url: str) -> None:
     assert load(TOKENSVC_REDIS_URL=url).redis_url == url
 
@@ -255,11 +258,14 @@ def test_a_rejected_url_never_shows_its_password() -> None:
     assert "hunter2" not in message and "***" in message
 
 
-@pytest.mark.parametrize(("netloc", "expected"), [
-    ("h:7000", (None, None, [("h", 7000)])),
-    ("u:p%40ss@a:1,b:2", ("u", "p@ss", [("a", 1), ("b", 2)])),
-    (":pw@[::1]:7000,[fe80::1]", (None, "pw", [("::1", 7000), ("fe80::1", 6379)])),
-])
+@pytest.mark.parametrize(
+    ("netloc", "expected"),
+    [
+        ("h:7000", (None, None, [("h", 7000)])),
+        ("u:p%40ss@a:1,b:2", ("u", "p@ss", [("a", 1), ("b", 2)])),
+        (":pw@[::1]:7000,[fe80::1]", (None, "pw", [("::1", 7000), ("fe80::1", 6379)])),
+    ],
+)
 def test_redis_host_lists_parse(netloc: str, expected: tuple[object, ...]) -> None:
     assert redis_client._hosts(netloc) == expected
 
@@ -275,9 +281,7 @@ def test_port_bounds_are_inclusive(value: str) -> None:
     assert load(TOKENSVC_PORT=value).port == int(value)
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://h:6379/0", "rediss://h:6380/1", "unix:///run/redis.sock"]
-)
+@pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://h:6380/1", "unix:///run/redis.sock"])
 def test_accepted_redis_urls(url: str) -> None:
     assert load(TOKENSVC_REDIS_URL=url).redis_url == url
 

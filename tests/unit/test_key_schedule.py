@@ -59,8 +59,13 @@ def test_phases_cover_time_without_gaps() -> None:
         assert schedule.phase(phase.until - 0.001) == phase if phase.until != math.inf else True
         seen.append((phase.signing, phase.published))
         t = phase.until
-    assert seen == [("a", ("a",)), ("a", ("a",)), ("a", ("a", "b")), ("b", ("a", "b")),
-                    ("b", ("b",))]
+    assert seen == [
+        ("a", ("a",)),
+        ("a", ("a",)),
+        ("a", ("a", "b")),
+        ("b", ("a", "b")),
+        ("b", ("b",)),
+    ]
 
 
 def test_a_clock_behind_the_file_still_signs_with_the_first_key() -> None:
@@ -83,7 +88,8 @@ def test_retire_after_and_token_lifetime() -> None:
     old = [Window("a", 0, 0)]
     assert rotate(old, "b", now=T, lead=60, token_ttl=900).retired == {"a": T + 60 + 900 + 60}
     assert rotate(old, "b", now=T, lead=60, token_ttl=900, retire_after=30).retired == {
-        "a": T + 60 + 30}
+        "a": T + 60 + 30
+    }
 
 
 def test_rotation_prunes_retired_keys_and_keeps_earlier_retirements() -> None:
@@ -136,8 +142,9 @@ def test_rotate_refuses_negative_durations() -> None:
 
 
 def rotated_keyset(lead: int = 300):
-    jwks, rotation = rotate_jwks(generate_jwks("ES256", now=T - 1000), "EdDSA", now=T,
-                                 lead=lead, token_ttl=TTL)
+    jwks, rotation = rotate_jwks(
+        generate_jwks("ES256", now=T - 1000), "EdDSA", now=T, lead=lead, token_ttl=TTL
+    )
     return keyset_from_jwks(jwks), jwks["keys"][0]["kid"], rotation.new.kid
 
 

@@ -28,8 +28,9 @@ def setup(tmp_path: Path, interval: float = 0) -> tuple[Path, bytes, KeysReloade
     raw = orjson.dumps(generate_jwks("ES256", now=T - 10))
     path.write_bytes(raw)
     applied = Applied()
-    reloader = KeysReloader(path, parse_keys(raw), applied, loaded=raw, interval=interval,
-                            clock=lambda: T)
+    reloader = KeysReloader(
+        path, parse_keys(raw), applied, loaded=raw, interval=interval, clock=lambda: T
+    )
     return path, raw, reloader, applied
 
 
@@ -63,8 +64,9 @@ async def test_rotated_file_is_taken(tmp_path: Path, log_sink) -> None:
     [b"", b"garbage", b'{"keys": []}', b'{"keys": [{"kid": "x", "alg": "ES256"}]}', None],
     ids=["empty", "not-json", "no-keys", "bad-key", "missing"],
 )
-async def test_bad_file_keeps_the_keys_in_use(tmp_path: Path, log_sink,
-                                              content: bytes | None) -> None:
+async def test_bad_file_keeps_the_keys_in_use(
+    tmp_path: Path, log_sink, content: bytes | None
+) -> None:
     path, _, reloader, applied = setup(tmp_path)
     if content is None:
         path.unlink()

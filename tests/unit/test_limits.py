@@ -136,5 +136,4 @@ def test_rate_limit_registration() -> None:
 )
 def test_bad_rate_limits(rate: float | None, burst: int | None, mentions: str) -> None:
     with pytest.raises(RegistrationError, match=mentions):
-        new_client(name="m", grant_types=["client_credentials"], rate_limit=rate,
-                   rate_burst=burst)
+        new_client(name="m", grant_types=["client_credentials"], rate_limit=rate, rate_burst=burst)

@@ -11,9 +11,15 @@ from pathlib import Path
 import tokensvc.login
 
 FORBIDDEN = (
-    "tokensvc.signing", "tokensvc.grants", "tokensvc.storage.redis_codes",
-    "tokensvc.storage.memory_codes", "tokensvc.storage.stores", "tokensvc.service",
-    "tokensvc.http.apps", "tokensvc.http.appkeys", "tokensvc.http.token",
+    "tokensvc.signing",
+    "tokensvc.grants",
+    "tokensvc.storage.redis_codes",
+    "tokensvc.storage.memory_codes",
+    "tokensvc.storage.stores",
+    "tokensvc.service",
+    "tokensvc.http.apps",
+    "tokensvc.http.appkeys",
+    "tokensvc.http.token",
 )
 LOGIN_DIR = Path(tokensvc.login.__file__).parent
 
@@ -42,8 +48,9 @@ def test_running_the_login_service_loads_no_forbidden_module() -> None:
         "import sys, tokensvc.login.serve, tokensvc.login.app, tokensvc.login.views;"
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('tokensvc'))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
     assert "tokensvc.login.views" in out
     assert [m for m in out if _forbidden(m)] == []
 

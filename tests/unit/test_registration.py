@@ -34,7 +34,9 @@ def rejected(**kwargs: object) -> str:
 
 def test_confidential_client_gets_a_secret_stored_only_hashed() -> None:
     client, secret = new_client(
-        name="  Billing  ", grant_types=["client_credentials"], scope_list=["api:read api:write"],
+        name="  Billing  ",
+        grant_types=["client_credentials"],
+        scope_list=["api:read api:write"],
         clock=lambda: 1234.5,
     )
     assert secret is not None and len(secret) >= 43  # 256 bits, base64url
@@ -94,7 +96,9 @@ def test_client_secret_post_is_kept() -> None:
 
 def test_public_client_has_no_secret() -> None:
     client, secret = new_client(
-        name="SPA", grant_types=["authorization_code", "refresh_token"], redirect_uris=[CB],
+        name="SPA",
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=[CB],
         public=True,
     )
     assert secret is None

@@ -8,6 +8,9 @@ from tokensvc.grants.common import GrantType
 REGISTRY: dict[str, GrantType] = {
     g.grant_type: g
     for g in (
-        authorization_code.GRANT, refresh_token.GRANT, client_credentials.GRANT, password.GRANT
+        authorization_code.GRANT,
+        refresh_token.GRANT,
+        client_credentials.GRANT,
+        password.GRANT,
     )
 }

@@ -33,8 +33,9 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         await svc.stores.grants.revoke_grant(record.grant_id, now)
         svc.metrics.code_replays.labels(client.client_id).inc()
         svc.metrics.family_revocations.labels(client.client_id, "code_replay").inc()
-        raise InvalidGrant("The code was already used; tokens issued from it are revoked.",
-                           detail="code replay")
+        raise InvalidGrant(
+            "The code was already used; tokens issued from it are revoked.", detail="code replay"
+        )
     if record is None or record.expires_at <= now:
         raise InvalidGrant("The code is invalid or expired.")
     grant = record.grant
@@ -59,8 +60,10 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
     # A replay that raced this exchange has revoked the grant already: the tokens are still
     # this exchange's to return, but they are stored revoked.
     await svc.stores.grants.issue(
-        grant, lookup_hash(refresh) if refresh else None,
-        now + svc.settings.refresh_token_ttl, now,
+        grant,
+        lookup_hash(refresh) if refresh else None,
+        now + svc.settings.refresh_token_ttl,
+        now,
     )
     return token_response(
         svc, access_token=access, scope=grant.scope, refresh_token=refresh, id_token=id_token

@@ -27,8 +27,9 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
     checks = [(PER_USERNAME, username.casefold())]
     wait = await svc.stores.failures.retry_after(checks)
     if wait > 0:
-        raise InvalidGrant(f"Too many failed attempts. Try again in {wait} s.",
-                           detail="password rate limited")
+        raise InvalidGrant(
+            f"Too many failed attempts. Try again in {wait} s.", detail="password rate limited"
+        )
     user = await svc.stores.users.by_username(username)
     if not await passwords.verify(user, password):
         await svc.stores.failures.record_failure(checks)
@@ -37,16 +38,24 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
     await svc.stores.failures.clear(checks)
     now = svc.clock()
     grant = Grant(
-        grant_id=new_value(16, svc.entropy), client_id=client.client_id, sub=user.sub,
-        scope=scope, auth_time=int(now), amr=("pwd",), claims=released_claims(user, scope),
+        grant_id=new_value(16, svc.entropy),
+        client_id=client.client_id,
+        sub=user.sub,
+        scope=scope,
+        auth_time=int(now),
+        amr=("pwd",),
+        claims=released_claims(user, scope),
     )
     access, id_token = user_tokens(svc, grant, scope, int(now))
-    refresh = (new_value(REFRESH_BYTES, svc.entropy)
-               if "refresh_token" in client.grant_types else None)
-    await svc.stores.grants.issue(grant, lookup_hash(refresh) if refresh else None,
-                                  now + svc.settings.refresh_token_ttl, now)
-    return token_response(svc, access_token=access, scope=scope, refresh_token=refresh,
-                          id_token=id_token)
+    refresh = (
+        new_value(REFRESH_BYTES, svc.entropy) if "refresh_token" in client.grant_types else None
+    )
+    await svc.stores.grants.issue(
+        grant, lookup_hash(refresh) if refresh else None, now + svc.settings.refresh_token_ttl, now
+    )
+    return token_response(
+        svc, access_token=access, scope=scope, refresh_token=refresh, id_token=id_token
+    )
 
 
 GRANT = GrantType("password", frozenset({"username", "password", "scope"}), handle)

@@ -50,9 +50,7 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
             sealed_response=opaque.seal(presented, aad, body, svc.entropy),
         )
 
-    outcome = await svc.stores.grants.rotate(
-        token_hash, now, svc.settings.refresh_grace, successor
-    )
+    outcome = await svc.stores.grants.rotate(token_hash, now, svc.settings.refresh_grace, successor)
     if isinstance(outcome, Rotated):
         svc.metrics.rotations.labels(client.client_id).inc()
         return body
@@ -64,8 +62,9 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         raise InvalidGrant("The refresh token was issued to another client.")
     if outcome.reused:
         svc.metrics.family_revocations.labels(client.client_id, "reuse").inc()
-        raise InvalidGrant("Refresh token reuse detected; the grant is revoked.",
-                           detail="refresh reuse")
+        raise InvalidGrant(
+            "Refresh token reuse detected; the grant is revoked.", detail="refresh reuse"
+        )
     raise InvalidGrant("The refresh token is invalid, expired or revoked.")
 
 

@@ -42,8 +42,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 def internal_app(svc: TokenService) -> web.Application:
-    app = web.Application(middlewares=[canonical, internal.require_bearer],
-                          client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[canonical, internal.require_bearer], client_max_size=MAX_BODY
+    )
     app[SERVICE] = svc
     app[METRICS] = svc.metrics
     app.router.add_post("/internal/codes", internal.mint_code)

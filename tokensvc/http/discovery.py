@@ -28,8 +28,10 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "userinfo_endpoint": issuer + "/userinfo",
         "introspection_endpoint": issuer + "/introspect",
         "revocation_endpoint": issuer + "/revoke",
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                          "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -40,8 +42,21 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
-            "at_hash", "sid", "name", "email", "email_verified",
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "azp",
+            "at_hash",
+            "sid",
+            "name",
+            "email",
+            "email_verified",
         ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
@@ -63,6 +78,7 @@ async def jwks(request: web.Request) -> web.Response:
     """The keys published now (`signing.schedule`), serialized once per schedule phase."""
     svc = request.app[SERVICE]
     return web.Response(
-        body=svc.keys.at(svc.clock()).jwks_body, content_type="application/jwk-set+json",
+        body=svc.keys.at(svc.clock()).jwks_body,
+        content_type="application/jwk-set+json",
         headers={"Cache-Control": JWKS_CACHE_CONTROL},
     )

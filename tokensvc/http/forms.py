@@ -21,10 +21,22 @@ FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 100  # an OAuth form has a dozen; thousands would only be work for nothing
 _NUL = "Parameters must not contain NUL characters."
-_NAMED = frozenset({
-    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
-    "client_id", "client_secret", "username", "password", "token", "token_type_hint",
-})
+_NAMED = frozenset(
+    {
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "scope",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "token",
+        "token_type_hint",
+    }
+)
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
@@ -77,7 +89,8 @@ async def authenticated_form(
     """The form of a client-authenticated endpoint (`/introspect`, `/revoke`) and its client,
     authenticated as at `/token` (lockouts included); the client goes on the log line."""
     params = await read_form(request)
-    client = await authenticate(clients, request.headers.get("Authorization"), params,
-                                lockouts=lockouts)
+    client = await authenticate(
+        clients, request.headers.get("Authorization"), params, lockouts=lockouts
+    )
     request[LOG_FIELDS]["client_id"] = client.client_id
     return client, params

@@ -52,14 +52,19 @@ async def require_bearer(request: web.Request, handler: Handler) -> web.StreamRe
     expected = request.app[SERVICE].settings.internal_token or ""
     presented = request.headers.get("Authorization", "")
     # Header bytes that are not UTF-8 arrive as surrogate escapes: compared as the raw bytes.
-    ok = presented[:7].lower() == "bearer " and expected and hmac.compare_digest(
-        presented[7:].strip().encode("utf-8", "surrogateescape"), expected.encode()
+    ok = (
+        presented[:7].lower() == "bearer "
+        and expected
+        and hmac.compare_digest(
+            presented[7:].strip().encode("utf-8", "surrogateescape"), expected.encode()
+        )
     )
     if not ok:
         request[LOG_FIELDS]["error"] = "unauthorized"
         return json_response(
             {"error": "unauthorized", "error_description": "A valid internal bearer is required."},
-            401, {"WWW-Authenticate": 'Bearer realm="tokensvc-internal"'},
+            401,
+            {"WWW-Authenticate": 'Bearer realm="tokensvc-internal"'},
         )
     return await handler(request)
 
@@ -82,8 +87,11 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
     scope = scopes.narrow(_text(body, "scope"), client.scopes, "")
     sub = _text(body, "sub")
     auth_time = body.get("auth_time")
-    if (not isinstance(auth_time, int) or isinstance(auth_time, bool)
-            or not 0 < auth_time <= MAX_EPOCH):
+    if (
+        not isinstance(auth_time, int)
+        or isinstance(auth_time, bool)
+        or not 0 < auth_time <= MAX_EPOCH
+    ):
         raise InvalidRequest("auth_time must be a positive integer (seconds since the epoch).")
     challenge = _text(body, "code_challenge", required=False)
     method = _text(body, "code_challenge_method", required=False)
@@ -157,15 +165,17 @@ async def mint_code(request: web.Request) -> web.Response:
     record = _code_record(svc, client, body)
     code = new_value(CODE_BYTES, svc.entropy)
     await svc.stores.codes.put(lookup_hash(code), record, svc.settings.code_ttl)
-    return json_response({"code": code, "expires_in": svc.settings.code_ttl}, 201,
-                         {"Cache-Control": "no-store"})
+    return json_response(
+        {"code": code, "expires_in": svc.settings.code_ttl}, 201, {"Cache-Control": "no-store"}
+    )
 
 
 async def get_client(request: web.Request) -> web.Response:
     client_id = request.match_info["client_id"]
     # No client_id holds NUL (RFC 6749 A.1); Postgres could not even be asked about one.
-    client = None if "\x00" in client_id else await request.app[SERVICE].stores.clients.get(
-        client_id)
+    client = (
+        None if "\x00" in client_id else await request.app[SERVICE].stores.clients.get(client_id)
+    )
     if client is None:
         return json_response({"error": "not_found", "error_description": "Unknown client."}, 404)
     request[LOG_FIELDS]["client_id"] = client_id

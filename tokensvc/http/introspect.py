@@ -31,19 +31,33 @@ async def _access(svc: TokenService, token: str) -> dict[str, Any]:
     except InvalidToken:
         return INACTIVE
     claims = checked.claims
-    return {"active": True, "token_type": "Bearer",
-            **{c: claims[c] for c in _ACCESS_CLAIMS if c in claims}}
+    return {
+        "active": True,
+        "token_type": "Bearer",
+        **{c: claims[c] for c in _ACCESS_CLAIMS if c in claims},
+    }
 
 
 async def _refresh(svc: TokenService, client: Client, token: str) -> dict[str, Any]:
     state = await svc.stores.grants.inspect(lookup_hash(token))
-    if (state is None or state.revoked or state.retired_at is not None
-            or state.expires_at <= svc.clock() or state.grant.client_id != client.client_id):
+    if (
+        state is None
+        or state.revoked
+        or state.retired_at is not None
+        or state.expires_at <= svc.clock()
+        or state.grant.client_id != client.client_id
+    ):
         return INACTIVE
     grant = state.grant
-    return {"active": True, "token_type": "refresh_token", "scope": grant.scope,
-            "client_id": grant.client_id, "sub": grant.sub, "exp": int(state.expires_at),
-            "iss": svc.settings.issuer}
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": grant.scope,
+        "client_id": grant.client_id,
+        "sub": grant.sub,
+        "exp": int(state.expires_at),
+        "iss": svc.settings.issuer,
+    }
 
 
 async def introspect(request: web.Request) -> web.Response:
@@ -54,6 +68,7 @@ async def introspect(request: web.Request) -> web.Response:
     token = params.get("token")
     if token is None:
         raise InvalidRequest("token is required.")
-    body = (await _access(svc, token) if token.count(".") == 2
-            else await _refresh(svc, client, token))
+    body = (
+        await _access(svc, token) if token.count(".") == 2 else await _refresh(svc, client, token)
+    )
     return json_response(body, headers=NO_STORE)

@@ -99,8 +99,14 @@ def _endpoint(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _observe(metrics: Metrics, endpoint: str, method: str, status: int, elapsed: float,
-             fields: dict[str, Any]) -> None:
+def _observe(
+    metrics: Metrics,
+    endpoint: str,
+    method: str,
+    status: int,
+    elapsed: float,
+    fields: dict[str, Any],
+) -> None:
     counter, histogram = metrics.per_request(endpoint, method, status)
     counter.inc()
     histogram.observe(elapsed)

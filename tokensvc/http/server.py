@@ -51,8 +51,7 @@ class ProtocolLog(logging.Logger):
     def __init__(self) -> None:
         super().__init__("tokensvc.http.protocol")
 
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any
-                  ) -> None:
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         log.warning("bad http request", error=type(exc).__name__ if exc else "unknown")
 
@@ -71,10 +70,16 @@ def app_runner(app: web.Application, *, shutdown_timeout: float = 10.0) -> web.A
     *Limits*): a request line up to 8190 bytes, at most 128 headers of up to 8190 bytes each;
     beyond them aiohttp answers 400 and closes the connection. The body limit is each
     application's `client_max_size` (413)."""
-    return web.AppRunner(app, access_log=None, handle_signals=False,
-                         shutdown_timeout=shutdown_timeout, logger=ProtocolLog(),
-                         max_line_size=MAX_LINE, max_field_size=MAX_FIELD,
-                         max_headers=MAX_HEADERS)
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        logger=ProtocolLog(),
+        max_line_size=MAX_LINE,
+        max_field_size=MAX_FIELD,
+        max_headers=MAX_HEADERS,
+    )
 
 
 MAX_LINE = 8190  # bytes of the request line

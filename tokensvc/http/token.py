@@ -46,7 +46,9 @@ async def token(request: web.Request) -> web.Response:
     fields["grant_type"] = grant_type
     try:
         client = await authenticate(
-            svc.stores.clients, request.headers.get("Authorization"), params,
+            svc.stores.clients,
+            request.headers.get("Authorization"),
+            params,
             lockouts=svc.stores.lockouts,
         )
         fields["client_id"] = client.client_id

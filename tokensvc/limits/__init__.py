@@ -28,6 +28,8 @@ async def admit(rates: RateLimiter, client: Client) -> None:
     wait = await rates.take(client.client_id, client.rate_limit, client.rate_burst)
     if wait > 0:
         raise SlowDown(
-            wait, "The client is over its request rate; try again after Retry-After seconds.",
-            limit="rate", client_id=client.client_id,
+            wait,
+            "The client is over its request rate; try again after Retry-After seconds.",
+            limit="rate",
+            client_id=client.client_id,
         )

@@ -153,7 +153,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # by the instant its lock ends). ARGV: client_id, max_failures, window (ms), lockout (ms).
 # Returns the milliseconds the client_id is locked from now, 0 when it is not. All locks last
 # as long, so the set expires exactly when its newest lock ends; older ones are pruned here.
-_FAIL = _NOW_MS + """
+_FAIL = (
+    _NOW_MS
+    + """
 local ends = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0')
 if ends > now then return ends - now end
 local failures = redis.call('INCR', KEYS[1])
@@ -166,15 +168,19 @@ redis.call('ZADD', KEYS[2], string.format('%.0f', now + lockout), ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return lockout
 """
+)
 
 # KEYS[1]: the sorted set of locks. Returns [client_id, milliseconds left, ...] of the locks
 # still in force. Reads only.
-_LOCKED = _NOW_MS + """
+_LOCKED = (
+    _NOW_MS
+    + """
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', now), '+inf',
                          'WITHSCORES')
 for i = 2, #found, 2 do found[i] = tonumber(found[i]) - now end
 return found
 """
+)
 
 
 class RedisLockouts(_Locks):
@@ -204,9 +210,11 @@ class RedisLockouts(_Locks):
     async def record_failure(self, client_id: str) -> int:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                left_ms = int(await self._fail(
-                    keys=[FAILURES_PREFIX + client_id, LOCKS_KEY], args=[client_id, *self._args]
-                ))
+                left_ms = int(
+                    await self._fail(
+                        keys=[FAILURES_PREFIX + client_id, LOCKS_KEY], args=[client_id, *self._args]
+                    )
+                )
         except DRIVER_ERRORS as exc:  # TimeoutError included
             self._report(exc)
             return 0
@@ -243,8 +251,7 @@ class RedisLockouts(_Locks):
     def _report(self, exc: BaseException) -> None:
         if not self._unavailable:
             self._unavailable = True
-            log.warning("client lockouts not shared: redis unavailable",
-                        error=type(exc).__name__)
+            log.warning("client lockouts not shared: redis unavailable", error=type(exc).__name__)
 
     async def start(self) -> None:
         """Start copying the locks every `sync_interval` seconds (the first copy at once)."""

@@ -27,7 +27,7 @@ STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     # No scripts at all; styles only from here; never framed (clickjacking on the forms).
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -98,5 +98,11 @@ async def open_login_context(
         http = await stack.enter_async_context(aiohttp.ClientSession())
         assert settings.internal_token is not None
         api = TokenAPI(settings.token_internal_url, settings.internal_token, http)
-        yield LoginContext(settings=settings, users=users or MemoryUsers(), consents=consents,
-                           ephemeral=ephemeral, limiter=limiter, api=api)
+        yield LoginContext(
+            settings=settings,
+            users=users or MemoryUsers(),
+            consents=consents,
+            ephemeral=ephemeral,
+            limiter=limiter,
+            api=api,
+        )

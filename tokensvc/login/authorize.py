@@ -19,8 +19,19 @@ from tokensvc.login.tokenapi import ClientInfo, TokenAPI
 
 PROMPTS = frozenset({"none", "login", "consent"})
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_SINGLE = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-           "code_challenge", "code_challenge_method", "prompt", "max_age", "response_mode")
+_SINGLE = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "response_mode",
+)
 
 
 class UnsafeRequest(Exception):

@@ -84,7 +84,8 @@ class MemoryEphemeral:
         self._clock = clock
         # key -> (expires_at, value)
         self._records: ExpiringDict[bytes, tuple[float, bytes]] = ExpiringDict(
-            lambda record: record[0], clock(), sweep_interval)
+            lambda record: record[0], clock(), sweep_interval
+        )
 
     async def put(self, key: bytes, value: bytes, ttl: int) -> None:
         _check_ttl(ttl)

@@ -46,13 +46,19 @@ def _hidden(interaction: str, csrf: str) -> str:
 
 
 def login_page(
-    *, client_name: str, interaction: str, csrf: str, username: str = "",
+    *,
+    client_name: str,
+    interaction: str,
+    csrf: str,
+    username: str = "",
     error: str | None = None,
 ) -> str:
     described = ' aria-describedby="form-error"' if error else ""
     # After a failed attempt the username is filled in: the password is what to type next.
     user_focus, password_focus = ("", " autofocus") if username else (" autofocus", "")
-    return _layout(f"Sign in to continue to {client_name}", f"""<h1>Sign in</h1>
+    return _layout(
+        f"Sign in to continue to {client_name}",
+        f"""<h1>Sign in</h1>
 <p class="lead">to continue to <span class="client">{escape(client_name)}</span></p>
 {_alert(error)}<form method="post" action="/login" novalidate>
 {_hidden(interaction, csrf)}<label for="username">Username</label>
@@ -62,16 +68,15 @@ def login_page(
 <input id="password" name="password" type="password" autocomplete="current-password"
  required{password_focus}{described}>
 <button type="submit">Sign in</button>
-</form>""")
-
-
-def consent_page(
-    *, client_name: str, scopes: list[str], interaction: str, csrf: str
-) -> str:
-    items = "\n".join(
-        f"<li>{escape(SCOPE_TEXT.get(s, f'Access: {s}'))}</li>" for s in scopes
+</form>""",
     )
-    return _layout(f"Allow {client_name}?", f"""<h1>Allow access?</h1>
+
+
+def consent_page(*, client_name: str, scopes: list[str], interaction: str, csrf: str) -> str:
+    items = "\n".join(f"<li>{escape(SCOPE_TEXT.get(s, f'Access: {s}'))}</li>" for s in scopes)
+    return _layout(
+        f"Allow {client_name}?",
+        f"""<h1>Allow access?</h1>
 <p class="lead"><span class="client">{escape(client_name)}</span> would like to:</p>
 <ul class="scopes">
 {items}
@@ -82,20 +87,27 @@ def consent_page(
 <button type="submit" name="decision" value="allow">Allow</button>
 </div>
 </form>
-<p class="fine">We remember an Allow for this app and these permissions.</p>""")
+<p class="fine">We remember an Allow for this app and these permissions.</p>""",
+    )
 
 
 def error_page(title: str, message: str) -> str:
-    return _layout(title, f"""<h1>{escape(title)}</h1>
+    return _layout(
+        title,
+        f"""<h1>{escape(title)}</h1>
 <p class="lead">{escape(message)}</p>
 <p class="fine">Go back to the application and try again. If this keeps happening, contact
-its support.</p>""")
+its support.</p>""",
+    )
 
 
 def callback_page(code: str, curl: str) -> str:
     """`tokensvc dev` only: where the demo client lands, showing how to redeem the code."""
-    return _layout("Signed in — tokensvc dev", f"""<h1>Signed in</h1>
+    return _layout(
+        "Signed in — tokensvc dev",
+        f"""<h1>Signed in</h1>
 <p class="lead">The demo client received an authorization code. Exchange it within its
 lifetime:</p>
 <pre>{escape(curl)}</pre>
-<p class="fine">Code: <code>{escape(code)}</code></p>""")
+<p class="fine">Code: <code>{escape(code)}</code></p>""",
+    )

@@ -110,7 +110,8 @@ class MemoryFailureLimiter:
         self._clock = clock
         # (limit name, subject) -> (failures, window end)
         self._counters: ExpiringDict[tuple[str, str], tuple[int, float]] = ExpiringDict(
-            lambda counter: counter[1], clock(), sweep_interval)
+            lambda counter: counter[1], clock(), sweep_interval
+        )
 
     async def retry_after(self, checks: Sequence[Check]) -> int:
         return self._retry_after(checks, self._clock())

@@ -13,7 +13,12 @@ log = structlog.get_logger("tokensvc")
 
 async def run_login_service(settings: Settings) -> None:
     async with open_login_context(settings) as ctx:
-        log.info("login front-end starting", port=settings.login_port,
-                 token_service=settings.token_internal_url)
-        await serve([(login_app(ctx), settings.host, settings.login_port)],
-                    drain_seconds=settings.drain_seconds)
+        log.info(
+            "login front-end starting",
+            port=settings.login_port,
+            token_service=settings.token_internal_url,
+        )
+        await serve(
+            [(login_app(ctx), settings.host, settings.login_port)],
+            drain_seconds=settings.drain_seconds,
+        )

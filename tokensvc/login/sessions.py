@@ -52,8 +52,9 @@ class Interaction:
 
 
 class Sessions:
-    def __init__(self, store: EphemeralStore, entropy: Entropy = secrets.token_bytes,
-                 ttl: int = SESSION_TTL) -> None:
+    def __init__(
+        self, store: EphemeralStore, entropy: Entropy = secrets.token_bytes, ttl: int = SESSION_TTL
+    ) -> None:
         self._store = store
         self._entropy = entropy
         self._ttl = ttl
@@ -80,8 +81,12 @@ class Sessions:
 
 
 class Interactions:
-    def __init__(self, store: EphemeralStore, entropy: Entropy = secrets.token_bytes,
-                 ttl: int = INTERACTION_TTL) -> None:
+    def __init__(
+        self,
+        store: EphemeralStore,
+        entropy: Entropy = secrets.token_bytes,
+        ttl: int = INTERACTION_TTL,
+    ) -> None:
         self._store = store
         self._entropy = entropy
         self._ttl = ttl
@@ -92,19 +97,28 @@ class Interactions:
         return orjson.dumps(data)
 
     async def begin(
-        self, request: AuthorizationRequest, client_name: str, browser_cookie: str,
-        stage: str = "login", sub: str | None = None,
+        self,
+        request: AuthorizationRequest,
+        client_name: str,
+        browser_cookie: str,
+        stage: str = "login",
+        sub: str | None = None,
     ) -> tuple[str, Interaction]:
         interaction = Interaction(
-            request=request, client_name=client_name, csrf=new_value(32, self._entropy),
-            browser=lookup_hash(browser_cookie).hex(), stage=stage, sub=sub,
+            request=request,
+            client_name=client_name,
+            csrf=new_value(32, self._entropy),
+            browser=lookup_hash(browser_cookie).hex(),
+            stage=stage,
+            sub=sub,
         )
         key = new_value(32, self._entropy)
         await self._store.put(lookup_hash(key), self._dump(interaction), self._ttl)
         return key, interaction
 
-    async def advance(self, key: str, interaction: Interaction, *, stage: str, sub: str
-                      ) -> Interaction:
+    async def advance(
+        self, key: str, interaction: Interaction, *, stage: str, sub: str
+    ) -> Interaction:
         """Move to the next stage under the same id, with a fresh CSRF token."""
         moved = replace(interaction, stage=stage, sub=sub, csrf=new_value(32, self._entropy))
         await self._store.put(lookup_hash(key), self._dump(moved), self._ttl)

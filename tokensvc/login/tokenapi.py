@@ -59,7 +59,10 @@ class ClientInfo:
 
 class TokenAPI:
     def __init__(
-        self, base_url: str, bearer: str, http: aiohttp.ClientSession,
+        self,
+        base_url: str,
+        bearer: str,
+        http: aiohttp.ClientSession,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base_url.rstrip("/")

@@ -43,30 +43,48 @@ def error_page(title: str, message: str, status: int) -> web.Response:
 
 
 def expired() -> web.Response:
-    return error_page("This sign-in has expired",
-                      "Start again from the application you came from.", 400)
+    return error_page(
+        "This sign-in has expired", "Start again from the application you came from.", 400
+    )
 
 
 def unavailable() -> web.Response:
-    return error_page("Temporarily unavailable",
-                      "Sign-in is briefly unavailable. Please try again in a moment.", 503)
+    return error_page(
+        "Temporarily unavailable",
+        "Sign-in is briefly unavailable. Please try again in a moment.",
+        503,
+    )
 
 
-def _set_cookie(ctx: LoginContext, response: web.StreamResponse, name: str, value: str,
-                max_age: int | None = None) -> None:
-    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Lax",
-                        secure=not ctx.settings.dev)
+def _set_cookie(
+    ctx: LoginContext,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    max_age: int | None = None,
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=not ctx.settings.dev,
+    )
 
 
-def _redirect_to(ctx: LoginContext, redirect_uri: str, state: str | None,
-                 **params: str | None) -> web.Response:
+def _redirect_to(
+    ctx: LoginContext, redirect_uri: str, state: str | None, **params: str | None
+) -> web.Response:
     """RFC 6749 §4.1.2 and RFC 9207: the response goes back with `state` and `iss`."""
     location = redirect_url(redirect_uri, {**params, "state": state, "iss": ctx.settings.issuer})
     return web.Response(status=302, headers={"Location": location, **NO_STORE})
 
 
-def _redirect(ctx: LoginContext, request: AuthorizationRequest, **params: str | None
-              ) -> web.Response:
+def _redirect(
+    ctx: LoginContext, request: AuthorizationRequest, **params: str | None
+) -> web.Response:
     return _redirect_to(ctx, request.redirect_uri, request.state, **params)
 
 
@@ -78,8 +96,9 @@ def _browser(ctx: LoginContext, request: web.Request, response_cookies: dict[str
     return cookie
 
 
-def _needs_login(ctx: LoginContext, areq: AuthorizationRequest,
-                 session: BrowserSession | None, user: User | None) -> bool:
+def _needs_login(
+    ctx: LoginContext, areq: AuthorizationRequest, session: BrowserSession | None, user: User | None
+) -> bool:
     if session is None or user is None or "login" in areq.prompt:
         return True
     if areq.max_age is not None:
@@ -87,8 +106,9 @@ def _needs_login(ctx: LoginContext, areq: AuthorizationRequest,
     return False
 
 
-async def _needs_consent(ctx: LoginContext, client: ClientInfo, areq: AuthorizationRequest,
-                         sub: str) -> bool:
+async def _needs_consent(
+    ctx: LoginContext, client: ClientInfo, areq: AuthorizationRequest, sub: str
+) -> bool:
     if "consent" in areq.prompt:
         return True
     if not client.require_consent:
@@ -97,8 +117,9 @@ async def _needs_consent(ctx: LoginContext, client: ClientInfo, areq: Authorizat
     return not set(areq.scope.split(" ")) <= granted
 
 
-async def _issue_code(ctx: LoginContext, areq: AuthorizationRequest, user: User,
-                      session: BrowserSession) -> web.Response:
+async def _issue_code(
+    ctx: LoginContext, areq: AuthorizationRequest, user: User, session: BrowserSession
+) -> web.Response:
     payload: dict[str, Any] = {
         "client_id": areq.client_id,
         "redirect_uri": areq.redirect_uri,
@@ -121,8 +142,9 @@ async def _issue_code(ctx: LoginContext, areq: AuthorizationRequest, user: User,
     return _redirect(ctx, areq, code=code)
 
 
-def _with_cookies(ctx: LoginContext, response: web.Response, cookies: dict[str, str]
-                  ) -> web.Response:
+def _with_cookies(
+    ctx: LoginContext, response: web.Response, cookies: dict[str, str]
+) -> web.Response:
     for name, value in cookies.items():
         _set_cookie(ctx, response, name, value)
     return response
@@ -135,8 +157,9 @@ async def authorize(request: web.Request) -> web.Response:
     except UnsafeRequest as exc:
         return error_page("This sign-in link is not valid", exc.message, exc.status)
     except AuthorizeError as exc:
-        return _redirect_to(ctx, exc.redirect_uri, exc.state, error=exc.error,
-                            error_description=exc.description)
+        return _redirect_to(
+            ctx, exc.redirect_uri, exc.state, error=exc.error, error_description=exc.description
+        )
     except TokenServiceUnavailable:
         return unavailable()
     session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
@@ -145,27 +168,34 @@ async def authorize(request: web.Request) -> web.Response:
     browser = _browser(ctx, request, cookies)
     if _needs_login(ctx, areq, session, user):
         if "none" in areq.prompt:
-            return _redirect(ctx, areq, error="login_required",
-                             error_description="The user is not signed in.")
+            return _redirect(
+                ctx, areq, error="login_required", error_description="The user is not signed in."
+            )
         key, interaction = await ctx.interactions.begin(areq, client.name, browser)
-        page = pages.login_page(client_name=client.name, interaction=key,
-                                csrf=interaction.csrf)
+        page = pages.login_page(client_name=client.name, interaction=key, csrf=interaction.csrf)
         return _with_cookies(ctx, html(page), cookies)
     assert session is not None and user is not None
     if await _needs_consent(ctx, client, areq, user.sub):
         if "none" in areq.prompt:
-            return _redirect(ctx, areq, error="consent_required",
-                             error_description="The user has not consented.")
+            return _redirect(
+                ctx, areq, error="consent_required", error_description="The user has not consented."
+            )
         key, interaction = await ctx.interactions.begin(
-            areq, client.name, browser, stage="consent", sub=user.sub)
+            areq, client.name, browser, stage="consent", sub=user.sub
+        )
         return _with_cookies(ctx, _consent(key, interaction), cookies)
     return _with_cookies(ctx, await _issue_code(ctx, areq, user, session), cookies)
 
 
 def _consent(key: str, interaction: Interaction) -> web.Response:
-    return html(pages.consent_page(
-        client_name=interaction.client_name, scopes=interaction.request.scope.split(" "),
-        interaction=key, csrf=interaction.csrf))
+    return html(
+        pages.consent_page(
+            client_name=interaction.client_name,
+            scopes=interaction.request.scope.split(" "),
+            interaction=key,
+            csrf=interaction.csrf,
+        )
+    )
 
 
 async def _checked_interaction(
@@ -180,12 +210,15 @@ async def _checked_interaction(
         return expired()
     csrf = form.get("csrf")
     if interaction.stage != stage:  # e.g. the sign-in form resubmitted after consent showed
-        return error_page("This sign-in has moved on",
-                          "Start again from the application you came from.", 400)
-    if (not interaction.belongs_to(request.cookies.get(BROWSER_COOKIE))
-            or not interaction.csrf_matches(csrf if isinstance(csrf, str) else None)):
-        return error_page("Request refused",
-                          "The form could not be verified (CSRF check failed).", 403)
+        return error_page(
+            "This sign-in has moved on", "Start again from the application you came from.", 400
+        )
+    if not interaction.belongs_to(
+        request.cookies.get(BROWSER_COOKIE)
+    ) or not interaction.csrf_matches(csrf if isinstance(csrf, str) else None):
+        return error_page(
+            "Request refused", "The form could not be verified (CSRF check failed).", 403
+        )
     assert isinstance(key, str)
     return key, interaction
 
@@ -203,12 +236,18 @@ async def login(request: web.Request) -> web.Response:
     password = password if isinstance(password, str) else ""
 
     def again(error: str, status: int) -> web.Response:
-        return html(pages.login_page(client_name=interaction.client_name, interaction=key,
-                                     csrf=interaction.csrf, username=username, error=error),
-                    status)
+        return html(
+            pages.login_page(
+                client_name=interaction.client_name,
+                interaction=key,
+                csrf=interaction.csrf,
+                username=username,
+                error=error,
+            ),
+            status,
+        )
 
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                             ctx.proxies)
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), ctx.proxies)
     checks = [(PER_USERNAME, username.casefold()), (PER_ADDRESS, address)]
     wait = await ctx.limiter.retry_after(checks)
     if wait > 0:
@@ -226,8 +265,9 @@ async def login(request: web.Request) -> web.Response:
     areq = interaction.request
     client = await ctx.api.client(areq.client_id)
     if client is None:
-        response = error_page("This sign-in link is not valid",
-                              "The application is no longer registered.", 400)
+        response = error_page(
+            "This sign-in link is not valid", "The application is no longer registered.", 400
+        )
     elif await _needs_consent(ctx, client, areq, user.sub):
         moved = await ctx.interactions.advance(key, interaction, stage="consent", sub=user.sub)
         response = _consent(key, moved)
@@ -254,8 +294,9 @@ async def consent(request: web.Request) -> web.Response:
         return expired()
     areq = interaction.request
     if form.get("decision") != "allow":
-        return _redirect(ctx, areq, error="access_denied",
-                         error_description="The user denied the request.")
+        return _redirect(
+            ctx, areq, error="access_denied", error_description="The user denied the request."
+        )
     await ctx.consents.grant(user.sub, areq.client_id, areq.scope.split(" "))
     return await _issue_code(ctx, areq, user, session)
 
@@ -270,5 +311,7 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "draining"}, status=503)
     checks = await request.app[CONTEXT].readiness()
     ready = all(checks.values())
-    return web.json_response({"status": "ready" if ready else "unavailable", "checks": checks},
-                             status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )

@@ -101,12 +101,19 @@ class KeySet:
         public = {"keys": [k.public for k in published]}
         signer = by_kid[phase.signing].signer
         if previous is not None and previous.signer.kid != signer.kid:
-            log.info("signing key changed", kid=signer.kid, alg=signer.alg,
-                     previous_kid=previous.signer.kid)
+            log.info(
+                "signing key changed",
+                kid=signer.kid,
+                alg=signer.alg,
+                previous_kid=previous.signer.kid,
+            )
         return KeyState(
-            signer=signer, public_jwks=public, jwks_body=orjson.dumps(public),
+            signer=signer,
+            public_jwks=public,
+            jwks_body=orjson.dumps(public),
             verify_keys={k.window.kid: k.key for k in published},
-            since=phase.since, until=phase.until,
+            since=phase.since,
+            until=phase.until,
         )
 
     # Views at the wall clock, for callers without a clock of their own.
@@ -166,8 +173,14 @@ def rotate_jwks(
     the alg of the key signing at `now` unless `alg` is given. Raises `ValueError`."""
     current = keyset_from_jwks(jwks)
     new = generate_jwk(alg or current.at(now).signer.alg)
-    rotation = rotate([k.window for k in current.keys], new["kid"], now=now, lead=lead,
-                      token_ttl=token_ttl, retire_after=retire_after)
+    rotation = rotate(
+        [k.window for k in current.keys],
+        new["kid"],
+        now=now,
+        lead=lead,
+        token_ttl=token_ttl,
+        retire_after=retire_after,
+    )
     jwk_of = {k.window.kid: k.jwk for k in current.keys} | {new["kid"]: new}
     out = {"keys": [{**jwk_of[w.kid], **w.members()} for w in rotation.windows]}
     keyset_from_jwks(out)
@@ -184,8 +197,11 @@ def _time(entry: dict[str, Any], member: str, kid: str) -> float | None:
     value = entry.get(member)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            math.isfinite(value) and value >= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value >= 0)
+    ):
         raise ValueError(f"key {kid}: {member} must be epoch seconds (a number >= 0)")
     return float(value)
 
@@ -194,8 +210,7 @@ def _window(entry: dict[str, Any], kid: str) -> Window:
     scheduled = any(m in entry for m in MEMBERS)
     if "active" in entry:
         if scheduled:
-            raise ValueError(f"key {kid}: 'active' cannot be combined with "
-                             f"{'/'.join(MEMBERS)}")
+            raise ValueError(f"key {kid}: 'active' cannot be combined with {'/'.join(MEMBERS)}")
         if not isinstance(entry["active"], bool):
             raise ValueError(f"key {kid}: 'active' must be true or false")
         return Window(kid, SINCE_FOREVER, SINCE_FOREVER if entry["active"] else None)
@@ -235,14 +250,16 @@ def keyset_from_jwks(jwks: dict[str, Any]) -> KeySet:
         if not key.is_private:
             raise ValueError(f"key {kid}: a private key is required")
         public = key.as_dict(private=False)
-        keys.append(FileKey(
-            jwk=jwk,
-            window=_window(entry, kid),
-            public={m: public[m] for m in _PUBLIC_MEMBERS if m in public}
-            | {"kid": kid, "alg": alg, "use": "sig"},
-            key=key,
-            signer=signer_for(alg, kid, key.private_key),
-        ))
+        keys.append(
+            FileKey(
+                jwk=jwk,
+                window=_window(entry, kid),
+                public={m: public[m] for m in _PUBLIC_MEMBERS if m in public}
+                | {"kid": kid, "alg": alg, "use": "sig"},
+                key=key,
+                signer=signer_for(alg, kid, key.private_key),
+            )
+        )
     return KeySet(keys)
 
 

@@ -54,8 +54,12 @@ class KeysReloader:
         try:
             raw = await asyncio.to_thread(self.path.read_bytes)
         except OSError as exc:
-            log.warning("keys reload failed; keeping the keys in use", reason=reason,
-                        file=str(self.path), error=exc.strerror or str(exc))
+            log.warning(
+                "keys reload failed; keeping the keys in use",
+                reason=reason,
+                file=str(self.path),
+                error=exc.strerror or str(exc),
+            )
             return False
         if raw == self._loaded or (raw == self._seen and reason == "timer"):
             if reason == "SIGHUP":
@@ -65,8 +69,12 @@ class KeysReloader:
         try:
             keys = await asyncio.to_thread(parse_keys, raw)
         except ValueError as exc:
-            log.warning("keys reload failed; keeping the keys in use", reason=reason,
-                        file=str(self.path), error=str(exc))
+            log.warning(
+                "keys reload failed; keeping the keys in use",
+                reason=reason,
+                file=str(self.path),
+                error=str(exc),
+            )
             return False
         now = self._clock()
         dropped = [kid for kid in self._current.at(now).verify_keys if kid not in keys.kids]
@@ -76,8 +84,14 @@ class KeysReloader:
         self._current, self._loaded = keys, raw
         self._apply(keys)
         state = keys.at(now)
-        log.info("keys reloaded", reason=reason, file=str(self.path), signing_kid=state.signer.kid,
-                 published=list(state.verify_keys), next_change=_epoch(state.until))
+        log.info(
+            "keys reloaded",
+            reason=reason,
+            file=str(self.path),
+            signing_kid=state.signer.kid,
+            published=list(state.verify_keys),
+            next_change=_epoch(state.until),
+        )
         return True
 
     async def run(self) -> None:

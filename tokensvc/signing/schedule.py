@@ -86,8 +86,9 @@ class Schedule:
                     raise ValueError(f"key {w.kid}: sign_at must not be before publish_at")
                 if w.retire_at <= w.sign_at:
                     raise ValueError(f"key {w.kid}: retire_at must be after sign_at")
-        signers = sorted((w for w in self.windows if w.sign_at is not None),
-                         key=lambda w: w.sign_at or 0.0)
+        signers = sorted(
+            (w for w in self.windows if w.sign_at is not None), key=lambda w: w.sign_at or 0.0
+        )
         if not signers:
             raise ValueError("no key can sign: one key needs a sign_at")
         for before, after in pairwise(signers):
@@ -96,10 +97,14 @@ class Schedule:
         if signers[-1].retire_at != NEVER:
             raise ValueError(f"key {signers[-1].kid} signs last, so it cannot have a retire_at")
         self._signers = signers
-        self._boundaries = sorted({
-            t for w in self.windows for t in (w.publish_at, w.sign_at, w.retire_at)
-            if t is not None and math.isfinite(t)
-        })
+        self._boundaries = sorted(
+            {
+                t
+                for w in self.windows
+                for t in (w.publish_at, w.sign_at, w.retire_at)
+                if t is not None and math.isfinite(t)
+            }
+        )
 
     def phase(self, t: float) -> Phase:
         live = [w for w in self._signers if w.retire_at > t]  # never empty: the last never retires

@@ -13,11 +13,29 @@ if TYPE_CHECKING:
 
 # Claims a login front-end may release about a person; anything else in `claims` is dropped so
 # that it cannot override the registered JWT claims.
-USER_CLAIMS = frozenset({
-    "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username",
-    "profile", "picture", "website", "email", "email_verified", "gender", "birthdate",
-    "zoneinfo", "locale", "phone_number", "phone_number_verified", "address", "updated_at",
-})
+USER_CLAIMS = frozenset(
+    {
+        "name",
+        "given_name",
+        "family_name",
+        "middle_name",
+        "nickname",
+        "preferred_username",
+        "profile",
+        "picture",
+        "website",
+        "email",
+        "email_verified",
+        "gender",
+        "birthdate",
+        "zoneinfo",
+        "locale",
+        "phone_number",
+        "phone_number_verified",
+        "address",
+        "updated_at",
+    }
+)
 
 
 class TokenMinter:

@@ -19,7 +19,10 @@ NEGATIVE_TTL = 5.0
 
 class CachedClients:
     def __init__(
-        self, inner: ClientStore, ttl: float, clock: Callable[[], float] = time.monotonic,
+        self,
+        inner: ClientStore,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
         maxsize: int = 10_000,
     ) -> None:
         self._inner = inner

@@ -39,14 +39,16 @@ def grant_from_dict(data: dict[str, Any]) -> Grant:
 
 
 def dump_code(record: CodeRecord) -> bytes:
-    return orjson.dumps({
-        "grant": grant_to_dict(record.grant),
-        "redirect_uri": record.redirect_uri,
-        "expires_at": record.expires_at,
-        "nonce": record.nonce,
-        "code_challenge": record.code_challenge,
-        "code_challenge_method": record.code_challenge_method,
-    })
+    return orjson.dumps(
+        {
+            "grant": grant_to_dict(record.grant),
+            "redirect_uri": record.redirect_uri,
+            "expires_at": record.expires_at,
+            "nonce": record.nonce,
+            "code_challenge": record.code_challenge,
+            "code_challenge_method": record.code_challenge_method,
+        }
+    )
 
 
 def load_code(raw: bytes) -> CodeRecord:

@@ -146,8 +146,9 @@ async def pending(dsn: str, schema_dir: Path | None = None) -> list[str]:
     files = migration_files(schema_dir or default_schema_dir())
     dsn, pgbouncer = split_pgbouncer(dsn)
     try:
-        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT,
-                                     statement_cache_size=0 if pgbouncer else 100)
+        conn = await asyncpg.connect(
+            dsn, timeout=CONNECT_TIMEOUT, statement_cache_size=0 if pgbouncer else 100
+        )
     except _DRIVER_ERRORS as exc:
         raise StoreUnavailable("postgres", exc) from exc
     try:

@@ -91,9 +91,7 @@ def split_pgbouncer(url: str) -> tuple[str, bool]:
     if not flags:
         return url, False
     if len(flags) > 1 or flags[0] not in ("true", "false"):
-        raise ConfigError(
-            "TOKENSVC_DATABASE_URL: pgbouncer must be given once, as true or false"
-        )
+        raise ConfigError("TOKENSVC_DATABASE_URL: pgbouncer must be given once, as true or false")
     return urlunsplit(parts._replace(query="&".join(kept))), flags[0] == "true"
 
 
@@ -434,20 +432,22 @@ class PostgresGrants(_Store):
     ) -> bool:
         """As the protocol says; also `False`, with nothing stored, if the grant's client no
         longer exists (removing a client ends its grants, and a grant row needs its client)."""
-        return await self._issues.submit((
-            grant.grant_id,
-            grant.client_id,
-            grant.sub,
-            grant.scope,
-            grant.auth_time,
-            grant.acr,
-            orjson.dumps(list(grant.amr)).decode() if grant.amr is not None else None,
-            grant.sid,
-            orjson.dumps(grant.claims).decode(),
-            now,
-            token_hash,
-            expires_at,
-        ))
+        return await self._issues.submit(
+            (
+                grant.grant_id,
+                grant.client_id,
+                grant.sub,
+                grant.scope,
+                grant.auth_time,
+                grant.acr,
+                orjson.dumps(list(grant.amr)).decode() if grant.amr is not None else None,
+                grant.sid,
+                orjson.dumps(grant.claims).decode(),
+                now,
+                token_hash,
+                expires_at,
+            )
+        )
 
     async def _issue_many(self, rows: list[_IssueRow]) -> list[bool]:
         columns = [list(column) for column in zip(*rows, strict=True)]

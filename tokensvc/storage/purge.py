@@ -83,13 +83,17 @@ SELECT ids[cardinality(ids)] AS last, cardinality(ids) AS examined,
        (SELECT count(*) FROM hit) AS hits
 FROM slice
 """
-_DELETE_SLICE = _GRANT_SLICE.format(hit=f"""
+_DELETE_SLICE = _GRANT_SLICE.format(
+    hit=f"""
     DELETE FROM grants g WHERE g.grant_id = ANY((SELECT ids FROM slice)::text[])
       AND {_purgeable("$3", "$4")}
-    RETURNING 1""")  # noqa: S608
-_COUNT_SLICE = _GRANT_SLICE.format(hit=f"""
+    RETURNING 1"""  # noqa: S608
+)
+_COUNT_SLICE = _GRANT_SLICE.format(
+    hit=f"""
     SELECT 1 FROM grants g WHERE g.grant_id = ANY((SELECT ids FROM slice)::text[])
-      AND {_purgeable("$3", "$4", "AND t.expires_at >= $5")}""")  # noqa: S608
+      AND {_purgeable("$3", "$4", "AND t.expires_at >= $5")}"""  # noqa: S608
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +134,11 @@ class Horizons:
     grants_revoked_before: float
 
     def params(self) -> tuple[datetime, datetime, datetime]:
-        return (_ts(self.refresh_tokens_expired_before), _ts(self.grants_created_before),
-                _ts(self.grants_revoked_before))
+        return (
+            _ts(self.refresh_tokens_expired_before),
+            _ts(self.grants_created_before),
+            _ts(self.grants_revoked_before),
+        )
 
 
 @dataclass(slots=True)
@@ -221,8 +228,13 @@ async def _count_expired(db: Postgres, report: PurgeReport) -> None:
     report.batches["refresh_tokens"] += 1
 
 
-async def _delete_expired(db: Postgres, report: PurgeReport, batch_size: int, budget: _Budget,
-                          progress: Callable[[str], None]) -> None:
+async def _delete_expired(
+    db: Postgres,
+    report: PurgeReport,
+    batch_size: int,
+    budget: _Budget,
+    progress: Callable[[str], None],
+) -> None:
     expired_before, created_before, revoked_before = report.horizons.params()
     while True:
         if budget.spent():
@@ -231,20 +243,30 @@ async def _delete_expired(db: Postgres, report: PurgeReport, batch_size: int, bu
         async with db.connection() as conn, conn.transaction():
             rows = await conn.fetch(_DELETE_EXPIRED, expired_before, batch_size)
             touched = list({row["grant_id"] for row in rows})
-            grants = await conn.fetchval(_DELETE_EMPTIED, touched, created_before,
-                                         revoked_before) if touched else 0
+            grants = (
+                await conn.fetchval(_DELETE_EMPTIED, touched, created_before, revoked_before)
+                if touched
+                else 0
+            )
         report.refresh_tokens += len(rows)
         report.grants += grants
         report.batches["refresh_tokens"] += 1
-        progress(f"expired refresh tokens, batch {report.batches['refresh_tokens']}: "
-                 f"{len(rows)} deleted ({report.refresh_tokens} so far), "
-                 f"{grants} grant(s) left without one deleted")
+        progress(
+            f"expired refresh tokens, batch {report.batches['refresh_tokens']}: "
+            f"{len(rows)} deleted ({report.refresh_tokens} so far), "
+            f"{grants} grant(s) left without one deleted"
+        )
         if len(rows) < batch_size:  # none left (or the rest is locked by another purge)
             return
 
 
-async def _grant_pass(db: Postgres, report: PurgeReport, batch_size: int, budget: _Budget,
-                      progress: Callable[[str], None]) -> None:
+async def _grant_pass(
+    db: Postgres,
+    report: PurgeReport,
+    batch_size: int,
+    budget: _Budget,
+    progress: Callable[[str], None],
+) -> None:
     expired_before, created_before, revoked_before = report.horizons.params()
     if report.dry_run:
         sql, extra = _COUNT_SLICE, (expired_before,)
@@ -256,15 +278,18 @@ async def _grant_pass(db: Postgres, report: PurgeReport, batch_size: int, budget
             report.complete = False
             return
         async with db.connection() as conn:
-            row = await conn.fetchrow(sql, after, batch_size, created_before, revoked_before,
-                                      *extra)
+            row = await conn.fetchrow(
+                sql, after, batch_size, created_before, revoked_before, *extra
+            )
         if row["examined"] == 0:  # the previous slice ended exactly at the last grant
             return
         after = row["last"]
         report.grants += row["hits"]
         report.batches["grants"] += 1
-        progress(f"grants without refresh tokens, batch {report.batches['grants']}: "
-                 f"{row['examined']} examined, {row['hits']} "
-                 f"{'to delete' if report.dry_run else 'deleted'} ({report.grants} so far)")
+        progress(
+            f"grants without refresh tokens, batch {report.batches['grants']}: "
+            f"{row['examined']} examined, {row['hits']} "
+            f"{'to delete' if report.dry_run else 'deleted'} ({report.grants} so far)"
+        )
         if row["examined"] < batch_size:  # that was the last slice
             return

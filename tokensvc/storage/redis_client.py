@@ -36,8 +36,15 @@ from redis.exceptions import RedisError
 # `ConnectionError` are `RedisError`s; a few socket paths raise bare `OSError`s.)
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
-SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
-           "rediss+sentinel")
+SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 # A dead Redis must turn into a quick 503, not a hang.
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
@@ -50,6 +57,7 @@ def _retry() -> Retry:
     second success. One retry only, so a Redis that is really down is still a quick 503; not on
     a timeout, which is a Redis too slow to hurry."""
     return Retry(NoBackoff(), 1, (RedisConnectionError,))
+
 
 T = TypeVar("T")
 

@@ -52,8 +52,9 @@ class RedisCodes:
         # Exchanges that arrive together share one script call: one round trip for the batch.
         # On a cluster each code is its own call: a script may only touch one hash slot, and
         # one code's key is one slot (its read and its "used" marker are one key).
-        self._submit = (self._consume_one if is_cluster(client)
-                        else Batcher(self._consume_many).submit)
+        self._submit = (
+            self._consume_one if is_cluster(client) else Batcher(self._consume_many).submit
+        )
 
     @classmethod
     def from_url(cls, url: str) -> RedisCodes:
@@ -82,8 +83,8 @@ class RedisCodes:
         if raw is None:
             return None
         if raw.startswith(_USED):
-            return CodeReplayed(raw[len(_USED):].decode())
-        return load_code(raw[raw.index(b"\n") + 1:])
+            return CodeReplayed(raw[len(_USED) :].decode())
+        return load_code(raw[raw.index(b"\n") + 1 :])
 
     async def ping(self) -> None:
         try:

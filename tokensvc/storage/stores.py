@@ -93,8 +93,16 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             closers.append(pg.close)
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
             users, grants = pg.users, pg.grants
-        yield Stores(codes=codes, clients=clients, users=users, grants=grants,
-                     revoked=revoked, failures=failures, rates=rates, lockouts=lockouts)
+        yield Stores(
+            codes=codes,
+            clients=clients,
+            users=users,
+            grants=grants,
+            revoked=revoked,
+            failures=failures,
+            rates=rates,
+            lockouts=lockouts,
+        )
     finally:
         for close in reversed(closers):
             await close()
