@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.servers import (
     HOST,
-    START_TIMEOUT,
-    _log_tail,
     _port_in_use,
-    _Server,
+    _ProcessServer,
     _unprivileged_user,
     find_binary,
-    stop_process,
 )
 
 __all__ = ["PgBouncerServer"]
 
 
-class PgBouncerServer(_Server):
+class PgBouncerServer(_ProcessServer):
     """PgBouncer (`pool_mode = transaction`) for every database of the Postgres at
     `postgres_url`, which must accept its user without a password (as `PostgresServer` does).
-    `url(database)` is the address clients use; `admin(command)` runs a console command."""
+    `url(database)` is the address clients use; `admin(command)` runs a console command.
+    `stop()` sends SIGTERM, which (since 1.18) closes everything at once; SIGINT would wait for
+    the clients."""
 
     def __init__(self, postgres_url: str, pool_size: int = 2, port: int | None = None) -> None:
         super().__init__(port)
@@ -42,7 +40,6 @@ class PgBouncerServer(_Server):
         self.pool_size = pool_size
         self.url = self.url_for(target.path.lstrip("/") or "postgres")
         self._run_as = _unprivileged_user()  # PgBouncer refuses to run as root
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def url_for(self, database: str) -> str:
         return urlunsplit(("postgresql", f"{self.user}@{HOST}:{self.port}", f"/{database}", "", ""))
@@ -108,28 +105,7 @@ class PgBouncerServer(_Server):
             group=user.pw_gid if user else None,
             extra_groups=[] if user else None,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code, self._proc = self._proc.returncode, None
-                raise RuntimeError(
-                    f"pgbouncer exited with {code} during start on port "
-                    f"{self.port}; log tail:\n{_log_tail(self.log_path)}"
-                )
-            if _port_in_use(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(
-            f"pgbouncer did not listen on port {self.port} within "
-            f"{START_TIMEOUT:.0f}s; log tail:\n{_log_tail(self.log_path)}"
-        )
-
-    def stop(self) -> None:
-        """SIGINT would wait for clients; SIGTERM (1.18) closes everything at once."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process(proc)
+        self._wait_ready("pgbouncer", lambda: _port_in_use(self.port), waiting_for="listen")
 
     def admin(self, command: str) -> list[dict[str, str]]:
         """A console command (`SHOW POOLS`, ...): its rows. The console speaks only the simple

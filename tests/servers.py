@@ -273,13 +273,49 @@ class _Server:
         self.close()
 
 
-class RedisServer(_Server):
+class _ProcessServer(_Server):
+    """A server that is one child process of ours (Redis, PgBouncer): started by `_start`,
+    which waits with `_wait_ready`; `stop()` SIGTERMs it."""
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log, whose tail explains a failed start."""
+        raise NotImplementedError
+
+    def _wait_ready(self, program: str, ready: Callable[[], bool], *, waiting_for: str) -> None:
+        """Block until `ready()`; if the process exits first or START_TIMEOUT passes, stop it
+        and raise RuntimeError with the tail of its log."""
+        assert self._proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                problem = f"{program} exited with {self._proc.returncode} during start"
+                break
+            if ready():
+                return
+            time.sleep(0.01)
+        else:
+            problem = f"{program} did not {waiting_for} within {START_TIMEOUT:.0f}s"
+        self.stop()
+        raise RuntimeError(f"{problem} on port {self.port}; log tail:\n{_log_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        """Terminate the process and wait for it (SIGKILL if it takes too long)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            stop_process(proc)
+
+
+class RedisServer(_ProcessServer):
     """A private, non-persistent redis-server on a free loopback port."""
 
     def __init__(self, port: int | None = None) -> None:
         super().__init__(port)
         self.url = f"redis://{HOST}:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -306,23 +342,7 @@ class RedisServer(_Server):
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise RuntimeError(
-                    f"redis-server exited with {code} during start on port {self.port}; "
-                    f"log tail:\n{_log_tail(self.log_path)}"
-                )
-            if self._ping():
-                return
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(
-            f"redis-server did not answer PING on port {self.port} within "
-            f"{START_TIMEOUT:.0f}s; log tail:\n{_log_tail(self.log_path)}"
-        )
+        self._wait_ready("redis-server", self._ping, waiting_for="answer PING")
 
     def _ping(self) -> bool:
         try:
@@ -331,12 +351,6 @@ class RedisServer(_Server):
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-
-    def stop(self) -> None:
-        """Terminate redis-server and wait for it (its data is not persisted)."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process(proc)
 
     def kill(self) -> None:
         """SIGKILL redis-server, as a crash would (nothing it held survives: no persistence);

@@ -301,6 +301,16 @@ def test_dockerignore_sends_what_the_build_copies_and_nothing_else() -> None:
 # --- the wheel the image installs ------------------------------------------------------------
 
 
+def pip(command: str, *args: str) -> None:
+    """`pip COMMAND` of this interpreter, quiet, without dependencies, cache or prompts."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", command, "--quiet", "--no-deps", "--no-cache-dir", *args],
+        env={**os.environ, **PIP_ENV},
+        check=True,
+        timeout=120,
+    )
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tokensvc's wheel, built as the build stage builds it: from a directory laid out by the
@@ -324,23 +334,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 shutil.copy2(origin, context / destination)
     assert (context / "tokensvc" / "schema").is_symlink()
     out = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-cache-dir",
-            "--wheel-dir",
-            str(out),
-            str(context),
-        ],
-        env={**os.environ, **PIP_ENV},
-        check=True,
-        timeout=120,
-    )
+    pip("wheel", "--wheel-dir", str(out), str(context))
     (built,) = out.glob("tokensvc-*.whl")
     return built
 
@@ -367,24 +361,7 @@ def test_installed_wheel_finds_its_migrations(wheel: Path, tmp_path: Path) -> No
     """Installed outside the source tree (as in /opt/venv), `tokensvc migrate` finds the
     migrations inside the package, and exactly the repository's schema/ files."""
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        env={**os.environ, **PIP_ENV},
-        check=True,
-        timeout=120,
-    )
+    pip("install", "--no-index", "--target", str(target), str(wheel))
     probe = (
         "import json, tokensvc.storage.migrate as m\n"
         "d = m.default_schema_dir()\n"

@@ -24,7 +24,9 @@ import yaml
 from tokensvc import config
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO.parent / "shared" / "SPEC.md"
+# The variables of SPEC.md's "Configuration" table, kept in the repository (see its header).
+SPEC_SETTINGS = Path(__file__).with_name("spec_settings.txt")
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 RENDERS = ["base", "overlays/dev", "overlays/production"]
 KUBERNETES_VERSION = "1.30"  # the oldest minor still supported upstream when this was written
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
@@ -95,13 +97,20 @@ def production() -> Rendered:
     return render("overlays/production")
 
 
-def spec_settings() -> set[str]:
-    """The variables of SPEC.md's "Configuration" table."""
-    text = SPEC.read_text(encoding="utf-8")
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    names = set(re.findall(r"`(TOKENSVC_[A-Z_]+)`", section))
-    assert len(names) >= 15, f"could not read the settings table of {SPEC}"
-    return names
+@functools.cache
+def spec_settings() -> frozenset[str]:
+    """The variables of SPEC.md's "Configuration" table, as `spec_settings.txt` lists them."""
+    lines = SPEC_SETTINGS.read_text(encoding="utf-8").splitlines()
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    malformed = [name for name in names if not SETTING_NAME.fullmatch(name)]
+    assert not malformed, f"{SPEC_SETTINGS.name}: not variable names: {malformed}"
+    assert len(names) >= 15, f"{SPEC_SETTINGS.name}: too few settings to be the SPEC's table"
+    return frozenset(names)
+
+
+def unknown_settings(configmap: Obj) -> set[str]:
+    """The keys of a ConfigMap that are not settings the SPEC names."""
+    return set(configmap.get("data", {})) - spec_settings()
 
 
 class _Recording(dict[str, str]):
@@ -379,10 +388,17 @@ def test_services_reach_named_ports_of_their_pods(rendered: Rendered) -> None:
 
 
 def test_configmap_settings_are_the_specs(rendered: Rendered) -> None:
-    spec = spec_settings()
     for cm in rendered.of("ConfigMap"):
-        unknown = set(cm["data"]) - spec
+        unknown = unknown_settings(cm)
         assert not unknown, f"ConfigMap/{cm['metadata']['name']}: not in SPEC.md: {unknown}"
+
+
+def test_the_settings_check_catches_a_misspelt_key(production: Rendered) -> None:
+    """The check above can fail: a key the SPEC does not name is reported, a SPEC one is not."""
+    broken = yaml.safe_load(yaml.safe_dump(production.get("ConfigMap", "tokensvc-config")))
+    broken["data"]["TOKENSVC_ISUER"] = "https://typo.example"
+    broken["data"]["OTEL_SERVICE_NAME"] = "tokensvc"
+    assert unknown_settings(broken) == {"TOKENSVC_ISUER"}
 
 
 def test_every_variable_set_is_one_tokensvc_reads(rendered: Rendered) -> None:

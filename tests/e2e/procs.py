@@ -1,54 +1,218 @@
-"""Long-running `tokensvc` processes for the process-level tests (rotation with SIGHUP, workers,
-graceful shutdown): start, signal, wait, and always clean up (the whole process group)."""
+"""Helpers of the process-level tests (the command line, rotation with SIGHUP, workers, graceful
+shutdown, faults): run `tokensvc` commands, start long-running `tokensvc` processes, signal and
+wait for them, and always clean up (the whole process group); throwaway databases; HTTP.
+
+Test modules import these from here; this module imports no test module.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import asyncpg
 import pytest
 
-from tests.e2e.test_cli import (
-    INTERNAL_TOKEN,
-    TOKENSVC,
-    Reply,
-    base_env,
-    drop_database,
-    http,
-    run,
-    service_env,
-)
-from tests.servers import create_database
+from tests.servers import create_database, free_port, run_sync
 
-# What the process-level tests import from here; the environment helpers live in test_cli.
-__all__ = [
-    "INTERNAL_TOKEN",
-    "START_TIMEOUT",
-    "Proc",
-    "alive",
-    "basic",
-    "jwt_header",
-    "migrated_database",
-    "parent_of",
-    "reaped",
-    "service_env",
-    "wait_for",
-]
+INTERNAL_TOKEN = "e2e-internal-token-0123456789abcdef"
+RUN_TIMEOUT = 30.0  # seconds for one short command
+START_TIMEOUT = 20.0  # seconds for a service to answer
+STOP_TIMEOUT = 5.0  # seconds for a service to exit after a signal
 
-START_TIMEOUT = 20.0
+
+# --------------------------------------------------------------------------- commands
+
+
+def _tokensvc_command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m tokensvc`."""
+    script = Path(sys.executable).with_name("tokensvc")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    found = shutil.which("tokensvc")
+    if found and Path(found).parent == Path(sys.executable).parent:
+        return [found]
+    return [sys.executable, "-m", "tokensvc"]
+
+
+TOKENSVC = _tokensvc_command()
+
+
+def base_env(**settings: str) -> dict[str, str]:
+    """The test's environment without any TOKENSVC_ variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    env.update(settings)
+    return env
+
+
+def service_env(keys_file: Path, **settings: str) -> dict[str, str]:
+    """`serve token` on free loopback ports with `keys_file` and JSON logs; `settings` add to
+    or replace these. No drain default: a test that stops the service and cares how long that
+    takes says so with TOKENSVC_DRAIN_SECONDS (the service's own default is a few seconds)."""
+    port = settings.pop("TOKENSVC_PORT", None) or str(free_port())
+    defaults = {
+        "TOKENSVC_ISSUER": f"http://127.0.0.1:{port}",
+        "TOKENSVC_KEYS_FILE": str(keys_file),
+        "TOKENSVC_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "TOKENSVC_HOST": "127.0.0.1",
+        "TOKENSVC_PORT": port,
+        "TOKENSVC_INTERNAL_PORT": str(free_port()),
+        "TOKENSVC_LOG_FORMAT": "json",
+    }
+    return base_env(**{**defaults, **settings})
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        lines = self.stdout.splitlines()
+        assert len(lines) == 1, f"expected one JSON line on stdout, got {self.stdout!r}"
+        return json.loads(lines[0])
+
+    def ok(self) -> Result:
+        assert self.returncode == 0, f"exit {self.returncode}: {self.stderr}"
+        return self
+
+    def bad_input(self) -> str:
+        """SPEC: a one-line error on stderr, exit status 2, nothing on stdout."""
+        assert self.returncode == 2, f"exit {self.returncode}: {self.stderr}"
+        lines = self.stderr.splitlines()
+        assert len(lines) == 1, f"expected one line on stderr, got {self.stderr!r}"
+        assert "Traceback" not in self.stderr
+        assert self.stdout == ""
+        return lines[0]
+
+
+def run(args: Sequence[str], env: dict[str, str], stdin: str | None = None) -> Result:
+    done = subprocess.run(
+        [*TOKENSVC, *args],
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def add_machine_client(env: dict[str, str], *flags: str, name: str = "Machine") -> Any:
+    """`tokensvc client add` of a confidential `client_credentials` client (plus `flags`):
+    the JSON it prints, with `client_id` and `client_secret`."""
+    args = ["client", "add", "--name", name, "--grant-type", "client_credentials", *flags]
+    return run(args, env).ok().json()
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return run_sync(fetch)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_sync(drop)
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the Postgres of `admin_url`, dropped afterwards."""
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    url = create_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@contextmanager
+def migrated_database(admin_url: str) -> Iterator[str]:
+    """`fresh_database`, migrated by `tokensvc migrate`."""
+    with fresh_database(admin_url) as url:
+        run(["migrate"], base_env(TOKENSVC_DATABASE_URL=url)).ok()
+        yield url
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    url: str,
+    *,
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Reply:
+    body = urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Reply(exc.code, exc.headers, exc.read())
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    segment = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+# --------------------------------------------------------------------------- processes
 
 
 class Proc:
-    """A `tokensvc` process in a process group of its own, its output in files."""
+    """A `tokensvc` process in a process group of its own, its output in files (no pipe can
+    fill up)."""
 
     def __init__(
         self, args: Sequence[str], env: dict[str, str], workdir: Path, name: str = "service"
@@ -75,19 +239,37 @@ class Proc:
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.stdout().splitlines() if line.strip()]
 
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            pytest.fail(
+                f"tokensvc exited with {self.proc.returncode}:\n{self.stderr()}\n"
+                f"{self.stdout()[-3000:]}"
+            )
+
     def wait_http(self, url: str, timeout: float = START_TIMEOUT) -> Reply:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"tokensvc exited with {self.proc.returncode}:\n{self.stderr()}\n"
-                    f"{self.stdout()[-3000:]}"
-                )
+            self._check_alive()
             try:
                 return http(url, timeout=1.0)
             except OSError:
                 time.sleep(0.05)
         pytest.fail(f"{url} did not answer within {timeout}s:\n{self.stderr()}")
+
+    def wait_stdout(
+        self, pattern: re.Pattern[str], timeout: float = START_TIMEOUT
+    ) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = pattern.search(self.stdout())
+            if match is not None:
+                return match
+            self._check_alive()
+            time.sleep(0.05)
+        pytest.fail(
+            f"no {pattern.pattern!r} on stdout within {timeout}s:\n"
+            f"{self.stdout()[-3000:]}\n{self.stderr()}"
+        )
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
@@ -97,6 +279,11 @@ class Proc:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(f"tokensvc did not exit within {timeout}s:\n{self.stdout()[-3000:]}")
+
+    def stop(self, sig: signal.Signals, timeout: float = STOP_TIMEOUT) -> int:
+        """Send `sig` and return the exit status; fails if the exit takes longer than `timeout`."""
+        self.signal(sig)
+        return self.wait(timeout)
 
     def kill(self) -> None:
         """Whatever happened: nothing of this process group outlives the test."""
@@ -134,24 +321,3 @@ def reaped(pid: int) -> bool:
 
 def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def jwt_header(token: str) -> dict[str, Any]:
-    segment = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-
-
-@contextmanager
-def migrated_database(admin_url: str) -> Iterator[str]:
-    name = f"e2e_proc_{uuid.uuid4().hex[:12]}"
-    url = create_database(admin_url, name)
-    try:
-        run(["migrate"], base_env(TOKENSVC_DATABASE_URL=url)).ok()
-        yield url
-    finally:
-        drop_database(admin_url, name)
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}

@@ -7,142 +7,58 @@ nothing written; every long-running process is killed in `finally`, whatever hap
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from argon2 import PasswordHasher
 from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
-from tests.servers import create_database, free_port, run_sync
+from tests.e2e.procs import (
+    INTERNAL_TOKEN,
+    RUN_TIMEOUT,
+    TOKENSVC,
+    Proc,
+    add_machine_client,
+    base_env,
+    basic,
+    fresh_database,
+    http,
+    jwt_header,
+    query,
+    run,
+    service_env,
+)
+from tests.e2e.procs import Reply as Reply
+from tests.servers import free_port
 from tokensvc.opaque import verify_secret
 from tokensvc.signing.keys import keyset_from_jwks
 
 E2E_REDIS_DB = 5  # not 0: other suites share the session's Redis
-INTERNAL_TOKEN = "e2e-internal-token-0123456789abcdef"
-RUN_TIMEOUT = 30.0  # seconds for one short command
-START_TIMEOUT = 15.0  # seconds for a service to answer
-STOP_TIMEOUT = 5.0  # seconds for a service to exit after a signal
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
 
-
-def _tokensvc_command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m tokensvc`."""
-    script = Path(sys.executable).with_name("tokensvc")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    found = shutil.which("tokensvc")
-    if found and Path(found).parent == Path(sys.executable).parent:
-        return [found]
-    return [sys.executable, "-m", "tokensvc"]
-
-
-TOKENSVC = _tokensvc_command()
-
-
-def base_env(**settings: str) -> dict[str, str]:
-    """The test's environment without any TOKENSVC_ variable, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    env.update(settings)
-    return env
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        lines = self.stdout.splitlines()
-        assert len(lines) == 1, f"expected one JSON line on stdout, got {self.stdout!r}"
-        return json.loads(lines[0])
-
-    def ok(self) -> Result:
-        assert self.returncode == 0, f"exit {self.returncode}: {self.stderr}"
-        return self
-
-    def bad_input(self) -> str:
-        """SPEC: a one-line error on stderr, exit status 2, nothing on stdout."""
-        assert self.returncode == 2, f"exit {self.returncode}: {self.stderr}"
-        lines = self.stderr.splitlines()
-        assert len(lines) == 1, f"expected one line on stderr, got {self.stderr!r}"
-        assert "Traceback" not in self.stderr
-        assert self.stdout == ""
-        return lines[0]
-
-
-def run(args: Sequence[str], env: dict[str, str], stdin: str | None = None) -> Result:
-    done = subprocess.run(
-        [*TOKENSVC, *args],
-        env=env,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+# The helpers live in tests.e2e.procs, and new code imports them from there. Some test modules
+# still import them from here (tests/e2e/test_rate_limits.py: Reply, and Proc as Service).
+Service = Proc
 
 
 # --------------------------------------------------------------------------- database
 
 
-def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    async def fetch() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return run_sync(fetch)
-
-
 def table_text(url: str, table: str) -> list[str]:
     """Every row of `table`, all columns cast to text: where a plaintext could hide."""
     return [row[0] for row in query(url, f"SELECT t::text FROM {table} t")]  # noqa: S608
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    async def drop() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    run_sync(drop)
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"e2e_cli_{uuid.uuid4().hex[:12]}"
-    url = create_database(admin_url, name)
-    try:
-        yield url
-    finally:
-        drop_database(admin_url, name)
 
 
 @pytest.fixture
@@ -298,23 +214,7 @@ def client_ids(env: dict[str, str]) -> list[str]:
 def test_client_add_confidential_prints_the_secret_once_and_stores_a_hash(
     env: dict[str, str], db: str
 ) -> None:
-    out = (
-        run(
-            [
-                "client",
-                "add",
-                "--name",
-                "Billing",
-                "--grant-type",
-                "client_credentials",
-                "--scope",
-                "api:read",
-            ],
-            env,
-        )
-        .ok()
-        .json()
-    )
+    out = add_machine_client(env, "--scope", "api:read", name="Billing")
     assert isinstance(out, dict)
     client_id, secret = out["client_id"], out["client_secret"]
     assert isinstance(secret, str) and len(secret) >= 43
@@ -725,158 +625,35 @@ def test_keys_rotate_bad_alg_leaves_the_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- services
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: Any
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http(
-    url: str,
-    *,
-    data: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> Reply:
-    body = urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return Reply(response.status, response.headers, response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return Reply(exc.code, exc.headers, exc.read())
-
-
-class Service:
-    """A `tokensvc` subprocess whose stdout and stderr go to files (no pipe can fill up)."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], workdir: Path) -> None:
-        self.stdout_path = workdir / "stdout.log"
-        self.stderr_path = workdir / "stderr.log"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [*TOKENSVC, *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
-            )
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def _check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            pytest.fail(
-                f"tokensvc exited with {self.proc.returncode} during start:\n"
-                f"{self.stderr()}\n{self.stdout()}"
-            )
-
-    def wait_http(self, url: str) -> Reply:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            self._check_alive()
-            try:
-                return http(url, timeout=1.0)
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"{url} did not answer within {START_TIMEOUT}s:\n{self.stderr()}")
-
-    def wait_stdout(self, pattern: re.Pattern[str]) -> re.Match[str]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            match = pattern.search(self.stdout())
-            if match is not None:
-                return match
-            self._check_alive()
-            time.sleep(0.05)
-        pytest.fail(
-            f"no {pattern.pattern!r} on stdout within {START_TIMEOUT}s:\n"
-            f"{self.stdout()}\n{self.stderr()}"
-        )
-
-    def stop(self, sig: signal.Signals) -> int:
-        """Send `sig` and return the exit status; fails if it takes longer than STOP_TIMEOUT."""
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"tokensvc did not exit within {STOP_TIMEOUT}s of {sig.name}")
-        assert time.monotonic() - started < STOP_TIMEOUT
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=STOP_TIMEOUT)
-
-
-def _jwt_header(token: str) -> dict[str, Any]:
-    segment = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-
-
 def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None:
     env = base_env(TOKENSVC_DATABASE_URL=db)
-    client = (
-        run(
-            [
-                "client",
-                "add",
-                "--name",
-                "Machine",
-                "--grant-type",
-                "client_credentials",
-                "--scope",
-                "api:read",
-            ],
-            env,
-        )
-        .ok()
-        .json()
-    )
+    client = add_machine_client(env, "--scope", "api:read")
     client_id, secret = client["client_id"], client["client_secret"]
     keys_file = tmp_path / "jwks.json"
     keys_file.write_text(run(["keys", "generate"], env).ok().stdout)
     keys_file.chmod(0o600)
 
-    port, internal_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    serve_env = base_env(
-        TOKENSVC_ISSUER=issuer,
-        TOKENSVC_KEYS_FILE=str(keys_file),
-        TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+    serve_env = service_env(
+        keys_file,
         TOKENSVC_DATABASE_URL=db,
         TOKENSVC_REDIS_URL=urlunsplit(urlsplit(redis_url)._replace(path=f"/{E2E_REDIS_DB}")),
-        TOKENSVC_HOST="127.0.0.1",
-        TOKENSVC_PORT=str(port),
-        TOKENSVC_INTERNAL_PORT=str(internal_port),
-        TOKENSVC_LOG_FORMAT="json",
         TOKENSVC_DRAIN_SECONDS="0",  # no load balancer to wait for (tests/e2e/test_shutdown.py)
     )
-    service = Service(["serve", "token"], serve_env, tmp_path)
+    issuer, internal_port = serve_env["TOKENSVC_ISSUER"], serve_env["TOKENSVC_INTERNAL_PORT"]
+    service = Proc(["serve", "token"], serve_env, tmp_path)
     wrong = secret[::-1]
+    auth, bad_auth = basic(client_id, secret), basic(client_id, wrong)
     try:
         assert service.wait_http(f"{issuer}/healthz").status == 200
 
-        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        reply = http(
-            f"{issuer}/token",
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": f"Basic {basic}"},
-        )
+        reply = http(f"{issuer}/token", data={"grant_type": "client_credentials"}, headers=auth)
         assert reply.status == 200, reply.body
         assert reply.headers["Cache-Control"] == "no-store"
         tokens = reply.json()
         assert tokens["token_type"] == "Bearer"
         assert tokens["scope"] == "api:read"
         access_token = tokens["access_token"]
-        header = _jwt_header(access_token)
+        header = jwt_header(access_token)
         assert header["typ"] == "at+jwt" and header["alg"] == "ES256"
 
         jwks = http(f"{issuer}/jwks.json").json()
@@ -885,11 +662,8 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         assert decoded.claims["iss"] == issuer
         assert decoded.claims["client_id"] == client_id
 
-        bad = base64.b64encode(f"{client_id}:{wrong}".encode()).decode()
         refused = http(
-            f"{issuer}/token",
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": f"Basic {bad}"},
+            f"{issuer}/token", data={"grant_type": "client_credentials"}, headers=bad_auth
         )
         assert refused.status == 401
         assert refused.json()["error"] == "invalid_client"
@@ -909,7 +683,8 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
         service.kill()
 
     stdout, stderr = service.stdout(), service.stderr()
-    for leaked in (secret, wrong, access_token, INTERNAL_TOKEN, basic, bad):
+    encoded = [h["Authorization"].removeprefix("Basic ") for h in (auth, bad_auth)]
+    for leaked in (secret, wrong, access_token, INTERNAL_TOKEN, *encoded):
         assert leaked not in stdout
         assert leaked not in stderr
     events = [json.loads(line) for line in stdout.splitlines()]
@@ -941,35 +716,14 @@ def test_serve_token_port_in_use_is_one_line(tmp_path: Path, taken: str) -> None
         busy = occupant.getsockname()[1]
         port = busy if taken == "public" else free_port()
         internal_port = busy if taken == "internal" else free_port()
-        env = base_env(
-            TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
-            TOKENSVC_KEYS_FILE=str(keys_file),
-            TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
-            TOKENSVC_HOST="127.0.0.1",
-            TOKENSVC_PORT=str(port),
-            TOKENSVC_INTERNAL_PORT=str(internal_port),
-            TOKENSVC_LOG_FORMAT="json",
+        env = service_env(
+            keys_file, TOKENSVC_PORT=str(port), TOKENSVC_INTERNAL_PORT=str(internal_port)
         )
         result = run(["serve", "token"], env)
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("tokensvc: cannot listen") and str(busy) in line
     assert all(isinstance(json.loads(event), dict) for event in result.stdout.splitlines())
-
-
-def service_env(keys_file: Path, **settings: str) -> dict[str, str]:
-    """`serve token` on free loopback ports with `keys_file`, JSON logs, and `settings`."""
-    port = settings.pop("TOKENSVC_PORT", None) or str(free_port())
-    return base_env(
-        TOKENSVC_ISSUER=f"http://127.0.0.1:{port}",
-        TOKENSVC_KEYS_FILE=str(keys_file),
-        TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
-        TOKENSVC_HOST="127.0.0.1",
-        TOKENSVC_PORT=port,
-        TOKENSVC_INTERNAL_PORT=str(free_port()),
-        TOKENSVC_LOG_FORMAT="json",
-        **settings,
-    )
 
 
 @pytest.mark.parametrize(
@@ -992,7 +746,7 @@ def test_serve_token_with_a_store_down_starts_not_ready(
         **{variable: url.format(port=free_port())},
     )
     base = env["TOKENSVC_ISSUER"]
-    service = Service(["serve", "token"], env, tmp_path)
+    service = Proc(["serve", "token"], env, tmp_path)
     try:
         assert service.wait_http(f"{base}/healthz").status == 200
         ready = http(f"{base}/readyz")
@@ -1002,7 +756,7 @@ def test_serve_token_with_a_store_down_starts_not_ready(
             reply = http(
                 f"{base}/token",
                 data={"grant_type": "client_credentials"},
-                headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()},
+                headers=basic("a", "b"),
             )
             assert reply.status == 503 and reply.json()["error"] == "temporarily_unavailable"
         assert service.stop(signal.SIGTERM) == 0
@@ -1021,7 +775,7 @@ def test_dev_banner_curl_works(tmp_path: Path) -> None:
         TOKENSVC_INTERNAL_PORT=str(internal_port),
         TOKENSVC_LOGIN_PORT=str(free_port()),
     )
-    service = Service(["dev"], env, tmp_path)
+    service = Proc(["dev"], env, tmp_path)
     try:
         curl = service.wait_stdout(CURL_LINE).group(1)
         assert f"http://127.0.0.1:{port}/token" in curl
@@ -1036,7 +790,7 @@ def test_dev_banner_curl_works(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         tokens = json.loads(done.stdout)
         assert tokens["token_type"] == "Bearer"
-        header = _jwt_header(tokens["access_token"])
+        header = jwt_header(tokens["access_token"])
         jwks = http(f"http://127.0.0.1:{port}/jwks.json").json()
         assert header["kid"] in {k["kid"] for k in jwks["keys"]}
         assert service.stop(signal.SIGINT) == 0
