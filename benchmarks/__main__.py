@@ -1,8 +1,27 @@
-"""`python -m benchmarks`: see benchmarks/cli.py and benchmarks/README.md."""
+"""`python -m benchmarks [soak | render] ...`: the load test (benchmarks/cli.py), the soak
+(benchmarks/soak/cli.py) or a report.json's HTML page (benchmarks/render.py). See
+benchmarks/README.md. The commands are imported here, when chosen: none imports another."""
+
+from __future__ import annotations
 
 import sys
 
-from benchmarks.cli import main
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command, rest = (argv[0], argv[1:]) if argv else ("", argv)
+    if command == "soak":
+        from benchmarks.soak.cli import main as soak
+
+        return soak(rest)
+    if command == "render":
+        from benchmarks.render import main as render
+
+        return render(rest)
+    from benchmarks.cli import main as bench
+
+    return bench(argv)
+
 
 if __name__ == "__main__":  # not in the generator's spawned processes
     sys.exit(main())

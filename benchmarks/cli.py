@@ -4,16 +4,18 @@ floor measured in the same run. See benchmarks/README.md.
     python -m benchmarks --spawn                       # the whole stack here, all grants
     python -m benchmarks --target URL --client-id ID --client-secret S     # any issuer
     python -m benchmarks soak --spawn                  # 10 minutes of mixed grants (soak/)
+    python -m benchmarks render RUN/report.json        # its HTML page again (render.py)
+
+The soak and render commands are dispatched by benchmarks/__main__.py; what the commands share
+is in benchmarks/common.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -22,9 +24,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from benchmarks import attribution, cpu, plot, report, spawn
+from benchmarks import attribution, common, cpu, plot, report, spawn
+from benchmarks.common import UsageError
 from benchmarks.generators.wrk import wrk_version
 from benchmarks.live import Live
 from benchmarks.prepare import (
@@ -45,14 +46,7 @@ from benchmarks.prepare import (
 )
 from benchmarks.runner import PhaseResult, Runner
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = (*GRANTS, "mix")
-DEFAULT_MIX = "client_credentials=60,refresh_token=30,authorization_code=10"
-ALIASES = {"cc": "client_credentials", "code": "authorization_code", "refresh": "refresh_token"}
-
-
-class UsageError(Exception):
-    """Bad command line: one line, exit status 2."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -63,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Load-test POST /token per grant, closed and open loop, against a no-op "
         "floor measured in the same run. `python -m benchmarks soak --help`: the "
-        "soak (a long mixed run: memory growth, latency drift).",
+        "soak (a long mixed run: memory growth, latency drift); `python -m benchmarks "
+        "render --help`: a report.json's HTML page.",
     )
     where = p.add_argument_group("target (one of)")
     where.add_argument(
@@ -103,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         help="open loop: connections at most (default 4 x concurrency, >= 64)",
     )
     load.add_argument(
-        "--mix", default=DEFAULT_MIX, help=f"weights of the mix workload ({DEFAULT_MIX})"
+        "--mix",
+        default=common.DEFAULT_MIX,
+        help=f"weights of the mix workload ({common.DEFAULT_MIX})",
     )
     load.add_argument(
         "--engine",
@@ -129,19 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--no-floor", action="store_true", help="skip the floor")
     load.add_argument("--floor-url", help="a floor server elsewhere (python -m benchmarks.floor)")
     spawned = p.add_argument_group("--spawn")
-    spawned.add_argument("--workers", type=int, default=1, help="TOKENSVC_WORKERS (1)")
-    spawned.add_argument(
-        "--service-cores", help="cores for tokensvc and the floor (default: the first core)"
-    )
-    spawned.add_argument(
-        "--generator-cores", help="cores for everything else (default: the others)"
+    common.add_cores_options(
+        spawned,
+        "cores for tokensvc and the floor (default: the first core)",
+        "cores for everything else (default: the others)",
     )
     spawned.add_argument("--redis-url", help="use this Redis instead of a throwaway one")
-    spawned.add_argument(
-        "--postgres-url",
-        help="use this Postgres (superuser URL; a fresh "
-        "database is created and dropped) instead of a throwaway one",
-    )
+    common.add_postgres_url(spawned)
     spawned.add_argument(
         "--profile",
         action="store_true",
@@ -168,11 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         help="extra client_credentials parameter (scope=..., audience=...)",
     )
     creds.add_argument("--internal-url", help="a tokensvc internal listener, to mint codes")
-    creds.add_argument(
-        "--internal-token",
-        default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
-        help="(or TOKENSVC_INTERNAL_TOKEN)",
-    )
+    common.add_internal_token(creds)
     creds.add_argument(
         "--database-url",
         help="register bench clients in this tokensvc database (tokensvc client add)",
@@ -183,9 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     creds.add_argument("--metrics-url", help="the target's /metrics (time attribution)")
     creds.add_argument("--service-pid", type=int, help="the target's pid, when local")
     creds.add_argument("--keys-file", help="the target's key file, to time signing")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", help="output directory (default benchmarks/results/<time>/)")
-    out.add_argument("--quiet", action="store_true", help="no live progress")
+    common.add_output_options(p, "benchmarks/results/<time>/")
     return p
 
 
@@ -205,27 +190,11 @@ def _rate(text: str) -> tuple[float | None, float | None]:
 def _workloads(text: str | None, full: bool) -> list[str]:
     if text is None:
         return list(WORKLOADS) if full else ["client_credentials"]
-    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    names = [common.ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise UsageError(f"--grants: unknown {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
     return [w for w in WORKLOADS if w in names]
-
-
-def _weights(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        name, _, weight = part.partition("=")
-        name = ALIASES.get(name.strip(), name.strip())
-        if name not in GRANTS:
-            raise UsageError(f"--mix: unknown grant {name!r}")
-        try:
-            out[name] = float(weight)
-        except ValueError:
-            raise UsageError(f"--mix: bad weight in {part!r}") from None
-    if sum(out.values()) <= 0:
-        raise UsageError("--mix: the weights must add up to more than 0")
-    return out
 
 
 def _params(items: list[str]) -> dict[str, str]:
@@ -236,85 +205,6 @@ def _params(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--param: expected NAME=VALUE, got {item!r}")
         out[name] = value
     return out
-
-
-# --------------------------------------------------------------------------- facts
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head.stdout.strip() + (" (+ local changes)" if dirty.stdout.strip() else "")
-
-
-BACKGROUND_BUSY = 0.15
-
-
-def background_load(seconds: float = 1.0) -> dict[int, float]:
-    """How busy each core is before we start anything (someone else's work shares them)."""
-    import time
-
-    before = cpu.core_ticks()
-    time.sleep(seconds)
-    after = cpu.core_ticks()
-    if not before or not after:
-        return {}
-    return {
-        core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
-        for core in after
-        if core in before
-    }
-
-
-def busy_note(background: dict[int, float]) -> str | None:
-    """A note when some core was busy before anything started, else None."""
-    busy = {c: u for c, u in background.items() if u > BACKGROUND_BUSY}
-    if not busy:
-        return None
-    return (
-        "the machine was busy before the run started ("
-        + ", ".join(f"core {c} {u:.0%}" for c, u in sorted(busy.items()))
-        + "): other work shares these cores, the figures are less reliable"
-    )
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = os.cpu_count() or 1
-    info = {
-        "cpus": cores,
-        "cpu_model": model or platform.processor() or "unknown",
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "hostname": platform.node(),
-    }
-    info["description"] = (
-        f"{platform.node()}: {cores} cores ({info['cpu_model']}), "
-        f"Linux {info['kernel']}, Python {info['python']}"
-    )
-    return info
 
 
 # --------------------------------------------------------------------------- profiling
@@ -361,14 +251,8 @@ class Profiler:
 
     def end(self, name: str, mode: str) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:  # SIGINT: py-spy writes the flame graph out
+            spawn.stop_process(proc, signal.SIGINT, timeout=30)
 
 
 # --------------------------------------------------------------------------- the run
@@ -379,24 +263,8 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["soak"]:  # python -m benchmarks soak ...: benchmarks/soak
-        from benchmarks.soak.cli import main as soak
-
-        return soak(argv[1:])
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return _main(args)
-    except UsageError as exc:
-        print(f"benchmarks: {exc}", file=sys.stderr)
-        return 2
-    except (PrepareError, spawn.SpawnError, RuntimeError, OSError) as exc:
-        print(f"benchmarks: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("benchmarks: interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return common.run_command("benchmarks", _main, args)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -414,7 +282,7 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--rate Fx needs a closed loop (--concurrency > 0) to take the peak of")
     full = bool(args.spawn or args.internal_url)
     workloads = _workloads(args.grants, full)
-    weights = _weights(args.mix)
+    weights = common.mix_weights(args.mix)
     needs_codes = any(w in ("authorization_code", "refresh_token") for w in workloads) or (
         "mix" in workloads and (weights.get("authorization_code") or weights.get("refresh_token"))
     )
@@ -427,12 +295,7 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--target needs --client-id and --client-secret (or --database-url)")
 
     started = dt.datetime.now(dt.UTC)
-    outdir = (
-        Path(args.out)
-        if args.out
-        else (ROOT / "benchmarks" / "results" / started.strftime("%Y-%m-%dT%H%M%SZ"))
-    )
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = common.output_dir(args.out, started)
     workdir = outdir / "work"
     live = Live(args.quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -444,11 +307,7 @@ def _main(args: argparse.Namespace) -> int:
 
     with ExitStack() as stack:
         notes: list[str] = []
-        background = background_load()
-        busy = busy_note(background)
-        if busy:
-            notes.append(busy)
-            live.say(f"warning: {notes[-1]}")
+        background = common.note_background(notes, live)
         watcher = cpu.Watcher()
         if args.spawn:
             service_cores, other_cores, note = spawn.plan_cores(
@@ -524,12 +383,9 @@ def _main(args: argparse.Namespace) -> int:
             )
 
         generator_cores = other_cores or cpu.available_cores()
-        threads = args.threads or max(
-            1, len(generator_cores) if other_cores else min(len(generator_cores), 4)
-        )
-        processes = args.processes or max(
-            1, len(generator_cores) if other_cores else min(len(generator_cores), 4)
-        )
+        per_core = max(1, len(generator_cores) if other_cores else min(len(generator_cores), 4))
+        threads = args.threads or per_core
+        processes = args.processes or per_core
         issuer = Issuer(token_url, internal_url, internal_token)
         pools = _pools(issuer, machine_client, web_client, _params(args.param), weights, live, args)
         tokens = _samples(issuer, pools, workloads, weights, live)
@@ -611,10 +467,10 @@ def _main(args: argparse.Namespace) -> int:
             notes.append(f"the run stopped early: {failure}")
 
     meta = {
-        "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "commit": git_commit(),
-        "machine": machine(),
+        "started_at": common.utc_text(started),
+        "finished_at": common.now_text(),
+        "commit": common.git_commit(),
+        "machine": common.machine(),
         "target": target,
         "engines": {
             "closed": runner_label(engine, version, threads) if args.concurrency else "not run",
@@ -634,8 +490,8 @@ def _main(args: argparse.Namespace) -> int:
         },
         "notes": notes,
         "profiles": profiler.files if profiler else [],
-        "background_busy": {str(c): round(u, 3) for c, u in background.items()},
-        "command": " ".join(["python -m benchmarks", *redacted(sys.argv[1:])]),
+        "background_busy": common.background_json(background),
+        "command": " ".join(["python -m benchmarks", *common.redacted(sys.argv[1:])]),
     }
     ctx = {
         "server_capacity": max(1, min(args.workers, len(service_cores) or args.workers)),
@@ -649,48 +505,11 @@ def _main(args: argparse.Namespace) -> int:
     data = report.build(meta, phases, ctx, signing, tokens)
     text = report.table(data)
     shutil.rmtree(workdir, ignore_errors=True)
-    write_report(outdir, data, text, plot.page(data, text))
+    common.write_report(outdir, data, text, plot.page(data, text))
     if failure:
         print(f"benchmarks: {failure}", file=sys.stderr)
         return 1
     return 0
-
-
-def write_report(outdir: Path, data: dict[str, Any], text: str, page: str) -> None:
-    """report.json, summary.txt and report.html in `outdir`; the summary on stdout."""
-    (outdir / "report.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    (outdir / "summary.txt").write_text(text + "\n")
-    (outdir / "report.html").write_text(page)
-    print(text)
-    print(f"\nreport: {outdir / 'report.json'}  plot: {outdir / 'report.html'}")
-
-
-SECRET_OPTIONS = (
-    "--client-secret",
-    "--code-client-secret",
-    "--internal-token",
-    "--database-url",
-    "--postgres-url",
-    "--redis-url",
-)
-
-
-def redacted(argv: list[str]) -> list[str]:
-    """The command line without secrets (they would end up in the report)."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-        elif arg in SECRET_OPTIONS:
-            out.append(arg)
-            hide_next = True
-        elif arg.split("=", 1)[0] in SECRET_OPTIONS and "=" in arg:
-            out.append(arg.split("=", 1)[0] + "=***")
-        else:
-            out.append(arg)
-    return out
 
 
 def runner_label(engine: str, version: str | None, threads: int) -> str:

@@ -126,6 +126,23 @@ class Histogram:
         return hist
 
 
+def to_ms(us: float) -> float:
+    """Microseconds as the reports' milliseconds (to the µs)."""
+    return round(us / 1000, 3)
+
+
+def latency_ms(hist: Histogram) -> dict[str, float]:
+    """The reports' `latency_ms`: p50, p90, p99, p99.9 and max, in ms."""
+    p = hist.percentiles((50, 90, 99, 99.9))
+    return {
+        "p50": to_ms(p[50]),
+        "p90": to_ms(p[90]),
+        "p99": to_ms(p[99]),
+        "p99.9": to_ms(p[99.9]),
+        "max": to_ms(hist.max()),
+    }
+
+
 def undo_wrk_correction(
     counts: Mapping[int, int], runtime_us: int, completed: int, connections: int
 ) -> dict[int, int]:

@@ -77,20 +77,43 @@ def tokensvc_command() -> list[str]:
     return [sys.executable, "-m", "tokensvc"]
 
 
-def _client_add(database_url: str, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    env["TOKENSVC_DATABASE_URL"] = database_url
+def base_env() -> dict[str, str]:
+    """This process's environment without tokensvc's settings (the caller sets its own)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))
+    }
+
+
+def run_tokensvc(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    timeout: float,
+    error: type[RuntimeError],
+    what: str = "",
+) -> str:
+    """`tokensvc ARGS` with `env`: its output, or `error` with its error output."""
     result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [*tokensvc_command(), "client", "add", *args],
+        [*tokensvc_command(), *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
-        raise PrepareError(f"tokensvc client add failed: {result.stderr.strip()}")
-    out: dict[str, Any] = json.loads(result.stdout)
+        raise error(f"tokensvc {what or ' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _client_add(database_url: str, *args: str) -> dict[str, Any]:
+    env = {**base_env(), "TOKENSVC_DATABASE_URL": database_url}
+    stdout = run_tokensvc(
+        ["client", "add", *args], env, timeout=60, error=PrepareError, what="client add"
+    )
+    out: dict[str, Any] = json.loads(stdout)
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks import attribution
-from benchmarks.histogram import CURVE_POINTS
+from benchmarks.histogram import CURVE_POINTS, latency_ms, to_ms
 from benchmarks.runner import PhaseResult
 
 SCHEMA = "tokensvc-bench/1"
@@ -18,21 +18,9 @@ TARGET_P99_MS = 25.0
 SATURATED = 0.85  # a CPU busy this much of its capacity is the bottleneck
 
 
-def _ms(us: float) -> float:
-    return round(us / 1000, 3)
-
-
 def latency(phase: PhaseResult) -> dict[str, float]:
     hist = phase.outcome.hist
-    p = hist.percentiles((50, 90, 99, 99.9))
-    return {
-        "p50": _ms(p[50]),
-        "p90": _ms(p[90]),
-        "p99": _ms(p[99]),
-        "p99.9": _ms(p[99.9]),
-        "max": _ms(hist.max()),
-        "mean": _ms(hist.mean()),
-    }
+    return {**latency_ms(hist), "mean": to_ms(hist.mean())}
 
 
 def _utilisations(phase: PhaseResult) -> dict[str, Any]:
@@ -111,7 +99,7 @@ def phase_json(
         "ok": o.ok,
         "rps": round(o.rate, 1),
         "latency_ms": lat,
-        "percentile_curve": [[p, _ms(v)] for p, v in o.hist.percentiles(CURVE_POINTS).items()],
+        "percentile_curve": [[p, to_ms(v)] for p, v in o.hist.percentiles(CURVE_POINTS).items()],
         "errors": {
             "total": o.error_count,
             "by_status": {str(k): v for k, v in sorted(o.statuses.items()) if k != 200},
@@ -123,7 +111,7 @@ def phase_json(
                 "t": i + 1,
                 "seconds": round(iv.seconds, 3),
                 "rps": round(iv.rate, 1),
-                "p99_ms": _ms(iv.hist.percentile(99)),
+                "p99_ms": to_ms(iv.hist.percentile(99)),
                 "errors": iv.errors,
             }
             for i, iv in enumerate(o.intervals)
@@ -159,7 +147,7 @@ def phase_json(
         data["open_loop"] = {
             "scheduled": o.scheduled,
             "achieved_rps": round(o.completed / o.seconds, 1) if o.seconds else 0.0,
-            "send_lag_ms": {"p50": _ms(lag[50]), "p99": _ms(lag[99]), "max": _ms(lag[100])},
+            "send_lag_ms": {"p50": to_ms(lag[50]), "p99": to_ms(lag[99]), "max": to_ms(lag[100])},
         }
         behind = lag[99] > 5000 or (phase.rate and o.scheduled < 0.97 * phase.rate * o.seconds)
         data["open_loop"]["generator_kept_up"] = not behind

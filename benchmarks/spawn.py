@@ -24,13 +24,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks import cpu
-from benchmarks.prepare import tokensvc_command
+from benchmarks.prepare import base_env, run_tokensvc, tokensvc_command
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0
@@ -67,7 +68,14 @@ def _free_port() -> int:
         return port
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], errfile: Path, what: str) -> None:
+def _wait(
+    proc: subprocess.Popen[bytes],
+    errfile: Path,
+    what: str,
+    ready: Callable[[], bool],
+    expected: str,
+) -> None:
+    """Until `ready()`; SpawnError if `proc` exits first or START_TIMEOUT passes."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -75,28 +83,26 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], errfile: Path, what: str
                 f"{what} exited with {proc.returncode}: "
                 f"{errfile.read_text(errors='replace')[-2000:]}"
             )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SpawnError(f"{what} did not answer {url} within {START_TIMEOUT:.0f} s")
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], errfile: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SpawnError(
-                f"{what} exited with {proc.returncode}: "
-                f"{errfile.read_text(errors='replace')[-2000:]}"
-            )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        if ready():
             return
         time.sleep(0.05)
-    raise SpawnError(f"{what} did not listen on port {port} within {START_TIMEOUT:.0f} s")
+    raise SpawnError(f"{what} did not {expected} within {START_TIMEOUT:.0f} s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 def _start(
@@ -121,32 +127,26 @@ def _start(
         )
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
-    """SIGINT (the service then skips its drain), then the whole process group if need be."""
+def stop_process(
+    proc: subprocess.Popen[Any],
+    sig: int = signal.SIGTERM,
+    timeout: float = 20.0,
+    *,
+    group: bool = False,
+) -> None:
+    """`sig`, then SIGKILL if the process is still there after `timeout` s; with `group`, then
+    SIGKILL its whole process group too (children started with start_new_session)."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _run_tokensvc(args: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run(  # noqa: S603
-        [*tokensvc_command(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SpawnError(f"tokensvc {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _drop_database(admin_url: str, name: str) -> None:
@@ -163,14 +163,6 @@ def _drop_database(admin_url: str, name: str) -> None:
 
     with contextlib.suppress(Exception):  # best effort: a throwaway server goes anyway
         run_sync(drop)
-
-
-def _base_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))
-    }
 
 
 def plan_cores(service: str | None, other: str | None) -> tuple[list[int], list[int], str]:
@@ -222,11 +214,13 @@ def spawn(
         database_url = create_database(postgres_url, db_name)
         stack.callback(_drop_database, postgres_url, db_name)
 
-        env = _base_env()
+        env = base_env()
         env["TOKENSVC_DATABASE_URL"] = database_url
-        _run_tokensvc(["migrate"], env)
+        run_tokensvc(["migrate"], env, timeout=120, error=SpawnError)
         keys_file = workdir / "jwks.json"
-        keys_file.write_text(_run_tokensvc(["keys", "generate", "--alg", "ES256"], env))
+        keys_file.write_text(
+            run_tokensvc(["keys", "generate", "--alg", "ES256"], env, timeout=120, error=SpawnError)
+        )
         keys_file.chmod(0o600)
 
         port, internal_port = _free_port(), _free_port()
@@ -248,22 +242,15 @@ def spawn(
         )
         errfile = workdir / "service.stderr"
         service = _start([*tokensvc_command(), "serve", "token"], env, service_cores, errfile)
-        stack.callback(_stop, service)
-        _wait_http(f"http://127.0.0.1:{port}/readyz", service, errfile, "tokensvc serve token")
+        # SIGINT: the service then skips its drain
+        stack.callback(stop_process, service, signal.SIGINT, group=True)
+        ready = f"http://127.0.0.1:{port}/readyz"
+        _wait(service, errfile, "tokensvc serve token", lambda: _answers(ready), f"answer {ready}")
 
-        floor_pid, floor_url = None, ""
+        floor_pid: int | None = None
+        floor_url = ""
         if with_floor:
-            floor_port = _free_port()
-            floor_err = workdir / "floor.stderr"
-            floor = _start(
-                [sys.executable, "-m", "benchmarks.floor", "--port", str(floor_port)],
-                {**_base_env(), "PYTHONPATH": str(ROOT)},
-                service_cores,
-                floor_err,
-            )
-            stack.callback(_stop, floor, signal.SIGTERM)
-            _wait_port(floor_port, floor, floor_err, "the floor server")
-            floor_pid, floor_url = floor.pid, f"http://127.0.0.1:{floor_port}/token"
+            floor_url, floor_pid = stack.enter_context(local_floor(workdir, service_cores))
 
         yield Stack(
             token_url=f"http://127.0.0.1:{port}/token",
@@ -287,18 +274,18 @@ def spawn(
 
 @contextlib.contextmanager
 def local_floor(workdir: Path, cores: list[int]) -> Iterator[tuple[str, int]]:
-    """Just the floor server (for runs against a remote target): (url, pid)."""
+    """Just the floor server, pinned to `cores`: (url, pid); stopped on the way out."""
     port = _free_port()
     errfile = workdir / "floor.stderr"
     workdir.mkdir(parents=True, exist_ok=True)
     floor = _start(
         [sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
-        {**_base_env(), "PYTHONPATH": str(ROOT)},
+        {**base_env(), "PYTHONPATH": str(ROOT)},
         cores,
         errfile,
     )
     try:
-        _wait_port(port, floor, errfile, "the floor server")
+        _wait(floor, errfile, "the floor server", lambda: _listens(port), f"listen on port {port}")
         yield f"http://127.0.0.1:{port}/token", floor.pid
     finally:
-        _stop(floor, signal.SIGTERM)
+        stop_process(floor, signal.SIGTERM, group=True)

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.histogram import Histogram
+from benchmarks.histogram import Histogram, latency_ms
 
 DRIFT_WINDOWS = 6  # at most this many steady windows at each end are compared
 
@@ -90,21 +90,6 @@ def _dig(*keys: str) -> Callable[[dict[str, Any]], Any]:
     return get
 
 
-def _ms(us: float) -> float:
-    return round(us / 1000, 3)
-
-
-def latency(hist: Histogram) -> dict[str, float]:
-    p = hist.percentiles((50, 90, 99, 99.9))
-    return {
-        "p50": _ms(p[50]),
-        "p90": _ms(p[90]),
-        "p99": _ms(p[99]),
-        "p99.9": _ms(p[99.9]),
-        "max": _ms(hist.max()),
-    }
-
-
 def drift(steady: Sequence[int], hists: Sequence[Histogram]) -> dict[str, Any]:
     """Latency of the last steady windows against the first ones (as many at each end, at
     most DRIFT_WINDOWS and at most a third of them, at least one)."""
@@ -112,8 +97,8 @@ def drift(steady: Sequence[int], hists: Sequence[Histogram]) -> dict[str, Any]:
         return {}
     k = max(1, min(DRIFT_WINDOWS, len(steady) // 3))
     early, late = steady[:k], steady[-k:]
-    first = latency(Histogram.merged(hists[i] for i in early))
-    last = latency(Histogram.merged(hists[i] for i in late))
+    first = latency_ms(Histogram.merged(hists[i] for i in early))
+    last = latency_ms(Histogram.merged(hists[i] for i in late))
 
     def ratio(name: str) -> float | None:
         return _round(last[name] / first[name]) if first[name] > 0 else None
@@ -208,7 +193,7 @@ def summarise(
             "rate_target": config["rate"],
             "requests": requests,
             "achieved_rps": round(requests / seconds, 1) if seconds else 0.0,
-            "overall_ms": latency(Histogram.merged(hists)),
+            "overall_ms": latency_ms(Histogram.merged(hists)),
             **load,
         },
         "stores": stores,
@@ -226,20 +211,18 @@ def verdict(summary: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     starved = sum(summary["errors"]["starved"].values())
     max_slope, max_drift = config["max_rss_slope_mib_per_min"], config["max_p99_drift"]
     failed, missing, parts = [], [], []
-    if slope is None:
-        missing.append("RSS slope")
-        parts.append("RSS slope n/a")
-    else:
-        parts.append(f"RSS slope {slope:+.3f} MiB/min (limit {max_slope:g})")
-        if slope >= max_slope:
-            failed.append("memory growth")
-    if p99 is None:
-        missing.append("p99 drift")
-        parts.append("p99 drift n/a")
-    else:
-        parts.append(f"p99 drift {p99:.2f}x (limit {max_drift:g}x)")
-        if p99 >= max_drift:
-            failed.append("latency drift")
+    readings = (  # name, value, limit, what exceeding it means, how it reads
+        ("RSS slope", slope, max_slope, "memory growth", "{:+.3f} MiB/min (limit {:g})"),
+        ("p99 drift", p99, max_drift, "latency drift", "{:.2f}x (limit {:g}x)"),
+    )
+    for name, value, limit, failure, shown in readings:
+        if value is None:
+            missing.append(name)
+            parts.append(f"{name} n/a")
+            continue
+        parts.append(f"{name} {shown.format(value, limit)}")
+        if value >= limit:
+            failed.append(failure)
     parts.append(f"{errors:,} error{'s' if errors != 1 else ''}")
     if errors:
         failed.append("errors")

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import datetime as dt
 import multiprocessing
-import os
 import shutil
 import signal
 import sys
@@ -22,13 +21,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cli, cpu, spawn
-from benchmarks.histogram import Histogram
+from benchmarks import common, cpu, spawn
+from benchmarks.common import UsageError
+from benchmarks.histogram import Histogram, latency_ms
 from benchmarks.live import Live
-from benchmarks.prepare import PrepareError, register_clients
+from benchmarks.prepare import register_clients
 from benchmarks.soak import analysis, load, probes, render
+from benchmarks.soak.render import SCHEMA
 
-SCHEMA = "tokensvc-soak/1"
 CODE_TTL = 60  # the product's default: codes are minted as the soak goes, not up front
 READY_TIMEOUT = 180.0  # seeding the refresh chains
 LATE = 60.0  # how long after its due time a window may arrive
@@ -42,11 +42,11 @@ def _seconds(text: str, flag: str) -> float:
     try:
         value = float(number) * (scale or 1)
     except ValueError:
-        raise cli.UsageError(
+        raise UsageError(
             f"{flag}: expected seconds, or a number with s/m/h, got {text!r}"
         ) from None
     if value < 0:
-        raise cli.UsageError(f"{flag} must not be negative")
+        raise UsageError(f"{flag} must not be negative")
     return value
 
 
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds at the start left out of slopes and drift (60; windows ending by then)",
     )
     load_.add_argument(
-        "--mix", default=cli.DEFAULT_MIX, help=f"weights of the grants ({cli.DEFAULT_MIX})"
+        "--mix", default=common.DEFAULT_MIX, help=f"weights of the grants ({common.DEFAULT_MIX})"
     )
     load_.add_argument(
         "--chains",
@@ -100,21 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         "--max-p99-drift", type=float, default=2.0, help="late p99 / early p99 (2.0)"
     )
     spawned = p.add_argument_group("--spawn")
-    spawned.add_argument("--workers", type=int, default=1, help="TOKENSVC_WORKERS (1)")
-    spawned.add_argument("--service-cores", help="cores for tokensvc (default: the first)")
-    spawned.add_argument("--generator-cores", help="cores for everything else")
-    spawned.add_argument(
-        "--postgres-url",
-        help="use this Postgres (superuser URL; a fresh "
-        "database is created and dropped) instead of a throwaway one",
+    common.add_cores_options(
+        spawned, "cores for tokensvc (default: the first)", "cores for everything else"
     )
+    common.add_postgres_url(spawned)
     target = p.add_argument_group("--target")
     target.add_argument("--internal-url", help="the deployment's internal listener (codes)")
-    target.add_argument(
-        "--internal-token",
-        default=os.environ.get("TOKENSVC_INTERNAL_TOKEN"),
-        help="(or TOKENSVC_INTERNAL_TOKEN)",
-    )
+    common.add_internal_token(target)
     target.add_argument(
         "--database-url",
         help="its database: bench clients are registered there and the tables' growth read",
@@ -126,9 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the Redis the service uses (--spawn: instead of a "
         "throwaway one; --target: to read its memory and keys)",
     )
-    out = p.add_argument_group("output")
-    out.add_argument("--out", help="output directory (default benchmarks/results/<time>-soak/)")
-    out.add_argument("--quiet", action="store_true", help="no live progress")
+    common.add_output_options(p, "benchmarks/results/<time>-soak/")
     return p
 
 
@@ -140,17 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     args.argv = argv
-    try:
-        return _main(args)
-    except cli.UsageError as exc:
-        print(f"benchmarks soak: {exc}", file=sys.stderr)
-        return 2
-    except (PrepareError, spawn.SpawnError, RuntimeError, OSError) as exc:
-        print(f"benchmarks soak: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("benchmarks soak: interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+    return common.run_command("benchmarks soak", _main, args)
 
 
 class Config:
@@ -158,22 +138,20 @@ class Config:
 
     def __init__(self, args: argparse.Namespace) -> None:
         if bool(args.spawn) == bool(args.target):
-            raise cli.UsageError("give exactly one of --spawn or --target URL")
+            raise UsageError("give exactly one of --spawn or --target URL")
         self.window = _seconds(args.window, "--window")
         if self.window < 1:
-            raise cli.UsageError("--window must be at least 1 (second)")
+            raise UsageError("--window must be at least 1 (second)")
         self.windows = max(1, round(_seconds(args.duration, "--duration") / self.window))
         self.duration = self.windows * self.window
         self.warmup = _seconds(args.warmup, "--warmup")
         if self.warmup >= self.duration:
-            raise cli.UsageError("--warmup must be shorter than --duration")
+            raise UsageError("--warmup must be shorter than --duration")
         if args.rate <= 0 or args.chains < 1 or args.max_connections < 1 or args.workers < 1:
-            raise cli.UsageError(
-                "--rate, --chains, --max-connections and --workers must be positive"
-            )
-        self.weights = cli._weights(args.mix)
+            raise UsageError("--rate, --chains, --max-connections and --workers must be positive")
+        self.weights = common.mix_weights(args.mix)
         if args.target and not (args.internal_url and args.internal_token and args.database_url):
-            raise cli.UsageError(
+            raise UsageError(
                 "--target needs --internal-url, --internal-token (codes) and "
                 "--database-url (clients, table growth)"
             )
@@ -197,22 +175,13 @@ class Config:
 def _main(args: argparse.Namespace) -> int:
     config = Config(args)
     started = dt.datetime.now(dt.UTC)
-    commit = cli.git_commit()  # what runs; HEAD may move while a long soak goes on
-    outdir = (
-        Path(args.out)
-        if args.out
-        else (cli.ROOT / "benchmarks" / "results" / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}-soak")
-    )
-    outdir.mkdir(parents=True, exist_ok=True)
+    commit = common.git_commit()  # what runs; HEAD may move while a long soak goes on
+    outdir = common.output_dir(args.out, started, "-soak")
     workdir = outdir / "work"
     live = Live(args.quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
     notes: list[str] = []
-    background = cli.background_load()
-    busy = cli.busy_note(background)
-    if busy:
-        notes.append(busy)
-        live.say(f"warning: {busy}")
+    background = common.note_background(notes, live)
 
     with ExitStack() as stack:
         service_pid, redis_url, database_url, target, cores = _stack(args, stack, workdir, live)
@@ -261,7 +230,7 @@ def _main(args: argparse.Namespace) -> int:
     report = _report(args, config, started, commit, target, session, notes, background)
     summary_text = render.text(report)
     shutil.rmtree(workdir, ignore_errors=True)
-    cli.write_report(outdir, report, summary_text, render.page(report, summary_text))
+    common.write_report(outdir, report, summary_text, render.page(report, summary_text))
     if failure:
         print(f"benchmarks soak: {failure}", file=sys.stderr)
         return 1
@@ -441,11 +410,11 @@ def window_record(
             "socket": dict(data["socket"]),
         },
         "starved": dict(data["starved"]),
-        "latency_ms": analysis.latency(hist),
+        "latency_ms": latency_ms(hist),
         "by_grant": {
             g: {
                 "requests": h.total,
-                **{k: v for k, v in analysis.latency(h).items() if k in ("p50", "p99")},
+                **{k: v for k, v in latency_ms(h).items() if k in ("p50", "p99")},
             }
             for g, h in ((g, Histogram(c)) for g, c in sorted(data["by_grant"].items()))
         },
@@ -510,10 +479,10 @@ def _report(
         )
     return {
         "schema": SCHEMA,
-        "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "started_at": common.utc_text(started),
+        "finished_at": common.now_text(),
         "commit": commit,
-        "machine": cli.machine(),
+        "machine": common.machine(),
         "target": target,
         "config": settings,
         "baseline": session.baseline,
@@ -522,6 +491,6 @@ def _report(
             session.windows, session.hists, session.baseline, totals, settings
         ),
         "notes": notes,
-        "background_busy": {str(c): round(u, 3) for c, u in background.items()},
-        "command": " ".join(["python -m benchmarks soak", *cli.redacted(args.argv)]),
+        "background_busy": common.background_json(background),
+        "command": " ".join(["python -m benchmarks soak", *common.redacted(args.argv)]),
     }

@@ -10,6 +10,7 @@ from typing import Any
 from benchmarks import plot
 from benchmarks.soak.analysis import line_fit
 
+SCHEMA = "tokensvc-soak/1"  # the report.json this reads (soak/cli.py writes it)
 GRANT_COLOURS = plot.COLOURS
 
 
@@ -183,19 +184,19 @@ def page(report: dict[str, Any], summary_text: str) -> str:
             title, x, unit, series, from_zero=from_zero, marks=marks, x_start=0.0
         )
 
+    def line(label: str, colour: str, dashed: bool, *keys: str) -> plot.Series:
+        """A series of the value at `keys` in the baseline and each window."""
+        return (label, colour, dashed, _points(report, lambda w: _get(w, *keys)))
+
     def rss_of(w: dict[str, Any]) -> Any:
         return _get(w, "service", "rss_mib")
 
-    rss = _points(report, rss_of)
-    lat = {
-        p: _points(report, lambda w, p=p: _get(w, "latency_ms", p)) for p in ("p50", "p90", "p99")
-    }
     charts = [
         chart(
             "service resident memory (RSS, the process tree)",
             "MiB",
             [
-                ("RSS", "#1f77b4", False, rss),
+                ("RSS", "#1f77b4", False, _points(report, rss_of)),
                 ("fit after warm-up", "#d62728", True, _fit(_points(report, rss_of, steady=True))),
             ],
             from_zero=False,
@@ -204,21 +205,16 @@ def page(report: dict[str, Any], summary_text: str) -> str:
             "latency per window (from the intended send time)",
             "ms",
             [
-                ("p50", "#2ca02c", False, lat["p50"]),
-                ("p90", "#ff7f0e", False, lat["p90"]),
-                ("p99", "#d62728", False, lat["p99"]),
+                line("p50", "#2ca02c", False, "latency_ms", "p50"),
+                line("p90", "#ff7f0e", False, "latency_ms", "p90"),
+                line("p99", "#d62728", False, "latency_ms", "p99"),
             ],
         ),
         chart(
             "p99 per grant per window",
             "ms",
             [
-                (
-                    g,
-                    GRANT_COLOURS.get(g, "#8c564b"),
-                    False,
-                    _points(report, lambda w, g=g: _get(w, "by_grant", g, "p99")),
-                )
+                line(g, GRANT_COLOURS.get(g, "#8c564b"), False, "by_grant", g, "p99")
                 for g in ("client_credentials", "authorization_code", "refresh_token")
             ],
         ),
@@ -226,7 +222,7 @@ def page(report: dict[str, Any], summary_text: str) -> str:
             "throughput and errors per window",
             "requests / s",
             [
-                ("answered", "#1f77b4", False, _points(report, lambda w: _get(w, "rps"))),
+                line("answered", "#1f77b4", False, "rps"),
                 ("errors / s", "#d62728", False, _points(report, _errors_per_second)),
             ],
         ),
@@ -234,74 +230,37 @@ def page(report: dict[str, Any], summary_text: str) -> str:
             "service open file descriptors and threads",
             "count",
             [
-                ("fds", "#9467bd", False, _points(report, lambda w: _get(w, "service", "fds"))),
-                (
-                    "threads",
-                    "#8c564b",
-                    True,
-                    _points(report, lambda w: _get(w, "service", "threads")),
-                ),
+                line("fds", "#9467bd", False, "service", "fds"),
+                line("threads", "#8c564b", True, "service", "threads"),
             ],
         ),
         chart(
             "Postgres rows (retired refresh tokens are kept for reuse detection)",
             "rows",
             [
-                (
-                    "refresh_tokens",
-                    "#2ca02c",
-                    False,
-                    _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "rows")),
-                ),
-                (
-                    "grants",
-                    "#d62728",
-                    False,
-                    _points(report, lambda w: _get(w, "postgres", "grants", "rows")),
-                ),
+                line("refresh_tokens", "#2ca02c", False, "postgres", "refresh_tokens", "rows"),
+                line("grants", "#d62728", False, "postgres", "grants", "rows"),
             ],
         ),
         chart(
             "Postgres size on disk (tables with indexes)",
             "MiB",
             [
-                (
-                    "refresh_tokens",
-                    "#2ca02c",
-                    False,
-                    _points(report, lambda w: _get(w, "postgres", "refresh_tokens", "mib")),
-                ),
-                (
-                    "grants",
-                    "#d62728",
-                    False,
-                    _points(report, lambda w: _get(w, "postgres", "grants", "mib")),
-                ),
-                (
-                    "database",
-                    "#7f7f7f",
-                    True,
-                    _points(report, lambda w: _get(w, "postgres", "database_mib")),
-                ),
+                line("refresh_tokens", "#2ca02c", False, "postgres", "refresh_tokens", "mib"),
+                line("grants", "#d62728", False, "postgres", "grants", "mib"),
+                line("database", "#7f7f7f", True, "postgres", "database_mib"),
             ],
         ),
         chart(
             "Redis used memory",
             "MiB",
-            [
-                (
-                    "used_memory",
-                    "#d62728",
-                    False,
-                    _points(report, lambda w: _get(w, "redis", "used_memory_mib")),
-                )
-            ],
+            [line("used_memory", "#d62728", False, "redis", "used_memory_mib")],
             from_zero=False,
         ),
         chart(
             "Redis keys (codes, and used-code markers kept 10 minutes)",
             "keys",
-            [("keys", "#d62728", False, _points(report, lambda w: _get(w, "redis", "keys")))],
+            [line("keys", "#d62728", False, "redis", "keys")],
         ),
     ]
     return plot.html_page(

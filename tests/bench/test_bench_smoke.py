@@ -6,11 +6,11 @@ failed and that the report is well formed, never how fast anything was."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks import render
+from tests.bench.kit import run_kit, spawned
+
 WORKLOADS = ("client_credentials", "authorization_code", "refresh_token", "mix")
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 
@@ -19,15 +19,8 @@ def test_every_grant_runs_without_errors_and_reports(
     tmp_path: Path, redis_url: str, postgres_admin_url: str
 ) -> None:
     out = tmp_path / "bench"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks",
-        "--spawn",
-        "--redis-url",
-        redis_url,
-        "--postgres-url",
-        postgres_admin_url,
+    result = run_kit(
+        *spawned(redis_url, postgres_admin_url, out),
         "--duration",
         "1",
         "--warmup",
@@ -38,12 +31,6 @@ def test_every_grant_runs_without_errors_and_reports(
         "100",
         "--batch",
         "4000",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -73,3 +60,4 @@ def test_every_grant_runs_without_errors_and_reports(
     assert (out / "summary.txt").read_text().startswith("tokensvc /token benchmark")
     page = (out / "report.html").read_text()
     assert page.count("<svg") >= 3 and "<script" not in page
+    assert render.page(out / "report.json") == page  # the render command makes it again

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks import render
 from benchmarks.histogram import Histogram
 from benchmarks.soak import analysis
 from benchmarks.soak.cli import main as soak_main
+from tests.bench.kit import run_kit, spawned
 
-ROOT = Path(__file__).resolve().parents[2]
 GRANTS = ("client_credentials", "authorization_code", "refresh_token")
 WINDOWS = 4
 
@@ -34,16 +33,9 @@ def soak(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, postgres_admin_url: str
 ) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("soak")
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks",
+    result = run_kit(
         "soak",
-        "--spawn",
-        "--redis-url",
-        redis_url,
-        "--postgres-url",
-        postgres_admin_url,
+        *spawned(redis_url, postgres_admin_url, out),
         "--duration",
         str(2 * WINDOWS),
         "--window",
@@ -52,12 +44,6 @@ def soak(
         "2",
         "--rate",
         "100",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "verdict: " in result.stdout
@@ -132,6 +118,7 @@ def test_growth_drift_and_verdict_are_reported(soak: tuple[dict[str, Any], Path]
     assert (out / "summary.txt").read_text().rstrip().endswith(verdict["line"])
     page = (out / "report.html").read_text()
     assert page.count("<svg") >= 8 and "<script" not in page
+    assert render.page(out / "report.json") == page  # the render command makes it again
     text = (out / "report.json").read_text()
     assert "internal_token" not in text and "--redis-url ***" in report["command"]
 
