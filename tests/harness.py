@@ -27,7 +27,7 @@ from tokensvc.models import Client
 from tokensvc.registration import new_client
 from tokensvc.service import TokenService
 from tokensvc.signing.keys import KeySet
-from tokensvc.storage.stores import Stores
+from tokensvc.wiring.stores import Stores
 
 INTERNAL_TOKEN = "internal-test-token-0123456789"
 

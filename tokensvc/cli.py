@@ -12,16 +12,22 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import orjson
 
 from tokensvc import config, logs
 from tokensvc.errors import StoreUnavailable
+from tokensvc.models import Client
 from tokensvc.registration import RegistrationError, new_client, new_user
 from tokensvc.signing.schedule import JWKS_MAX_AGE
+
+if TYPE_CHECKING:  # imported where used, so commands that need no database stay light
+    from tokensvc.storage.postgres import Postgres
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 
@@ -36,15 +42,15 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
-def _emit(data: Any) -> None:
+def _emit(data: object) -> None:
     sys.stdout.write(orjson.dumps(data).decode() + "\n")
     sys.stdout.flush()
 
 
-def _run(coro: Awaitable[Any]) -> Any:
+def _run(coro: Coroutine[object, object, T]) -> T:
     import uvloop
 
-    return uvloop.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)
 
 
 def _database_url() -> str:
@@ -57,7 +63,7 @@ def _database_url() -> str:
     return url
 
 
-async def _with_postgres(action: Callable[[Any], Awaitable[Any]]) -> Any:
+async def _with_postgres(action: Callable[[Postgres], Awaitable[T]]) -> T:
     from tokensvc.storage.postgres import Postgres
 
     pg = await Postgres.connect(_database_url())
@@ -67,7 +73,7 @@ async def _with_postgres(action: Callable[[Any], Awaitable[Any]]) -> Any:
         await pg.close()
 
 
-def _listen(service: Awaitable[Any]) -> None:
+def _listen(service: Coroutine[object, object, None]) -> None:
     """Run a service; a listener that cannot bind (port taken, address not local) is a setting
     the operator must fix, so it is one line and exit 2 rather than a traceback. Store failures
     arrive as `StoreUnavailable`, so a bare `OSError` here comes from the listeners."""
@@ -81,7 +87,7 @@ def _listen(service: Awaitable[Any]) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from tokensvc import dev
+    from tokensvc.wiring import dev
 
     settings = config.load(dev=True)
     logs.configure(settings.log_format)
@@ -100,8 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logs.configure(settings.log_format)
     if settings.workers > 1:
         _share_metrics_between_workers()  # before prometheus_client is first imported
-    from tokensvc.serve import run_token_service
     from tokensvc.signing.keys import read_keys_file
+    from tokensvc.wiring.serve import run_token_service
 
     assert settings.keys_file is not None
     raw, keys = read_keys_file(settings.keys_file)
@@ -137,7 +143,12 @@ def _share_metrics_between_workers() -> None:
     directory = tempfile.mkdtemp(prefix="tokensvc-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     parent = os.getpid()
-    atexit.register(lambda: os.getpid() == parent and shutil.rmtree(directory, True))
+
+    def remove() -> None:
+        if os.getpid() == parent:  # not in a forked worker
+            shutil.rmtree(directory, True)
+
+    atexit.register(remove)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -186,7 +197,7 @@ async def _check_schema(dsn: str, wait: float) -> None:
         await asyncio.sleep(min(2.0, deadline - now))
 
 
-def _client_view(client: Any) -> dict[str, Any]:
+def _client_view(client: Client) -> dict[str, object]:
     from tokensvc.http.internal import client_view
 
     return client_view(client) | {
@@ -209,7 +220,7 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         rate_burst=args.rate_burst,
     )
 
-    async def add(pg: Any) -> bool:
+    async def add(pg: Postgres) -> bool:
         return bool(await pg.clients.add(client))
 
     if not _run(_with_postgres(add)):
@@ -221,14 +232,14 @@ def cmd_client_add(args: argparse.Namespace) -> None:
 
 
 def cmd_client_list(args: argparse.Namespace) -> None:
-    async def listing(pg: Any) -> list[Any]:
+    async def listing(pg: Postgres) -> list[Client]:
         return list(await pg.clients.list())
 
     _emit([_client_view(c) for c in _run(_with_postgres(listing))])
 
 
 def cmd_client_remove(args: argparse.Namespace) -> None:
-    async def remove(pg: Any) -> bool:
+    async def remove(pg: Postgres) -> bool:
         return bool(await pg.clients.remove(args.client_id))
 
     if not _run(_with_postgres(remove)):
@@ -242,7 +253,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
     password = sys.stdin.readline().rstrip("\r\n")
     user = new_user(username=args.username, password=password, email=args.email, name=args.name)
 
-    async def add(pg: Any) -> bool:
+    async def add(pg: Postgres) -> bool:
         return bool(await pg.users.add(user))
 
     if not _run(_with_postgres(add)):
@@ -251,7 +262,7 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
-    from tokensvc.signing.keys import generate_jwks
+    from tokensvc.signing.keyfile import generate_jwks
 
     try:
         _emit(generate_jwks(args.alg, now=time.time()))
@@ -262,10 +273,12 @@ def cmd_keys_generate(args: argparse.Namespace) -> None:
 def cmd_keys_rotate(args: argparse.Namespace) -> None:
     """Schedule a new key (signing.schedule): published now, signing after `--lead`; the keys
     it replaces retire once the tokens they signed have expired."""
-    from tokensvc.signing.keys import DEFAULT_TOKEN_TTL, rotate_jwks, write_private_jwks
+    from tokensvc.signing.keyfile import rotate_jwks, write_private_jwks
 
     # The longest-lived token a replaced key may have signed (access and ID tokens alike).
-    token_ttl = config._int(os.environ, "ACCESS_TOKEN_TTL", DEFAULT_TOKEN_TTL, minimum=1)
+    token_ttl = config._int(
+        os.environ, "ACCESS_TOKEN_TTL", config.DEFAULT_ACCESS_TOKEN_TTL, minimum=1
+    )
     path = Path(args.file)
     try:
         new, rotation = rotate_jwks(
@@ -298,14 +311,14 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
 
 def cmd_purge(args: argparse.Namespace) -> None:
     """Retention (tokensvc.storage.purge): progress on stderr, one JSON summary on stdout."""
-    from tokensvc.storage.purge import Retention, purge
+    from tokensvc.storage.purge import PurgeReport, Retention, purge
 
     retention = Retention.from_env(os.environ)
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    async def run(pg: Any) -> Any:
+    async def run(pg: Postgres) -> PurgeReport:
         return await purge(
             pg,
             retention,

@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A missing or malformed setting; its message is the one line an operator sees."""
 
 
+# The longest an access or ID token lives by default; key rotation (`keys rotate`) keeps a
+# replaced key published at least this long.
+DEFAULT_ACCESS_TOKEN_TTL = 3600
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     issuer: str
@@ -38,7 +43,7 @@ class Settings:
     workers: int = 1
     drain_seconds: int = 5  # after SIGTERM: not ready, still serving (tokensvc.http.server)
     keys_reload_seconds: int = 60  # re-read TOKENSVC_KEYS_FILE this often (0: on SIGHUP only)
-    access_token_ttl: int = 3600
+    access_token_ttl: int = DEFAULT_ACCESS_TOKEN_TTL
     refresh_token_ttl: int = 2_592_000
     code_ttl: int = 60
     refresh_grace: int = 5
@@ -96,7 +101,7 @@ REDIS_SCHEMES = (
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
     """One server, a cluster (`redis+cluster://h:p,h:p`) or Sentinel
-    (`redis+sentinel://h:p,h:p/service[/db]`): see `tokensvc.storage.redis_client`."""
+    (`redis+sentinel://h:p,h:p/service[/db]`): see `tokensvc.redis_client`."""
     url = _url(env, "REDIS_URL", REDIS_SCHEMES)
     if url is None or "+" not in url.split(":", 1)[0]:
         return url
@@ -188,7 +193,7 @@ def load(
         workers=_int(env, "WORKERS", 1, minimum=1),
         drain_seconds=_int(env, "DRAIN_SECONDS", 5),
         keys_reload_seconds=_int(env, "KEYS_RELOAD_SECONDS", 60),
-        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 3600, minimum=1),
+        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL, minimum=1),
         refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 2_592_000, minimum=1),
         code_ttl=_int(env, "CODE_TTL", 60, minimum=1),
         refresh_grace=_int(env, "REFRESH_GRACE", 5),

@@ -11,7 +11,7 @@ import atexit
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import orjson
 import structlog
@@ -139,12 +139,12 @@ def configure(
             sink: Any = BufferedLines(file or sys.stdout.buffer)
             atexit.register(sink.flush)
         else:
-            sink = structlog.BytesLogger(file or sys.stdout.buffer)
+            sink = structlog.BytesLogger(cast("BinaryIO", file or sys.stdout.buffer))
         factory: Any = lambda *_: sink  # noqa: E731 - structlog wants a factory
         request_line = _json_request_line(sink, stamp)
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=False)]
-        factory = structlog.PrintLoggerFactory(file or sys.stdout)
+        factory = structlog.PrintLoggerFactory(cast("TextIO", file or sys.stdout))
         request_line = _structlog_request_line
     structlog.configure(
         processors=processors,

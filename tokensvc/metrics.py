@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -113,32 +114,37 @@ class Metrics:
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # TOKENSVC_WORKERS > 1: every worker
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 
 
-class TimedStore:
-    """Wraps a store so each coroutine method call is observed in `store_latency`. The wrapped
-    methods are built once per name, so a call costs one timer pair and one observe."""
+S = TypeVar("S")
+_TIMED = "_tokensvc_timed"  # set on a store whose calls are already observed
 
-    def __init__(self, inner: Any, store: str, metrics: Metrics) -> None:
-        self._inner = inner
-        self._store = store
-        self._histogram = metrics.store_latency
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name.startswith("_") or not inspect.iscoroutinefunction(attr):
-            return attr
-        child = self._histogram.labels(self._store, name)
+def time_calls(store: S, store_name: str, metrics: Metrics) -> S:
+    """The same store, each public coroutine method observed in `store_latency` under
+    `(store_name, method)`. The timed methods are bound on the instance, so the store keeps its
+    own type (callers still reach it through its protocol) and a call costs one timer pair and
+    one observe. Idempotent: a store already timed is returned as it is."""
+    if getattr(store, _TIMED, False):
+        return store
+    for name, method in inspect.getmembers(store, inspect.iscoroutinefunction):
+        if not name.startswith("_"):
+            setattr(store, name, _timed(method, metrics.store_latency.labels(store_name, name)))
+    setattr(store, _TIMED, True)
+    return store
 
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await attr(*args, **kwargs)
-            finally:
-                child.observe(time.perf_counter() - started)
 
-        self.__dict__[name] = timed
-        return timed
+def _timed(
+    method: Callable[..., Awaitable[object]], child: Histogram
+) -> Callable[..., Awaitable[object]]:
+    async def timed(*args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            child.observe(time.perf_counter() - started)
+
+    return timed

@@ -1,7 +1,8 @@
 """The token service's runtime: settings, stores, keys, clock and randomness in one place.
 
 Grants and endpoints receive this object instead of reaching for globals, so a test can run
-the real code with a fake clock or a fresh set of stores.
+the real code with a fake clock or a fresh set of stores. The stores arrive assembled
+(`tokensvc.wiring.stores`): this module knows their protocols, never their backends.
 """
 
 from __future__ import annotations
@@ -9,16 +10,44 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 from tokensvc.config import Settings
-from tokensvc.metrics import Metrics, TimedStore
+from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
+from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
+from tokensvc.limits.lockout import Lockouts, MemoryLockouts
+from tokensvc.metrics import Metrics, time_calls
 from tokensvc.opaque import Entropy
+from tokensvc.readiness import readiness
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
 from tokensvc.storage.cache import CachedClients
-from tokensvc.storage.stores import Stores
+from tokensvc.storage.denylist import MemoryDenyList
+from tokensvc.storage.protocols import ClientStore, CodeStore, DenyList, GrantStore, UserStore
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Every store the token service uses, by protocol."""
+
+    codes: CodeStore
+    clients: ClientStore
+    users: UserStore
+    grants: GrantStore
+    # Revoked access tokens, and failed `password` grants (limited like the sign-in form).
+    revoked: DenyList = field(default_factory=MemoryDenyList)
+    failures: FailureLimiter = field(default_factory=MemoryFailureLimiter)
+    # Abuse limits at /token (tokensvc.limits): request rates per client, invalid_client
+    # lockouts per client_id.
+    rates: RateLimiter = field(default_factory=MemoryBuckets)
+    lockouts: Lockouts = field(default_factory=MemoryLockouts)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Which backends answer (for `/readyz`)."""
+        return await readiness(
+            {"codes": self.codes.ping, "clients": self.clients.ping, "grants": self.grants.ping}
+        )
 
 
 @dataclass(slots=True)
@@ -32,7 +61,7 @@ class TokenService:
     minter: TokenMinter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.stores = timed_stores(self.stores, self.metrics)
+        time_stores(self.stores, self.metrics)
         self.minter = TokenMinter(
             self.settings.issuer, self.keys, self.settings.access_token_ttl, self.entropy
         )
@@ -43,15 +72,12 @@ class TokenService:
         self.minter.keys = keys
 
 
-def timed_stores(stores: Stores, metrics: Metrics) -> Stores:
-    """The same stores, each call observed in `tokensvc_store_duration_seconds`."""
-    if isinstance(stores.codes, TimedStore):
-        return stores
-    wrapped: dict[str, Any] = {}
+def time_stores(stores: Stores, metrics: Metrics) -> None:
+    """Observe each store call in `tokensvc_store_duration_seconds`, labelled with the store's
+    field name; behind the client cache only the database is timed, not the hits."""
     for f in fields(stores):
         store = getattr(stores, f.name)
-        if isinstance(store, CachedClients):  # time the database behind the cache, not hits
-            store.instrument(lambda inner, name=f.name: TimedStore(inner, name, metrics))
+        if isinstance(store, CachedClients):
+            store.instrument(partial(time_calls, store_name=f.name, metrics=metrics))
         else:
-            wrapped[f.name] = TimedStore(store, f.name, metrics)
-    return replace(stores, **wrapped)
+            time_calls(store, f.name, metrics)

@@ -106,8 +106,8 @@ class Supervisor:
                     return status
         finally:
             signal.set_wakeup_fd(previous)
-            for sig, handler in self._saved.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+            for saved, handler in self._saved.items():
+                signal.signal(saved, handler)  # type: ignore[arg-type]
             self._sel.close()
             os.close(self._wake_r)
             os.close(self._wake_w)

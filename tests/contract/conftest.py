@@ -34,14 +34,14 @@ from tests.contract.backends import (
 )
 from tests.redis_topologies import RedisClusterServers, SentinelServers
 from tests.servers import create_database, run_sync
-from tokensvc.login.consents import MemoryConsents, PostgresConsents
-from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
-from tokensvc.login.ratelimit import MemoryFailureLimiter, RedisFailureLimiter
+from tokensvc.limits.failures import MemoryFailureLimiter, RedisFailureLimiter
+from tokensvc.redis_client import connect
+from tokensvc.storage.consents import MemoryConsents, PostgresConsents
+from tokensvc.storage.ephemeral import MemoryEphemeral, RedisEphemeral
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
-from tokensvc.storage.redis_client import connect
 from tokensvc.storage.redis_codes import RedisCodes
 
 CONTRACT_REDIS_DB = 9  # not 0: other suites share the session's Redis
@@ -140,9 +140,22 @@ def stores(request: pytest.FixtureRequest) -> Stores:
     if request.param == "memory":
         clients, grants = MemoryClients(), MemoryGrants()
         clients.on_remove = grants.forget_client  # how memory keeps "remove" cascading
-        return Stores("memory", clients, MemoryUsers(), grants)
+
+        async def in_memory(grant_id: str) -> int:
+            return sum(1 for t in grants._tokens.values() if t.grant_id == grant_id)
+
+        return Stores("memory", clients, MemoryUsers(), grants, in_memory)
     db: Postgres = request.getfixturevalue("postgres")
-    return Stores("postgres", db.clients, db.users, db.grants)
+    return Stores("postgres", db.clients, db.users, db.grants, lambda g: count_rows(db, g))
+
+
+async def count_rows(db: Postgres, grant_id: str) -> int:
+    """Refresh-token rows of a family in Postgres, retired and revoked ones included."""
+    async with db.connection() as conn:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM refresh_tokens WHERE grant_id = $1", grant_id
+        )
+    return count
 
 
 # --------------------------------------------------------------------------- login stores

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tests.contract.backends import NOW, Stores
-from tokensvc.models import Client, Grant, User
+from tokensvc.grants.rotation import Rejected, rotate
+from tokensvc.models import Client, Grant, RefreshState, Successor, User
 from tokensvc.opaque import hash_secret, lookup_hash
-from tokensvc.storage.protocols import Rejected
 
 
 def a_client(client_id: str = "client-1", created_at: float = NOW, **changes: object) -> Client:
@@ -103,10 +103,10 @@ async def test_client_remove_ends_its_grants_and_tokens(stores: Stores) -> None:
     assert await stores.count_tokens("g-doomed") == 0
     assert await stores.count_tokens("g-kept") == 1
 
-    def never(_: object) -> object:
+    def never(_: RefreshState) -> Successor:
         raise AssertionError("a removed client's token must not reach the successor factory")
 
-    outcome = await stores.grants.rotate(lookup_hash("rt-doomed"), NOW + 1, 5, never)  # type: ignore[arg-type]
+    outcome = await rotate(stores.grants, lookup_hash("rt-doomed"), NOW + 1, 5, never)
     assert outcome == Rejected()
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from tests.contract.backends import NOW, Stores
+from tokensvc.grants import rotation
+from tokensvc.grants.rotation import Rejected, Repeated, Rotated
 from tokensvc.models import Client, Grant, RefreshState, Successor
 from tokensvc.opaque import lookup_hash
-from tokensvc.storage.protocols import Rejected, Repeated, Rotated, SuccessorFactory
 
 TTL = 3600.0
+SuccessorFactory = Callable[[RefreshState], Successor]
 
 
 class Factory:
@@ -25,6 +28,9 @@ class Factory:
 
     def __call__(self, state: RefreshState) -> Successor:
         self.seen.append(state)
+        return self.successor()
+
+    def successor(self) -> Successor:
         return Successor(self.token_hash, self.expires_at, self.box)
 
 
@@ -62,7 +68,8 @@ async def issued(
 async def rotate(
     stores: Stores, token_hash: bytes, now: float, grace: float, factory: SuccessorFactory
 ) -> object:
-    return await stores.grants.rotate(token_hash, now, grace, factory)
+    """What the refresh grant does: read, decide, build the successor, rotate."""
+    return await rotation.rotate(stores.grants, token_hash, now, grace, factory)
 
 
 # --------------------------------------------------------------------------- issue
@@ -165,6 +172,37 @@ async def test_thirty_concurrent_rotations_create_one_successor(stores: Stores) 
     loser = factories[(winners[0] + 1) % 30]
     assert await rotate(stores, loser.token_hash, NOW + 2, 5, never) == Rejected()
     assert isinstance(await rotate(stores, winner.token_hash, NOW + 2, 5, Factory("n")), Rotated)
+
+
+async def test_the_store_lets_exactly_one_of_thirty_racing_rotations_through(
+    stores: Stores,
+) -> None:
+    """The protocol's own guarantee, without the grant's decision around it: each racer
+    brings its own successor, one atomic step admits exactly one."""
+    _, t0 = await issued(stores)
+    successors = [Factory(f"rt-succ-{i}").successor() for i in range(30)]
+    await stores.warm(30)
+    won = await asyncio.gather(*(stores.grants.rotate(t0, s, NOW + 1) for s in successors))
+
+    assert won.count(True) == 1
+    winner = successors[won.index(True)]
+    assert await stores.count_tokens("grant-1") == 2
+    state = await stores.grants.inspect(t0)
+    assert state is not None
+    assert (state.retired_at, state.successor_box) == (NOW + 1, winner.sealed_response)
+    # Retired now: another rotation of it writes nothing.
+    assert await stores.grants.rotate(t0, Factory("late").successor(), NOW + 2) is False
+    assert await stores.count_tokens("grant-1") == 2
+
+
+async def test_the_store_refuses_to_rotate_a_dead_token(stores: Stores) -> None:
+    grant, t0 = await issued(stores, expires_at=NOW + 10)
+    successor = Factory("rt-1").successor
+    assert await stores.grants.rotate(lookup_hash("unknown"), successor(), NOW) is False
+    assert await stores.grants.rotate(t0, successor(), NOW + 10) is False
+    await stores.grants.revoke_grant(grant.grant_id, NOW)
+    assert await stores.grants.rotate(t0, successor(), NOW + 1) is False
+    assert await stores.count_tokens(grant.grant_id) == 1
 
 
 async def test_thirty_concurrent_rotations_without_grace_let_one_succeed(stores: Stores) -> None:

@@ -19,9 +19,7 @@ import redis.asyncio as aioredis
 from tests.contract.backends import ConsentBackend, EphemeralBackend, FakeClock, LimiterBackend
 from tests.servers import create_database_async, free_port
 from tokensvc.errors import StoreUnavailable
-from tokensvc.login.consents import PostgresConsents
-from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
-from tokensvc.login.ratelimit import (
+from tokensvc.limits.failures import (
     PER_ADDRESS,
     PER_USERNAME,
     Limit,
@@ -31,6 +29,8 @@ from tokensvc.login.ratelimit import (
 )
 from tokensvc.models import Client
 from tokensvc.opaque import lookup_hash, new_value
+from tokensvc.storage.consents import PostgresConsents
+from tokensvc.storage.ephemeral import MemoryEphemeral, RedisEphemeral
 from tokensvc.storage.migrate import default_schema_dir, migrate
 from tokensvc.storage.postgres import Postgres
 
@@ -516,7 +516,7 @@ FORBIDDEN = (
     "tokensvc.grants",
     "tokensvc.storage.redis_codes",
     "tokensvc.storage.memory_codes",
-    "tokensvc.storage.stores",
+    "tokensvc.wiring.stores",
     "tokensvc.service",
     "tokensvc.http.appkeys",
 )
@@ -524,8 +524,8 @@ FORBIDDEN = (
 
 def test_login_stores_import_nothing_of_the_token_service() -> None:
     code = (
-        "import sys, tokensvc.login.ephemeral, tokensvc.login.ratelimit, "
-        "tokensvc.login.consents; print('\\n'.join(sys.modules))"
+        "import sys, tokensvc.storage.ephemeral, tokensvc.limits.failures, "
+        "tokensvc.storage.consents; print('\\n'.join(sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30

@@ -12,13 +12,14 @@ import orjson
 import pytest
 
 from tests.contract.backends import NOW
+from tests.contract.conftest import count_rows
 from tests.servers import PostgresServer
 from tokensvc.errors import StoreUnavailable
+from tokensvc.grants.rotation import Rejected, Repeated, Rotated, rotate
 from tokensvc.models import Client, Grant, RefreshState, Successor, User
 from tokensvc.opaque import hash_secret, lookup_hash, new_value, seal
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
-from tokensvc.storage.protocols import Rejected, Repeated, Rotated
 
 TTL = 3600.0
 
@@ -84,7 +85,7 @@ async def test_no_plaintext_credentials_at_rest(postgres: Postgres) -> None:
     def successor(state: RefreshState) -> Successor:
         return Successor(successor_hash, NOW + TTL, seal(token, token_hash, response))
 
-    assert isinstance(await postgres.grants.rotate(token_hash, NOW + 1, 5, successor), Rotated)
+    assert isinstance(await rotate(postgres.grants, token_hash, NOW + 1, 5, successor), Rotated)
 
     async with postgres.connection() as conn:
         for value in (secret, token, successor_token):
@@ -113,7 +114,7 @@ async def test_rotation_race_on_a_locked_row_creates_one_successor(
         await holding.start()
         await locker.execute("SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE", t0)
         factories = [Factory(f"rt-succ-{i}") for i in range(30)]
-        tasks = [asyncio.create_task(postgres.grants.rotate(t0, NOW + 1, 5, f)) for f in factories]
+        tasks = [asyncio.create_task(rotate(postgres.grants, t0, NOW + 1, 5, f)) for f in factories]
         deadline = time.monotonic() + 4
         waiting = 0
         while (waiting < 1 or not all(f.seen for f in factories)) and (time.monotonic() < deadline):
@@ -135,7 +136,7 @@ async def test_rotation_race_on_a_locked_row_creates_one_successor(
     assert [o for o in outcomes if not isinstance(o, Rotated)] == [
         Repeated(factories[winners[0]].box)
     ] * 29
-    assert await postgres.grants.count_tokens("grant-1") == 2
+    assert await count_rows(postgres, "grant-1") == 2
 
 
 async def test_zero_grace_never_repeats_even_for_a_caller_with_an_earlier_clock(
@@ -144,25 +145,25 @@ async def test_zero_grace_never_repeats_even_for_a_caller_with_an_earlier_clock(
     await postgres.clients.add(a_client())
     t0 = lookup_hash("rt-0")
     assert await postgres.grants.issue(a_grant(), t0, NOW + TTL, NOW)
-    assert isinstance(await postgres.grants.rotate(t0, NOW + 1, 0, Factory("rt-1")), Rotated)
+    assert isinstance(await rotate(postgres.grants, t0, NOW + 1, 0, Factory("rt-1")), Rotated)
     # A racing request stamped a little before the winner's `now`.
-    assert await postgres.grants.rotate(t0, NOW + 0.5, 0, Factory("x")) == Rejected(reused=True)
+    assert await rotate(postgres.grants, t0, NOW + 0.5, 0, Factory("x")) == Rejected(reused=True)
 
 
 async def test_issue_for_a_vanished_client_stores_nothing(postgres: Postgres) -> None:
     assert await postgres.grants.issue(a_grant(client_id="gone"), lookup_hash("t"), NOW, NOW) is (
         False
     )
-    assert await postgres.grants.count_tokens("grant-1") == 0
+    assert await count_rows(postgres, "grant-1") == 0
 
 
 async def test_revocation_keeps_rows_for_reuse_detection(postgres: Postgres) -> None:
     await postgres.clients.add(a_client())
     t0 = lookup_hash("rt-0")
     assert await postgres.grants.issue(a_grant(), t0, NOW + TTL, NOW)
-    assert isinstance(await postgres.grants.rotate(t0, NOW + 1, 5, Factory("rt-1")), Rotated)
-    assert await postgres.grants.rotate(t0, NOW + 10, 5, Factory("x")) == Rejected(reused=True)
-    assert await postgres.grants.count_tokens("grant-1") == 2
+    assert isinstance(await rotate(postgres.grants, t0, NOW + 1, 5, Factory("rt-1")), Rotated)
+    assert await rotate(postgres.grants, t0, NOW + 10, 5, Factory("x")) == Rejected(reused=True)
+    assert await count_rows(postgres, "grant-1") == 2
     async with postgres.connection() as conn:
         revoked_at = await conn.fetchval("SELECT revoked_at FROM grants WHERE grant_id = 'grant-1'")
         # A second revocation keeps the first time.

@@ -18,8 +18,9 @@ import pytest
 
 from tests.contract.backends import NOW
 from tests.servers import run_sync
-from tokensvc.storage import postgres as pg
 from tokensvc.storage import purge
+from tokensvc.storage.postgres import clients as pg_clients
+from tokensvc.storage.postgres import grants as pg
 
 TABLES = ("clients", "grants", "refresh_tokens")
 
@@ -61,7 +62,7 @@ NEW_HASH = "sha256('token-new'::bytea)"
 
 # Statement, its arguments as SQL literals, the indexes its plan must read.
 CASES: dict[str, tuple[str, list[str], set[str]]] = {
-    "client lookup": (pg._CLIENT_GET, ["'client-77'"], {"clients_pkey"}),
+    "client lookup": (pg_clients._CLIENT_GET, ["'client-77'"], {"clients_pkey"}),
     "read refresh tokens by hash": (
         pg._TOKEN_STATES,
         [f"ARRAY[{HASH}]"],

@@ -12,7 +12,7 @@ import pytest
 from tests.contract.backends import NOW
 from tests.servers import free_port
 from tokensvc.errors import StoreUnavailable
-from tokensvc.models import Client, CodeRecord, Grant, User
+from tokensvc.models import Client, CodeRecord, Grant, Successor, User
 from tokensvc.opaque import lookup_hash
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
@@ -85,9 +85,10 @@ async def test_postgres_stores_unreachable(lazy_postgres: Postgres) -> None:
         lambda: db.users.by_sub("s"),
         db.users.ping,
         lambda: db.grants.issue(GRANT, lookup_hash("t"), NOW + 60, NOW),
-        lambda: db.grants.rotate(lookup_hash("t"), NOW, 5, lambda state: None),  # type: ignore[arg-type,return-value]
+        lambda: db.grants.rotate(lookup_hash("t"), Successor(lookup_hash("u"), NOW, b"x"), NOW),
+        lambda: db.grants.inspect(lookup_hash("t")),
+        lambda: db.grants.grant("g"),
         lambda: db.grants.revoke_grant("g", NOW),
-        lambda: db.grants.count_tokens("g"),
         db.grants.ping,
     ]
     for call in calls:

@@ -35,19 +35,19 @@ from playwright.async_api import Browser, Page, Playwright
 
 from tests.harness import INTERNAL_TOKEN, Clock, Harness, make_service, pkce_pair, start
 from tokensvc.config import Settings
+from tokensvc.limits.failures import RedisFailureLimiter
 from tokensvc.login.app import login_app
-from tokensvc.login.consents import PostgresConsents
 from tokensvc.login.context import LoginContext
-from tokensvc.login.ephemeral import RedisEphemeral
-from tokensvc.login.ratelimit import RedisFailureLimiter
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.models import Client, User
+from tokensvc.redis_client import connect
 from tokensvc.registration import new_user
 from tokensvc.signing.keys import KeySet
+from tokensvc.storage.consents import PostgresConsents
+from tokensvc.storage.ephemeral import RedisEphemeral
 from tokensvc.storage.postgres import Postgres
-from tokensvc.storage.redis_client import connect
 from tokensvc.storage.redis_codes import RedisCodes
-from tokensvc.storage.stores import Stores
+from tokensvc.wiring.stores import Stores
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

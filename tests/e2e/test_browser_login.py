@@ -40,7 +40,8 @@ from tests.e2e.browser import (
 )
 from tests.servers import create_database, run_sync
 from tokensvc.login.views import BROWSER_COOKIE, GENERIC_FAILURE, SESSION_COOKIE
-from tokensvc.signing.keys import KeySet, generate_jwks, keyset_from_jwks
+from tokensvc.signing.keyfile import generate_jwks
+from tokensvc.signing.keys import KeySet, keyset_from_jwks
 from tokensvc.storage.migrate import migrate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

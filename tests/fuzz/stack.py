@@ -27,18 +27,19 @@ from tests.servers import create_database, run_sync
 from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
 from tokensvc.http.server import app_runner
+from tokensvc.limits.failures import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.login.app import login_app
-from tokensvc.login.consents import MemoryConsents, PostgresConsents
 from tokensvc.login.context import LoginContext
-from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
-from tokensvc.login.ratelimit import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.models import Client
 from tokensvc.registration import new_user
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks
+from tokensvc.signing.keyfile import generate_jwks
+from tokensvc.signing.keys import keyset_from_jwks
+from tokensvc.storage.consents import MemoryConsents, PostgresConsents
+from tokensvc.storage.ephemeral import MemoryEphemeral, RedisEphemeral
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
-from tokensvc.storage.stores import Stores, memory_stores, open_stores
+from tokensvc.wiring.stores import Stores, memory_stores, open_stores
 
 T = TypeVar("T")
 FUZZ_REDIS_DB = 12  # not 0 (shared): a number no other test module uses

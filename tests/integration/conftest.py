@@ -19,17 +19,18 @@ import redis.asyncio as aioredis
 from tests.harness import INTERNAL_TOKEN, Clock, Harness, make_service, start
 from tests.login_harness import Login, start_login
 from tests.servers import create_database, run_sync
-from tokensvc.login.consents import MemoryConsents, PostgresConsents
+from tokensvc.limits.failures import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.login.context import LoginContext
-from tokensvc.login.ephemeral import MemoryEphemeral, RedisEphemeral
-from tokensvc.login.ratelimit import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.login.tokenapi import TokenAPI
-from tokensvc.signing.keys import KeySet, generate_jwks, keyset_from_jwks
+from tokensvc.signing.keyfile import generate_jwks
+from tokensvc.signing.keys import KeySet, keyset_from_jwks
+from tokensvc.storage.consents import MemoryConsents, PostgresConsents
+from tokensvc.storage.ephemeral import MemoryEphemeral, RedisEphemeral
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
-from tokensvc.storage.stores import Stores, memory_stores
+from tokensvc.wiring.stores import Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
 _TABLES = "refresh_tokens, grants, consents, clients, users"

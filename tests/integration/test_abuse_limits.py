@@ -15,7 +15,7 @@ from tests.integration.conftest import RealBackend
 from tokensvc.limits.buckets import MemoryBuckets, RedisBuckets
 from tokensvc.limits.lockout import LOCKOUT, MAX_FAILURES, MemoryLockouts, RedisLockouts
 from tokensvc.models import Client
-from tokensvc.storage.stores import Stores
+from tokensvc.wiring.stores import Stores
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from tests.harness import Clock, Harness
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, rotate_jwks
+from tokensvc.signing.keyfile import generate_jwks, rotate_jwks
+from tokensvc.signing.keys import keyset_from_jwks
 from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 pytestmark = pytest.mark.asyncio

@@ -16,7 +16,7 @@ from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
-from tokensvc.storage.stores import Stores
+from tokensvc.wiring.stores import Stores
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,7 +9,8 @@ import io
 import pytest
 
 from tests.harness import Harness
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, rotated
+from tokensvc.signing.keyfile import generate_jwks, rotated
+from tokensvc.signing.keys import keyset_from_jwks
 
 pytestmark = pytest.mark.asyncio
 

@@ -23,7 +23,7 @@ from tests.redis_topologies import SentinelServers
 from tokensvc.config import Settings
 from tokensvc.limits.lockout import FAILURES_PREFIX, LOCKS_KEY
 from tokensvc.signing.keys import KeySet
-from tokensvc.storage.stores import open_stores
+from tokensvc.wiring.stores import open_stores
 
 RACERS = 5  # concurrent exchanges of each code
 CODES = 40  # codes raced at once: their keys spread over the three masters

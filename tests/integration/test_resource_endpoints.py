@@ -6,7 +6,8 @@ import pytest
 
 from tests.harness import Harness, Reply
 from tokensvc.registration import new_user
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks
+from tokensvc.signing.keyfile import generate_jwks
+from tokensvc.signing.keys import keyset_from_jwks
 
 pytestmark = pytest.mark.asyncio
 PASSWORD = "correct horse battery"

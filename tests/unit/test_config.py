@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from tokensvc import config
+from tokensvc import config, redis_client
 from tokensvc.config import ConfigError, Settings
-from tokensvc.storage import redis_client
 
 INTERNAL_TOKEN = "internal-token-0123456789abcdef"
 

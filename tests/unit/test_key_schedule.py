@@ -14,7 +14,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
 from tokensvc.models import Grant
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, rotate_jwks
+from tokensvc.signing.keyfile import generate_jwks, rotate_jwks
+from tokensvc.signing.keys import keyset_from_jwks
 from tokensvc.signing.schedule import JWKS_MAX_AGE, Schedule, Window, rotate
 from tokensvc.signing.tokens import TokenMinter
 

@@ -8,7 +8,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
-from tokensvc.signing.keys import generate_jwk, generate_jwks, keyset_from_jwks, rotated
+from tokensvc.signing.keyfile import generate_jwk, generate_jwks, rotated
+from tokensvc.signing.keys import keyset_from_jwks
 
 T = 1_800_000_000
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tokensvc.signing.keys import KeySet, generate_jwks, parse_keys, rotated
+from tokensvc.signing.keyfile import generate_jwks, rotated
+from tokensvc.signing.keys import KeySet, parse_keys
 from tokensvc.signing.reload import KeysReloader
 
 T = 1_800_000_000

@@ -13,7 +13,7 @@ from tokensvc import scope as scopes
 from tokensvc.claims import released_claims
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, token_response, user_tokens
-from tokensvc.login.ratelimit import PER_USERNAME
+from tokensvc.limits.failures import PER_USERNAME
 from tokensvc.models import Client, Grant
 from tokensvc.opaque import REFRESH_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService

@@ -2,7 +2,7 @@
 
 The successor response is built before the store's atomic rotate and sealed under a key
 derived from the presented token; requests that repeat the same token within the grace window
-get that same response back (see `GrantStore.rotate`).
+get that same response back. What a presented token's state means is `grants.rotation`'s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from tokensvc import opaque
 from tokensvc import scope as scopes
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, token_response, user_tokens
+from tokensvc.grants.rotation import Repeated, Rotated, rotate
 from tokensvc.models import Client, RefreshState, Successor
 from tokensvc.service import TokenService
-from tokensvc.storage.protocols import Repeated, Rotated
 
 
 def _associated(token_hash: bytes, client: Client) -> bytes:
@@ -50,7 +50,9 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
             sealed_response=opaque.seal(presented, aad, body, svc.entropy),
         )
 
-    outcome = await svc.stores.grants.rotate(token_hash, now, svc.settings.refresh_grace, successor)
+    outcome = await rotate(
+        svc.stores.grants, token_hash, now, svc.settings.refresh_grace, successor
+    )
     if isinstance(outcome, Rotated):
         svc.metrics.rotations.labels(client.client_id).inc()
         return body

@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 
-from tokensvc.storage.redis_client import DRIVER_ERRORS, calls_by_slot
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, calls_by_slot
 
 log = structlog.get_logger("tokensvc.limits")
 
@@ -122,9 +121,7 @@ class RedisBuckets:
     (tens of microseconds of CPU) over many requests.
     """
 
-    def __init__(
-        self, client: aioredis.Redis, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, client: RedisClient, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._script: Any = client.register_script(_TAKE)
         self._clock = clock

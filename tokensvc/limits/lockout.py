@@ -31,11 +31,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 
 from tokensvc.limits.buckets import REDIS_TIMEOUT
-from tokensvc.storage.redis_client import DRIVER_ERRORS
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient
 
 log = structlog.get_logger("tokensvc.limits")
 
@@ -189,7 +188,7 @@ class RedisLockouts(_Locks):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         max_failures: int = MAX_FAILURES,
         window: float = WINDOW,

@@ -14,14 +14,14 @@ from aiohttp.web_protocol import RequestPayloadError
 from tokensvc.config import Settings
 from tokensvc.errors import StoreUnavailable
 from tokensvc.http.middleware import LOG_FIELDS, abandon_body, canonical
+from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.login import views
-from tokensvc.login.consents import ConsentStore, MemoryConsents
 from tokensvc.login.context import CONTEXT, LoginContext
-from tokensvc.login.ephemeral import EphemeralStore, MemoryEphemeral
-from tokensvc.login.ratelimit import FailureLimiter, MemoryFailureLimiter
 from tokensvc.login.tokenapi import TokenAPI
+from tokensvc.storage.consents import MemoryConsents
+from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryUsers
-from tokensvc.storage.protocols import UserStore
+from tokensvc.storage.protocols import ConsentStore, EphemeralStore, UserStore
 
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
@@ -78,16 +78,16 @@ async def open_login_context(
         ephemeral: EphemeralStore = MemoryEphemeral()
         limiter: FailureLimiter = MemoryFailureLimiter()
         if settings.redis_url:
-            from tokensvc.login.ephemeral import RedisEphemeral
-            from tokensvc.login.ratelimit import RedisFailureLimiter
-            from tokensvc.storage.redis_client import connect
+            from tokensvc.limits.failures import RedisFailureLimiter
+            from tokensvc.redis_client import connect
+            from tokensvc.storage.ephemeral import RedisEphemeral
 
             redis = connect(settings.redis_url)
             stack.push_async_callback(redis.aclose)
             ephemeral = RedisEphemeral(redis, "login")
             limiter = RedisFailureLimiter(redis)
         if settings.database_url and users is None:
-            from tokensvc.login.consents import PostgresConsents
+            from tokensvc.storage.consents import PostgresConsents
             from tokensvc.storage.postgres import Postgres
 
             # Connections open on demand: the service starts (not ready) while the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -11,15 +10,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tokensvc.config import Settings
-from tokensvc.errors import StoreUnavailable
 from tokensvc.forwarded import Network, parse_networks
-from tokensvc.login.consents import ConsentStore
-from tokensvc.login.ephemeral import EphemeralStore
-from tokensvc.login.ratelimit import FailureLimiter
+from tokensvc.limits.failures import FailureLimiter
 from tokensvc.login.sessions import SESSION_TTL, Interactions, Sessions
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.opaque import Entropy, new_value
-from tokensvc.storage.protocols import UserStore
+from tokensvc.readiness import readiness
+from tokensvc.storage.protocols import ConsentStore, EphemeralStore, UserStore
 
 
 @dataclass(slots=True)
@@ -45,20 +42,15 @@ class LoginContext:
     def new_value(self) -> str:
         return new_value(32, self.entropy)
 
-    async def readiness(self, limit: float = 2.0) -> dict[str, bool]:
+    async def readiness(self) -> dict[str, bool]:
         """Ready when the user store, the session store and the internal API answer."""
-
-        async def ok(ping: Callable[[], object]) -> bool:
-            try:
-                await asyncio.wait_for(ping(), limit)  # type: ignore[arg-type]
-            except (StoreUnavailable, TimeoutError):
-                return False
-            return True
-
-        users, sessions, api = await asyncio.gather(
-            ok(self.users.ping), ok(self.ephemeral.ping), asyncio.wait_for(self.api.ping(), limit)
+        return await readiness(
+            {
+                "users": self.users.ping,
+                "sessions": self.ephemeral.ping,
+                "token_service": self.api.ping,
+            }
         )
-        return {"users": users, "sessions": sessions, "token_service": bool(api)}
 
 
 CONTEXT = web.AppKey("login", LoginContext)

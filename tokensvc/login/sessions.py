@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from tokensvc.login.authorize import AuthorizationRequest
-from tokensvc.login.ephemeral import EphemeralStore
 from tokensvc.opaque import Entropy, lookup_hash, new_value
+from tokensvc.storage.protocols import EphemeralStore
 
 SESSION_TTL = 12 * 3600
 INTERACTION_TTL = 15 * 60

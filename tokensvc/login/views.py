@@ -13,7 +13,9 @@ from aiohttp import web
 from tokensvc import passwords
 from tokensvc.claims import released_claims
 from tokensvc.forwarded import client_address
+from tokensvc.http.responses import NO_STORE
 from tokensvc.http.server import LIFECYCLE
+from tokensvc.limits.failures import PER_ADDRESS, PER_USERNAME
 from tokensvc.login import pages
 from tokensvc.login.authorize import (
     AuthorizationRequest,
@@ -23,7 +25,6 @@ from tokensvc.login.authorize import (
     redirect_url,
 )
 from tokensvc.login.context import CONTEXT, LoginContext
-from tokensvc.login.ratelimit import PER_ADDRESS, PER_USERNAME
 from tokensvc.login.sessions import BrowserSession, Interaction
 from tokensvc.login.tokenapi import ClientInfo, CodeRefused, TokenServiceUnavailable
 from tokensvc.models import User
@@ -31,7 +32,6 @@ from tokensvc.models import User
 BROWSER_COOKIE = "tokensvc_browser"
 SESSION_COOKIE = "tokensvc_session"
 GENERIC_FAILURE = "Incorrect username or password."
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def html(body: str, status: int = 200) -> web.Response:

@@ -37,7 +37,8 @@ def verify_access_token(token: str, keys: KeySet, issuer: str, now: float) -> di
         raise InvalidToken("The token is malformed.")
     header = _header(token)
     published = keys.at(now).verify_keys  # the keys /jwks.json shows at `now`
-    key = published.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+    kid = header.get("kid")
+    key = published.get(kid) if isinstance(kid, str) else None
     if key is None or header.get("typ") != "at+jwt":
         raise InvalidToken("The token was not issued here.")
     try:

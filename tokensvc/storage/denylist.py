@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-import redis.asyncio as aioredis
 
 from tokensvc.errors import StoreUnavailable
-from tokensvc.storage.redis_client import DRIVER_ERRORS
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient
 
 KEY_PREFIX = "tokensvc:revoked:"
-
-
-class DenyList(Protocol):
-    async def add(self, jti: str, until: float) -> None:
-        """Refuse `jti` until `until` (epoch seconds). Idempotent."""
-
-    async def contains(self, jti: str) -> bool: ...
 
 
 class MemoryDenyList:
@@ -44,7 +34,7 @@ class MemoryDenyList:
 
 
 class RedisDenyList:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
 
     async def add(self, jti: str, until: float) -> None:

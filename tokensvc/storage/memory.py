@@ -9,14 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokensvc.models import Client, Grant, RefreshState, User
-from tokensvc.storage.protocols import (
-    Rejected,
-    Repeated,
-    Rotated,
-    RotateOutcome,
-    SuccessorFactory,
-)
+from tokensvc.models import Client, Grant, RefreshState, Successor, User
 
 
 class MemoryClients:
@@ -112,30 +105,19 @@ class MemoryGrants:
             revoked=token.grant_id in self._revoked,
         )
 
-    async def rotate(
-        self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory
-    ) -> RotateOutcome:
+    async def rotate(self, token_hash: bytes, successor: Successor, now: float) -> bool:
         token = self._tokens.get(token_hash)
-        if token is None or token.grant_id in self._revoked or token.expires_at <= now:
-            return Rejected()
-        if token.retired_at is not None:
-            if grace > 0 and now - token.retired_at < grace and token.successor_box is not None:
-                return Repeated(token.successor_box)
-            self._revoke(token.grant_id)
-            return Rejected(reused=True)
-        state = RefreshState(
-            token_hash=token_hash,
-            grant=self._grants[token.grant_id],
-            expires_at=token.expires_at,
-            retired_at=None,
-            successor_box=None,
-            revoked=False,
-        )
-        new = successor(state)
+        if (
+            token is None
+            or token.retired_at is not None
+            or token.grant_id in self._revoked
+            or token.expires_at <= now
+        ):
+            return False
         token.retired_at = now
-        token.successor_box = new.sealed_response
-        self._tokens[new.token_hash] = _Token(token.grant_id, new.expires_at)
-        return Rotated(state)
+        token.successor_box = successor.sealed_response
+        self._tokens[successor.token_hash] = _Token(token.grant_id, successor.expires_at)
+        return True
 
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         self._revoke(grant_id)
@@ -151,10 +133,6 @@ class MemoryGrants:
             del self._grants[grant_id]
         for key in [k for k, t in self._tokens.items() if t.grant_id in gone]:
             del self._tokens[key]
-
-    def count_tokens(self, grant_id: str) -> int:
-        """For tests: how many refresh tokens a family holds."""
-        return sum(1 for t in self._tokens.values() if t.grant_id == grant_id)
 
     async def ping(self) -> None:
         return None

@@ -1,5 +1,25 @@
-"""Storage contracts. Each backend (memory, Redis, Postgres) must keep the guarantees stated here;
-`tests/contract` runs one suite per protocol against every backend.
+"""Storage contracts: every store protocol of tokensvc and the invariants its backends keep.
+
+`tests/contract` runs one suite per protocol against every backend it has (memory, Redis, a
+Redis Cluster, Postgres); `tests/unit/test_store_contracts.py` checks that this index is
+complete and that each protocol has its suite.
+
+* `CodeStore`, authorization codes: memory, Redis, Redis Cluster, Sentinel (`test_codes.py`)
+* `ClientStore`, `UserStore`: memory, Postgres (`test_clients_users.py`)
+* `GrantStore`, grants and refresh-token families: memory, Postgres (`test_grants.py`)
+* `DenyList`, revoked access tokens: memory, Redis, Redis Cluster (`test_denylist.py`)
+* `EphemeralStore`, login sessions and pending sign-ins: memory, Redis, Redis Cluster
+  (`test_login_stores.py`)
+* `ConsentStore`, remembered consent: memory, Postgres (`test_login_stores.py`)
+* `RateLimiter` (`tokensvc.limits.buckets`), rate buckets: memory, Redis, Redis Cluster
+  (`test_limits.py`)
+* `Lockouts` (`tokensvc.limits.lockout`), invalid_client lockouts: memory, Redis, Redis
+  Cluster (`test_limits.py`)
+* `FailureLimiter` (`tokensvc.limits.failures`), failure counters: memory, Redis, Redis
+  Cluster (`test_login_stores.py`)
+
+The three limits live with their policy in `tokensvc.limits` (a sibling layer of this one), so
+they are listed here rather than defined.
 
 Common rules for every implementation:
 * Keys are lookup hashes (`tokensvc.opaque.lookup_hash`); no raw code, token or secret is stored.
@@ -10,11 +30,18 @@ Common rules for every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Protocol
 
-from tokensvc.models import Client, CodeRecord, CodeReplayed, Grant, RefreshState, Successor, User
+from tokensvc.models import (
+    Client,
+    CodeRecord,
+    CodeReplayed,
+    Grant,
+    RefreshState,
+    Successor,
+    User,
+)
 
 # Seconds a used code is remembered so that its replay still revokes the grant.
 USED_CODE_MEMORY = 600
@@ -72,33 +99,6 @@ class UserStore(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Rotated:
-    """The presented token was live and is now retired; the caller's successor is stored."""
-
-    state: RefreshState
-
-
-@dataclass(frozen=True, slots=True)
-class Repeated:
-    """The token was rotated by an earlier request less than `grace` seconds ago: answer with
-    that request's sealed response (the same successor), creating nothing new."""
-
-    sealed_response: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """Unknown, expired or revoked token, or reuse after the grace window (`reused=True`:
-    the whole family has just been revoked, newest token included)."""
-
-    reused: bool = False
-
-
-RotateOutcome = Rotated | Repeated | Rejected
-SuccessorFactory = Callable[[RefreshState], Successor]
-
-
 class GrantStore(Protocol):
     """Grants and their rotating refresh-token families (Postgres in production)."""
 
@@ -112,28 +112,101 @@ class GrantStore(Protocol):
         before this call (leaving a tombstone); the grant and token are then stored revoked,
         exactly as if the replay had come after, and `False` is returned."""
 
-    async def rotate(
-        self, token_hash: bytes, now: float, grace: float, successor: SuccessorFactory
-    ) -> RotateOutcome:
-        """Exchange a refresh token for its successor.
-
-        If the token is live, `successor(state)` is called (it may raise to refuse, and then
-        nothing is written) and, in one atomic statement, the old token is retired, the
-        successor's sealed response attached to it and the new token inserted. However many
-        calls race on one token, exactly one successor row is created: the others get
-        `Repeated` when within `grace` seconds of the rotation, else `Rejected(reused=True)`
-        after revoking the family. `grace=0` therefore lets exactly one call succeed."""
+    async def rotate(self, token_hash: bytes, successor: Successor, now: float) -> bool:
+        """Retire a live refresh token and store its successor, atomically: in one step the
+        old token is marked retired at `now`, the successor's sealed response is attached to
+        it and the new token is inserted in the same family. Live means stored, not retired,
+        not expired at `now` and of a grant not revoked; for anything else nothing is written
+        and `False` is returned. However many calls race on one token, exactly one returns
+        `True`, so exactly one successor exists. What a token's state means (repeat within
+        the grace window, reuse) is decided by the caller (`tokensvc.grants.rotation`)."""
 
     async def grant(self, grant_id: str) -> Grant | None:
         """The grant if it is stored and not revoked (what an access token of it relies on)."""
 
     async def inspect(self, token_hash: bytes) -> RefreshState | None:
-        """A refresh token's current state, whatever it is (for introspection); no writes."""
+        """A refresh token's current state, whatever it is (for rotation and introspection);
+        `None` if it is not stored. No writes."""
 
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         """Revoke a grant and every refresh token of its family. Idempotent; works even before
         `issue` stored the grant (it then leaves a tombstone that `issue` keeps revoked)."""
 
     async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DenyList(Protocol):
+    """Revoked access tokens by `jti` (RFC 7009 §2), shared by every replica (Redis).
+
+    * After `add(jti, until)` returns, `contains(jti)` is true on every replica until `until`;
+      after it the entry goes (Redis: within a second, its expiry being whole seconds), so
+      the list holds no more than the revoked tokens still alive.
+    * `add` with an `until` already past writes nothing; adding a `jti` again is harmless
+      (a token's `exp` never changes, so neither does its `until`).
+    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
+    """
+
+    async def add(self, jti: str, until: float) -> None:
+        """Refuse `jti` until `until` (epoch seconds). Idempotent."""
+
+    async def contains(self, jti: str) -> bool: ...
+
+
+class EphemeralStore(Protocol):
+    """Opaque values under caller-chosen keys, each kept for its own time to live.
+
+    * Keys are lookup hashes chosen by the caller (`sha256(cookie value)`), never raw cookie
+      values: whoever reads the store cannot replay a session from it.
+    * A record is returned only while it is alive: from `put` until `ttl` seconds later.
+      An expired record is never returned, by any method.
+    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
+    """
+
+    async def put(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Store `value` under `key` for `ttl` seconds (an integer ≥ 1), replacing any record
+        the key had, and its lifetime. Returns only once the record is stored."""
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The live record under `key`, left in place; `None` if there is none."""
+
+    async def take(self, key: bytes) -> bytes | None:
+        """Atomically read and delete: of any number of concurrent calls for one live record
+        exactly one gets its value, the others (and every later call) `None`. One round trip;
+        never a read followed by a delete. For single-use records such as an interaction
+        that is being completed."""
+
+    async def delete(self, key: bytes) -> None:
+        """Remove the record under `key`, if any (idempotent)."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers."""
+
+    async def close(self) -> None: ...
+
+
+class ConsentStore(Protocol):
+    """Scopes granted per `(sub, client_id)` pair; pairs are independent of each other.
+
+    * Grants only ever add: `grant` stores the union of what was granted before and the new
+      scopes, atomically, so concurrent grants for one pair never lose a scope.
+    * Consents are given to registered clients. Removing a client forgets every consent
+      given to it (Postgres: ON DELETE CASCADE, and a `grant` racing the removal stores
+      nothing; memory: `MemoryConsents.forget_client`, wired to the client store's removal).
+    * Scopes are scope tokens (RFC 6749 §3.3): non-empty, without spaces. A bare `str` is
+      refused with `TypeError` (it is an iterable of characters, never what was meant).
+    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
+    """
+
+    async def granted(self, sub: str, client_id: str) -> frozenset[str]:
+        """The scopes `sub` has granted `client_id`; empty if none."""
+
+    async def grant(self, sub: str, client_id: str, scopes: Iterable[str]) -> None:
+        """Add `scopes` to what `sub` has granted `client_id` (a union; no scope is ever
+        taken away). Returns once stored. Granting no scopes writes nothing."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers."""
 
     async def close(self) -> None: ...

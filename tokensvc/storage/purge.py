@@ -268,19 +268,20 @@ async def _grant_pass(
     progress: Callable[[str], None],
 ) -> None:
     expired_before, created_before, revoked_before = report.horizons.params()
+    extra: datetime | None
     if report.dry_run:
-        sql, extra = _COUNT_SLICE, (expired_before,)
+        sql, extra = _COUNT_SLICE, expired_before
     else:
-        sql, extra = _DELETE_SLICE, ()
+        sql, extra = _DELETE_SLICE, None
     after = ""  # grant ids are never empty
     while True:
         if budget.spent():
             report.complete = False
             return
         async with db.connection() as conn:
-            row = await conn.fetchrow(
-                sql, after, batch_size, created_before, revoked_before, *extra
-            )
+            args = (after, batch_size, created_before, revoked_before)
+            row = await conn.fetchrow(sql, *args, *(() if extra is None else (extra,)))
+        assert row is not None  # an aggregate always returns its row
         if row["examined"] == 0:  # the previous slice ended exactly at the last grant
             return
         after = row["last"]

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import CodeRecord, CodeReplayed
+from tokensvc.redis_client import RedisClient, connect, is_cluster
 from tokensvc.storage.batch import Batcher
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
-from tokensvc.storage.redis_client import connect, is_cluster
 
 KEY_PREFIX = "tokensvc:code:"
 _USED = b"U:"
@@ -46,7 +44,7 @@ return out
 
 
 class RedisCodes:
-    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._consume: Any = client.register_script(_CONSUME)
         # Exchanges that arrive together share one script call: one round trip for the batch.

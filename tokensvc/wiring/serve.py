@@ -17,7 +17,7 @@ from tokensvc.http.server import Listener, serve
 from tokensvc.service import TokenService
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.reload import KeysReloader
-from tokensvc.storage.stores import open_stores
+from tokensvc.wiring.stores import open_stores
 
 log = structlog.get_logger("tokensvc")
 

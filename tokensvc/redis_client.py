@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeGuard, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -60,13 +60,15 @@ def _retry() -> Retry:
 
 
 T = TypeVar("T")
+# What `connect` returns: one API either way (a cluster routes each command by its key).
+RedisClient: TypeAlias = "aioredis.Redis | RedisCluster"
 
 
-def connect(url: str, *, max_connections: int | None = None) -> Any:
+def connect(url: str, *, max_connections: int | None = None) -> RedisClient:
     """A client for the topology `url` names (see the module docstring). The result has the
     `redis.asyncio.Redis` command API either way; `RedisCluster` routes each call by key."""
     scheme = urlsplit(url).scheme
-    pool = {} if max_connections is None else {"max_connections": max_connections}
+    pool: dict[str, Any] = {} if max_connections is None else {"max_connections": max_connections}
     if scheme.endswith("+cluster"):
         return _cluster(url, pool)
     if scheme.endswith("+sentinel"):
@@ -117,7 +119,9 @@ def _sentinel_master(url: str, pool: dict[str, Any]) -> aioredis.Redis:
     sentinel_auth = (
         {"password": options["sentinel_password"]} if "sentinel_password" in options else {}
     )
-    sentinel = Sentinel(hosts, sentinel_kwargs={**TIMEOUTS, **sentinel_auth}, **TIMEOUTS)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs={**TIMEOUTS, **sentinel_auth}, **TIMEOUTS
+    )
     master: _SentinelMaster = sentinel.master_for(
         path[0],
         redis_class=_SentinelMaster,
@@ -143,12 +147,12 @@ class _SentinelMaster(aioredis.Redis):
             await sentinel.aclose()
 
 
-def is_cluster(client: Any) -> bool:
+def is_cluster(client: RedisClient) -> TypeGuard[RedisCluster]:
     return isinstance(client, RedisCluster)
 
 
 async def calls_by_slot(
-    client: Any, keys: Sequence[str], call: Callable[[list[int]], Awaitable[T]]
+    client: RedisClient, keys: Sequence[str], call: Callable[[list[int]], Awaitable[T]]
 ) -> list[tuple[list[int], T]]:
     """Run `call` with the indexes of `keys` that share a hash slot, once per slot and
     concurrently, on a cluster (a script may only touch one slot's keys there); once with all

@@ -7,37 +7,10 @@ Memory for `tokensvc dev`, Postgres in production (table `consents`, schema/0002
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
 
 import asyncpg
 
-from tokensvc.storage.postgres import Postgres
-
-
-class ConsentStore(Protocol):
-    """Scopes granted per `(sub, client_id)` pair; pairs are independent of each other.
-
-    * Grants only ever add: `grant` stores the union of what was granted before and the new
-      scopes, atomically, so concurrent grants for one pair never lose a scope.
-    * Consents are given to registered clients. Removing a client forgets every consent
-      given to it (Postgres: ON DELETE CASCADE, and a `grant` racing the removal stores
-      nothing; memory: `MemoryConsents.forget_client`, wired to the client store's removal).
-    * Scopes are scope tokens (RFC 6749 §3.3): non-empty, without spaces. A bare `str` is
-      refused with `TypeError` (it is an iterable of characters, never what was meant).
-    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
-    """
-
-    async def granted(self, sub: str, client_id: str) -> frozenset[str]:
-        """The scopes `sub` has granted `client_id`; empty if none."""
-
-    async def grant(self, sub: str, client_id: str, scopes: Iterable[str]) -> None:
-        """Add `scopes` to what `sub` has granted `client_id` (a union; no scope is ever
-        taken away). Returns once stored. Granting no scopes writes nothing."""
-
-    async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the store answers."""
-
-    async def close(self) -> None: ...
+from tokensvc.storage.postgres.pool import Pool
 
 
 def _scope_tokens(scopes: Iterable[str]) -> list[str]:
@@ -101,7 +74,7 @@ class PostgresConsents:
     """Consents in the `consents` table, through the shared pool. `granted_at` is the
     database's `now()` of the latest grant (for operators; no decision reads it)."""
 
-    def __init__(self, db: Postgres) -> None:
+    def __init__(self, db: Pool) -> None:
         self._db = db
 
     async def granted(self, sub: str, client_id: str) -> frozenset[str]:

@@ -1,51 +1,21 @@
-"""The token service's store bundle; `open_stores` picks backends from settings."""
+"""The token service's stores, picked from settings: memory by default, Redis when
+`TOKENSVC_REDIS_URL` is set, Postgres when `TOKENSVC_DATABASE_URL` is set."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from tokensvc.config import Settings
-from tokensvc.errors import StoreUnavailable
 from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
+from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.limits.lockout import Lockouts, MemoryLockouts
-from tokensvc.login.ratelimit import FailureLimiter, MemoryFailureLimiter
+from tokensvc.service import Stores
 from tokensvc.storage.cache import CachedClients
-from tokensvc.storage.denylist import DenyList, MemoryDenyList
+from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
-from tokensvc.storage.protocols import ClientStore, CodeStore, GrantStore, UserStore
-
-
-@dataclass(frozen=True, slots=True)
-class Stores:
-    codes: CodeStore
-    clients: ClientStore
-    users: UserStore
-    grants: GrantStore
-    # Revoked access tokens, and failed `password` grants (limited like the sign-in form).
-    revoked: DenyList = field(default_factory=MemoryDenyList)
-    failures: FailureLimiter = field(default_factory=MemoryFailureLimiter)
-    # Abuse limits at /token (tokensvc.limits): request rates per client, invalid_client
-    # lockouts per client_id.
-    rates: RateLimiter = field(default_factory=MemoryBuckets)
-    lockouts: Lockouts = field(default_factory=MemoryLockouts)
-
-    async def readiness(self, limit: float = 2.0) -> dict[str, bool]:
-        """Which backends answer a ping within `limit` seconds (for `/readyz`)."""
-        named = {"codes": self.codes, "clients": self.clients, "grants": self.grants}
-
-        async def ok(store: CodeStore | ClientStore | GrantStore) -> bool:
-            try:
-                await asyncio.wait_for(store.ping(), limit)
-            except (StoreUnavailable, TimeoutError):
-                return False
-            return True
-
-        results = await asyncio.gather(*(ok(s) for s in named.values()))
-        return dict(zip(named, results, strict=True))
+from tokensvc.storage.protocols import ClientStore, CodeStore, DenyList, GrantStore, UserStore
 
 
 def memory_stores() -> Stores:
@@ -62,7 +32,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     clients: ClientStore = memory.clients
     users: UserStore = memory.users
     grants: GrantStore = memory.grants
-    closers = []
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
         revoked: DenyList = MemoryDenyList()
         failures: FailureLimiter = MemoryFailureLimiter()
@@ -70,10 +40,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         lockouts: Lockouts = MemoryLockouts()
         if settings.redis_url:
             from tokensvc.limits.buckets import RedisBuckets
+            from tokensvc.limits.failures import RedisFailureLimiter
             from tokensvc.limits.lockout import RedisLockouts
-            from tokensvc.login.ratelimit import RedisFailureLimiter
+            from tokensvc.redis_client import connect
             from tokensvc.storage.denylist import RedisDenyList
-            from tokensvc.storage.redis_client import connect
             from tokensvc.storage.redis_codes import RedisCodes
 
             redis = connect(settings.redis_url)

@@ -11,13 +11,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-import redis.asyncio as aioredis
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
-from tokensvc.storage.redis_client import DRIVER_ERRORS, connect
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, connect
 
 STORE = "redis"
 KEY_PREFIX = "tokensvc:"
@@ -25,38 +22,6 @@ KEY_PREFIX = "tokensvc:"
 # authorization codes, `tokensvc:fail:…` the failed-login counters): never reuse them.
 RESERVED_PREFIXES = frozenset({"code", "fail"})
 _PREFIX = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-
-
-class EphemeralStore(Protocol):
-    """Opaque values under caller-chosen keys, each kept for its own time to live.
-
-    * Keys are lookup hashes chosen by the caller (`sha256(cookie value)`), never raw cookie
-      values: whoever reads the store cannot replay a session from it.
-    * A record is returned only while it is alive: from `put` until `ttl` seconds later.
-      An expired record is never returned, by any method.
-    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
-    """
-
-    async def put(self, key: bytes, value: bytes, ttl: int) -> None:
-        """Store `value` under `key` for `ttl` seconds (an integer ≥ 1), replacing any record
-        the key had, and its lifetime. Returns only once the record is stored."""
-
-    async def get(self, key: bytes) -> bytes | None:
-        """The live record under `key`, left in place; `None` if there is none."""
-
-    async def take(self, key: bytes) -> bytes | None:
-        """Atomically read and delete: of any number of concurrent calls for one live record
-        exactly one gets its value, the others (and every later call) `None`. One round trip;
-        never a read followed by a delete. For single-use records such as an interaction
-        that is being completed."""
-
-    async def delete(self, key: bytes) -> None:
-        """Remove the record under `key`, if any (idempotent)."""
-
-    async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the store answers."""
-
-    async def close(self) -> None: ...
 
 
 def _check_ttl(ttl: int) -> None:
@@ -131,7 +96,7 @@ class RedisEphemeral:
     Closing closes the client: stores sharing one client should be closed once, by whoever
     made the client."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         if not _PREFIX.fullmatch(prefix) or prefix in RESERVED_PREFIXES:
             raise ValueError(
                 f"prefix must match {_PREFIX.pattern} and not be one of "
@@ -157,17 +122,17 @@ class RedisEphemeral:
 
     async def get(self, key: bytes) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.get(self.key_name(key))
+            value = await self._redis.get(self.key_name(key))
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
-        return value
+        return _raw(value)
 
     async def take(self, key: bytes) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.getdel(self.key_name(key))
+            value = await self._redis.getdel(self.key_name(key))
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
-        return value
+        return _raw(value)
 
     async def delete(self, key: bytes) -> None:
         try:
@@ -183,3 +148,9 @@ class RedisEphemeral:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _raw(value: bytes | str | None) -> bytes | None:
+    """A value as stored: the clients tokensvc opens never decode responses."""
+    assert not isinstance(value, str), "a Redis client with decode_responses"
+    return value

@@ -14,10 +14,11 @@ from tokensvc.http.server import serve
 from tokensvc.login.app import login_app, open_login_context
 from tokensvc.login.pages import callback_page
 from tokensvc.registration import new_client, new_user
-from tokensvc.serve import token_listeners
-from tokensvc.service import TokenService
-from tokensvc.signing.keys import generate_jwks, keyset_from_jwks, load_keys_file
-from tokensvc.storage.stores import Stores, memory_stores
+from tokensvc.service import Stores, TokenService
+from tokensvc.signing.keyfile import generate_jwks
+from tokensvc.signing.keys import keyset_from_jwks, load_keys_file
+from tokensvc.wiring.serve import token_listeners
+from tokensvc.wiring.stores import memory_stores
 
 DEMO_USERNAME = "demo"
 DEMO_SCOPE = "openid profile email offline_access"

@@ -20,11 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
-from tokensvc.storage.redis_client import DRIVER_ERRORS, calls_by_slot, connect
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, calls_by_slot, connect
 
 STORE = "redis"
 KEY_PREFIX = "tokensvc:fail:"
@@ -203,7 +201,7 @@ class RedisFailureLimiter:
     `retry_after` / `record_failure` (INCR, PEXPIRE on the first failure, PTTL), one `DEL`
     per `clear`. On a Redis Cluster, one call per hash slot of the keys checked."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._script: Any = client.register_script(_LIMIT)
 

@@ -1,0 +1,31 @@
+"""Clients, users, grants and refresh-token families in Postgres: one shared pool (`pool`)
+and a module per store (`clients`, `users`, `grants`)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tokensvc.storage.postgres.clients import PostgresClients
+from tokensvc.storage.postgres.grants import PostgresGrants
+from tokensvc.storage.postgres.pool import DRIVER_ERRORS, STORE, Pool, split_pgbouncer
+from tokensvc.storage.postgres.users import PostgresUsers
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "STORE",
+    "Postgres",
+    "PostgresClients",
+    "PostgresGrants",
+    "PostgresUsers",
+    "split_pgbouncer",
+]
+
+
+class Postgres(Pool):
+    """The shared pool and the three stores built on it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.clients = PostgresClients(self)
+        self.users = PostgresUsers(self)
+        self.grants = PostgresGrants(self)
