@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# store (the field of tokensvc.storage.stores.Stores) -> backend, with Redis and Postgres set
+# store (the field of tokensvc.service.Stores) -> backend, with Redis and Postgres set
 STORE_BACKENDS = {
     "codes": "redis",
     "revoked": "redis",

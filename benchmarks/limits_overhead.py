@@ -58,8 +58,9 @@ async def _serve_async(conn: Connection, redis_url: str) -> None:
     from tokensvc.http.apps import public_app
     from tokensvc.registration import MAX_BURST, MAX_RATE, new_client
     from tokensvc.service import TokenService
-    from tokensvc.signing.keys import generate_jwks, keyset_from_jwks
-    from tokensvc.storage.stores import open_stores
+    from tokensvc.signing.keyfile import generate_jwks
+    from tokensvc.signing.keys import keyset_from_jwks
+    from tokensvc.wiring.stores import open_stores
 
     settings = Settings(
         issuer="http://127.0.0.1:8080",
