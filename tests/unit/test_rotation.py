@@ -64,6 +64,4 @@ def test_a_repeat_after_the_grace_window_is_reuse(now: float, grace: float) -> N
 
 
 def test_a_rotated_token_without_its_sealed_response_is_reuse() -> None:
-    assert decide(dataclasses.replace(ROTATED, successor_box=None), NOW, 5) == Rejected(
-        reused=True
-    )
+    assert decide(dataclasses.replace(ROTATED, successor_box=None), NOW, 5) == Rejected(reused=True)
