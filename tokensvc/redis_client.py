@@ -31,20 +31,13 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from tokensvc.errors import StoreUnavailable
+
 # What a Redis call may raise when the server is down, slow or refusing: each store turns
 # these into `StoreUnavailable("redis", ...)`. (`redis.exceptions.TimeoutError` and
 # `ConnectionError` are `RedisError`s; a few socket paths raise bare `OSError`s.)
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
-SCHEMES = (
-    "redis",
-    "rediss",
-    "unix",
-    "redis+cluster",
-    "rediss+cluster",
-    "redis+sentinel",
-    "rediss+sentinel",
-)
 # A dead Redis must turn into a quick 503, not a hang.
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
@@ -166,3 +159,20 @@ async def calls_by_slot(
     batches = list(groups.values())
     results = await asyncio.gather(*(call(batch) for batch in batches))
     return list(zip(batches, results, strict=True))
+
+
+class RedisStore:
+    """A store over a Redis client (shared with sibling stores or its own): its readiness
+    ping and its close, with driver failures as `StoreUnavailable("redis", ...)`."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._redis = client
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable("redis", exc) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()

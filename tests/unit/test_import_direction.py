@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.logs",
         "tokensvc.metrics",
         "tokensvc.readiness",
+        "tokensvc.inprocess",
         "tokensvc.redis_client",
         "tokensvc.registration",
         "tokensvc.passwords",

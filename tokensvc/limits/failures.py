@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
-from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, calls_by_slot, connect
+from tokensvc.inprocess import InProcess
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, RedisStore, calls_by_slot, connect
 
 STORE = "redis"
 KEY_PREFIX = "tokensvc:fail:"
@@ -93,7 +94,7 @@ class FailureLimiter(Protocol):
 # --------------------------------------------------------------------------- memory
 
 
-class MemoryFailureLimiter:
+class MemoryFailureLimiter(InProcess):
     """In-process counters (one process only). Atomic because no method awaits.
 
     Bounded: a counter is dropped once its window is over, when next looked at, and by a
@@ -149,12 +150,6 @@ class MemoryFailureLimiter:
     def __len__(self) -> int:
         return len(self._counters)
 
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
 
 # --------------------------------------------------------------------------- redis
 
@@ -196,13 +191,13 @@ def key_name(limit: Limit, subject: str) -> str:
     return f"{KEY_PREFIX}{limit.name}:{digest}"
 
 
-class RedisFailureLimiter:
+class RedisFailureLimiter(RedisStore):
     """Counters as Redis integers with a native expiry: one registered Lua script call per
     `retry_after` / `record_failure` (INCR, PEXPIRE on the first failure, PTTL), one `DEL`
     per `clear`. On a Redis Cluster, one call per hash slot of the keys checked."""
 
     def __init__(self, client: RedisClient) -> None:
-        self._redis = client
+        super().__init__(client)
         self._script: Any = client.register_script(_LIMIT)
 
     @classmethod
@@ -239,12 +234,3 @@ class RedisFailureLimiter:
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
         return math.ceil(longest_ms / 1000)
-
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(STORE, exc) from exc
-
-    async def close(self) -> None:
-        await self._redis.aclose()

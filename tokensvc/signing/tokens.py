@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tokensvc.claims import SCOPE_CLAIMS
 from tokensvc.models import Grant
 from tokensvc.opaque import Entropy, new_value
 from tokensvc.signing.jws import Signer
@@ -11,31 +12,10 @@ from tokensvc.signing.jws import Signer
 if TYPE_CHECKING:
     from tokensvc.signing.keys import KeySet
 
-# Claims a login front-end may release about a person; anything else in `claims` is dropped so
-# that it cannot override the registered JWT claims.
-USER_CLAIMS = frozenset(
-    {
-        "name",
-        "given_name",
-        "family_name",
-        "middle_name",
-        "nickname",
-        "preferred_username",
-        "profile",
-        "picture",
-        "website",
-        "email",
-        "email_verified",
-        "gender",
-        "birthdate",
-        "zoneinfo",
-        "locale",
-        "phone_number",
-        "phone_number_verified",
-        "address",
-        "updated_at",
-    }
-)
+# Claims a login front-end may release about a person: those some scope covers (OIDC Core
+# §5.4); anything else in `claims` is dropped so that it cannot override the registered JWT
+# claims.
+USER_CLAIMS = frozenset().union(*SCOPE_CLAIMS.values())
 
 
 class TokenMinter:

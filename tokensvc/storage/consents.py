@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from tokensvc.inprocess import InProcess
 from tokensvc.storage.postgres.pool import Pool
 
 
@@ -27,7 +28,7 @@ def _scope_tokens(scopes: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- memory
 
 
-class MemoryConsents:
+class MemoryConsents(InProcess):
     """In-process consents (one process only, lost on exit). Atomic because no method awaits.
     Grows with the number of (person, client) pairs, as the Postgres table does."""
 
@@ -47,12 +48,6 @@ class MemoryConsents:
         """Drop every consent given to `client_id` (call it when the client is removed)."""
         for key in [k for k in self._granted if k[1] == client_id]:
             del self._granted[key]
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 # --------------------------------------------------------------------------- postgres

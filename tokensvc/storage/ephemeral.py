@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
-from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, connect
+from tokensvc.inprocess import InProcess
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, RedisStore, connect
 
 STORE = "redis"
 KEY_PREFIX = "tokensvc:"
@@ -34,7 +35,7 @@ def _check_ttl(ttl: int) -> None:
 # --------------------------------------------------------------------------- memory
 
 
-class MemoryEphemeral:
+class MemoryEphemeral(InProcess):
     """In-process records (one process only, lost on exit). Atomic because no method awaits.
 
     Expired records are dropped when looked up and, so that keys nobody asks for again
@@ -79,17 +80,11 @@ class MemoryEphemeral:
     def __len__(self) -> int:
         return len(self._records)
 
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
 
 # --------------------------------------------------------------------------- redis
 
 
-class RedisEphemeral:
+class RedisEphemeral(RedisStore):
     """Records as Redis strings under `tokensvc:{prefix}:{key.hex()}` with a native TTL
     (`SET … EX`), so Redis expires them itself; `take` is one `GETDEL` (Redis ≥ 6.2).
 
@@ -102,7 +97,7 @@ class RedisEphemeral:
                 f"prefix must match {_PREFIX.pattern} and not be one of "
                 f"{sorted(RESERVED_PREFIXES)}, got {prefix!r}"
             )
-        self._redis = client
+        super().__init__(client)
         self._prefix = f"{KEY_PREFIX}{prefix}:"
 
     @classmethod
@@ -139,15 +134,6 @@ class RedisEphemeral:
             await self._redis.delete(self.key_name(key))
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(STORE, exc) from exc
-
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(STORE, exc) from exc
-
-    async def close(self) -> None:
-        await self._redis.aclose()
 
 
 def _raw(value: bytes | str | None) -> bytes | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tokensvc.inprocess import InProcess
 from tokensvc.models import Client, Grant, RefreshState, Successor, User
 
 
-class MemoryClients:
+class MemoryClients(InProcess):
     def __init__(self) -> None:
         self._clients: dict[str, Client] = {}
         self.on_remove: Callable[[str], None] | None = None
@@ -35,14 +36,8 @@ class MemoryClients:
             self.on_remove(client_id)
         return removed
 
-    async def ping(self) -> None:
-        return None
 
-    async def close(self) -> None:
-        return None
-
-
-class MemoryUsers:
+class MemoryUsers(InProcess):
     def __init__(self) -> None:
         self._by_sub: dict[str, User] = {}
         self._by_username: dict[str, User] = {}
@@ -60,12 +55,6 @@ class MemoryUsers:
     async def by_sub(self, sub: str) -> User | None:
         return self._by_sub.get(sub)
 
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
 
 @dataclass(slots=True)
 class _Token:
@@ -75,7 +64,7 @@ class _Token:
     successor_box: bytes | None = None
 
 
-class MemoryGrants:
+class MemoryGrants(InProcess):
     def __init__(self) -> None:
         self._grants: dict[str, Grant] = {}
         self._revoked: set[str] = set()
@@ -133,9 +122,3 @@ class MemoryGrants:
             del self._grants[grant_id]
         for key in [k for k, t in self._tokens.items() if t.grant_id in gone]:
             del self._tokens[key]
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from tokensvc.inprocess import InProcess
 from tokensvc.models import CodeRecord, CodeReplayed
 from tokensvc.storage.protocols import USED_CODE_MEMORY
 
 Clock = Callable[[], float]
 
 
-class MemoryCodes:
+class MemoryCodes(InProcess):
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._codes: dict[bytes, tuple[float, CodeRecord | CodeReplayed]] = {}
@@ -37,9 +38,3 @@ class MemoryCodes:
             now = self._clock()
             for key in [k for k, (exp, _) in self._codes.items() if exp <= now]:
                 del self._codes[key]
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

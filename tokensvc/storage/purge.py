@@ -34,11 +34,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from tokensvc import config
 from tokensvc.storage.postgres import Postgres
+from tokensvc.storage.postgres.pool import to_timestamp
 
 SAFETY_MARGIN = 3600.0  # seconds: clock skew between replicas, requests still in flight
 DEFAULT_BATCH_SIZE = 1000
@@ -135,9 +136,9 @@ class Horizons:
 
     def params(self) -> tuple[datetime, datetime, datetime]:
         return (
-            _ts(self.refresh_tokens_expired_before),
-            _ts(self.grants_created_before),
-            _ts(self.grants_revoked_before),
+            to_timestamp(self.refresh_tokens_expired_before),
+            to_timestamp(self.grants_created_before),
+            to_timestamp(self.grants_revoked_before),
         )
 
 
@@ -168,10 +169,6 @@ class PurgeReport:
         }
 
 
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
 class _Budget:
     """--max-seconds: checked before each batch, so a batch in flight always completes."""
 
@@ -181,6 +178,16 @@ class _Budget:
 
     def spent(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
+
+
+class _Run(NamedTuple):
+    """One purge's shared state, handed to each of its passes."""
+
+    db: Postgres
+    report: PurgeReport
+    batch_size: int
+    budget: _Budget
+    progress: Callable[[str], None]
 
 
 async def purge(
@@ -201,19 +208,21 @@ async def purge(
     h = retention.horizons(now)
     report = PurgeReport(h, dry_run)
     budget = _Budget(max_seconds, monotonic)
+    when = "%Y-%m-%d %H:%M:%SZ"
     progress(
         f"{'dry run: counting' if dry_run else 'deleting'} refresh tokens that expired before "
-        f"{_ts(h.refresh_tokens_expired_before):%Y-%m-%d %H:%M:%S}Z and grants without one "
-        f"created before {_ts(h.grants_created_before):%Y-%m-%d %H:%M:%S}Z (if revoked: "
-        f"revoked before {_ts(h.grants_revoked_before):%Y-%m-%d %H:%M:%S}Z), "
+        f"{to_timestamp(h.refresh_tokens_expired_before):{when}} and grants without one "
+        f"created before {to_timestamp(h.grants_created_before):{when}} (if revoked: "
+        f"revoked before {to_timestamp(h.grants_revoked_before):{when}}), "
         f"{batch_size} at a time"
     )
+    run = _Run(db, report, batch_size, budget, progress)
     if dry_run:
         await _count_expired(db, report)
     else:
-        await _delete_expired(db, report, batch_size, budget, progress)
+        await _delete_expired(run)
     if report.complete:
-        await _grant_pass(db, report, batch_size, budget, progress)
+        await _grant_pass(run)
     progress(
         f"{'would delete' if dry_run else 'deleted'} {report.refresh_tokens} refresh token(s) "
         f"and {report.grants} grant(s) in {sum(report.batches.values())} batch(es)"
@@ -228,13 +237,8 @@ async def _count_expired(db: Postgres, report: PurgeReport) -> None:
     report.batches["refresh_tokens"] += 1
 
 
-async def _delete_expired(
-    db: Postgres,
-    report: PurgeReport,
-    batch_size: int,
-    budget: _Budget,
-    progress: Callable[[str], None],
-) -> None:
+async def _delete_expired(run: _Run) -> None:
+    db, report, batch_size, budget, progress = run
     expired_before, created_before, revoked_before = report.horizons.params()
     while True:
         if budget.spent():
@@ -260,13 +264,8 @@ async def _delete_expired(
             return
 
 
-async def _grant_pass(
-    db: Postgres,
-    report: PurgeReport,
-    batch_size: int,
-    budget: _Budget,
-    progress: Callable[[str], None],
-) -> None:
+async def _grant_pass(run: _Run) -> None:
+    db, report, batch_size, budget, progress = run
     expired_before, created_before, revoked_before = report.horizons.params()
     extra: datetime | None
     if report.dry_run:

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import CodeRecord, CodeReplayed
-from tokensvc.redis_client import RedisClient, connect, is_cluster
+from tokensvc.redis_client import RedisClient, RedisStore, connect, is_cluster
 from tokensvc.storage.batch import Batcher
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
@@ -43,9 +43,9 @@ return out
 """
 
 
-class RedisCodes:
+class RedisCodes(RedisStore):
     def __init__(self, client: RedisClient) -> None:
-        self._redis = client
+        super().__init__(client)
         self._consume: Any = client.register_script(_CONSUME)
         # Exchanges that arrive together share one script call: one round trip for the batch.
         # On a cluster each code is its own call: a script may only touch one hash slot, and
@@ -83,12 +83,3 @@ class RedisCodes:
         if raw.startswith(_USED):
             return CodeReplayed(raw[len(_USED) :].decode())
         return load_code(raw[raw.index(b"\n") + 1 :])
-
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable("redis", exc) from exc
-
-    async def close(self) -> None:
-        await self._redis.aclose()
