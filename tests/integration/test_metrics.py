@@ -97,15 +97,14 @@ async def test_counters_move(harness: Harness) -> None:
         value(after, "tokensvc_store_duration_seconds_count", store="codes", operation="consume")
         == 3
     )
-    assert (
-        value(after, "tokensvc_store_duration_seconds_count", store="grants", operation="inspect")
-        == 3
+    # Three refreshes of one token: each reads its state once; one rotation wins (in memory
+    # the others see it rotated and never try), and each lost rotation re-reads the state.
+    inspects, rotations = (
+        value(after, "tokensvc_store_duration_seconds_count", store="grants", operation=op)
+        for op in ("inspect", "rotate")
     )
-    # Three refreshes of one token: each reads its state, one rotates, two are repeats.
-    assert (
-        value(after, "tokensvc_store_duration_seconds_count", store="grants", operation="rotate")
-        == 1
-    )
+    assert 1 <= rotations <= 3
+    assert inspects == 3 + (rotations - 1)
     # The internal listener counts into the same registry, under its own route.
     assert (
         value(
