@@ -47,11 +47,15 @@ def token_response(
 def user_tokens(
     svc: TokenService, grant: Grant, scope: str, now: int, nonce: str | None = None
 ) -> tuple[str, str | None]:
-    """The access token and, when `openid` was granted, the ID token for a person's grant."""
+    """The access token and, when `openid` is in `scope`, the ID token for a person's grant.
+    `scope` is the one being issued (narrowed at refresh): both tokens carry it, and the ID
+    token releases only the claims it covers, as /userinfo does (OIDC Core §5.4)."""
     access = svc.minter.access_token(
         sub=grant.sub, client_id=grant.client_id, scope=scope, now=now, grant=grant
     )
     id_token = None
     if "openid" in scope.split(" "):
-        id_token = svc.minter.id_token(grant=grant, access_token=access, now=now, nonce=nonce)
+        id_token = svc.minter.id_token(
+            grant=grant, access_token=access, now=now, nonce=nonce, scope=scope
+        )
     return access, id_token

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tokensvc.claims import SCOPE_CLAIMS
+from tokensvc.claims import claims_for_scope
 from tokensvc.models import Grant
 from tokensvc.opaque import Entropy, new_value
 from tokensvc.signing.jws import Signer
 
 if TYPE_CHECKING:
     from tokensvc.signing.keys import KeySet
-
-# Claims a login front-end may release about a person: those some scope covers (OIDC Core
-# §5.4); anything else in `claims` is dropped so that it cannot override the registered JWT
-# claims.
-USER_CLAIMS = frozenset().union(*SCOPE_CLAIMS.values())
 
 
 class TokenMinter:
@@ -62,12 +57,20 @@ class TokenMinter:
         return self.keys.signer_at(now).sign(claims, "at+jwt")
 
     def id_token(
-        self, *, grant: Grant, access_token: str, now: int, nonce: str | None = None
+        self,
+        *,
+        grant: Grant,
+        access_token: str,
+        now: int,
+        nonce: str | None = None,
+        scope: str | None = None,
     ) -> str:
+        """The ID token issued with `access_token`. `scope` is that token's scope (after any
+        narrowing at refresh; default: the grant's): the person's claims are released by the
+        same rule as at /userinfo (`claims.claims_for_scope`, OIDC Core §5.4), and the
+        registered claims below are set after them, so a released claim cannot replace one."""
         signer = self.keys.signer_at(now)
-        claims: dict[str, Any] = {
-            key: value for key, value in grant.claims.items() if key in USER_CLAIMS
-        }
+        claims = claims_for_scope(grant.claims, grant.scope if scope is None else scope)
         claims.update(
             iss=self.issuer,
             sub=grant.sub,
