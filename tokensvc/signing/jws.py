@@ -2,7 +2,21 @@
 
 The protected header of each (key, typ) pair is encoded once, so signing a token costs one
 JSON dump of the claims, one base64 pass and the signature itself. Verification stays with
-joserfc (see `signing.keys.KeySet.verify_keys`).
+joserfc (see `signing.keys.KeySet.verify_keys`), plus `signing.verify`'s check that a signature
+is in the one form signed here, so that each token has exactly one string:
+
+* ECDSA (ES256): (r, s) and (r, n - s) both verify (SEC 1 v2 §4.1.4), and OpenSSL returns
+  either, about half the time each. We sign low-S only (s <= n/2, Bitcoin's BIP 146 rule) and
+  refuse high-S, so nobody can turn one token into a second valid string.
+* RSA (RS256, PS256): the signature must be exactly k octets, the modulus length (RFC 8017
+  §8.1.2 and §8.2.2, step 1); OpenSSL enforces it for PKCS #1 v1.5 but, for PSS, accepts one
+  whose leading zero octets were dropped. Otherwise unique: PKCS #1 v1.5 is deterministic, and
+  PSS signatures, though randomised, can be made only with the private key.
+* EdDSA (Ed25519): deterministic, and OpenSSL refuses S >= L (RFC 8032 §5.1.7) and compares
+  R octet for octet with the one it recomputes, so one signature per message and key.
+
+joserfc decodes every segment strictly (no padding, no stray characters, zero trailing bits),
+so the base64url text is unique as well.
 """
 
 from __future__ import annotations
@@ -20,17 +34,51 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
 TYPES = ("at+jwt", "JWT")
 
+# The order n of P-256's base point (SEC 2 v2 §2.4.2).
+P256_ORDER = 0xFFFFFFFF_00000000_FFFFFFFF_FFFFFFFF_BCE6FAAD_A7179E84_F3B9CAC2_FC632551
+
+
+class Ecdsa:
+    """An ECDSA alg of ours: its curve and hash, the curve's order and the octets of r and of s
+    in the JWS signature r || s (RFC 7518 §3.4)."""
+
+    __slots__ = ("curve", "digest", "half", "order", "size")
+
+    def __init__(
+        self, curve: type[ec.EllipticCurve], digest: hashes.HashAlgorithm, order: int, size: int
+    ) -> None:
+        self.curve = curve
+        self.digest = digest
+        self.order = order
+        self.half = order >> 1  # low-S: s <= half
+        self.size = size
+
+    def low_s(self, signature: bytes) -> bool:
+        """Whether a JWS signature has the form we sign: 2 * size octets, s <= n/2."""
+        return (
+            len(signature) == 2 * self.size
+            and int.from_bytes(signature[self.size :], "big") <= self.half
+        )
+
+
+# Every ECDSA alg in ALGORITHMS, and every RSA one (their signatures are k octets long).
+ECDSA: dict[str, Ecdsa] = {"ES256": Ecdsa(ec.SECP256R1, hashes.SHA256(), P256_ORDER, 32)}
+RSA = frozenset({"RS256", "PS256"})
+
 
 def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def _es256(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
-    algorithm = ec.ECDSA(hashes.SHA256())
+def _ecdsa(key: ec.EllipticCurvePrivateKey, params: Ecdsa) -> Callable[[bytes], bytes]:
+    algorithm = ec.ECDSA(params.digest)
+    order, half, size = params.order, params.half, params.size
 
     def sign(data: bytes) -> bytes:
         r, s = decode_dss_signature(key.sign(data, algorithm))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if s > half:  # (r, n - s) is the same signature's low-S form
+            s = order - s
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
     return sign
 
@@ -41,8 +89,13 @@ def _rsa(key: rsa.RSAPrivateKey, pad: padding.AsymmetricPadding) -> Callable[[by
 
 
 def _sign_function(alg: str, key: Any) -> Callable[[bytes], bytes]:
-    if alg == "ES256" and isinstance(key, ec.EllipticCurvePrivateKey):
-        return _es256(key)
+    params = ECDSA.get(alg)
+    if (
+        params is not None
+        and isinstance(key, ec.EllipticCurvePrivateKey)
+        and isinstance(key.curve, params.curve)
+    ):
+        return _ecdsa(key, params)
     if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign
     if alg == "RS256" and isinstance(key, rsa.RSAPrivateKey):

@@ -2,7 +2,12 @@
 
 joserfc checks the signature with the published key named by `kid`, with `algorithms=` fixed
 to that key's algorithm; the claims are checked here, strictly, with no leeway (the token is
-ours and our clocks agree).
+ours and our clocks agree). Before that, the signature must be in the one form our signer
+produces (low-S ECDSA, k-octet RSA; see `signing.jws`), so a token has one valid string and a
+cache or deny-list keyed by the string cannot be sidestepped with a second one.
+
+This is the only place that verifies our tokens: /userinfo, /introspect and /revoke reach it
+through `accesstoken.check`; nothing accepts an ID token back (no `id_token_hint`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from tokensvc.signing.jws import ECDSA, RSA
 from tokensvc.signing.keys import KeySet
 
 
@@ -32,6 +38,24 @@ def _header(token: str) -> dict[str, Any]:
     return data
 
 
+def _signed_here(alg: str, key: Any, token: str) -> bool:
+    """Whether the signature has the form we sign in: for ECDSA s <= n/2 (high-S is the same
+    signature malleated, SEC 1 v2 §4.1.4); for RSA exactly k octets (RFC 8017 §8.1.2, §8.2.2,
+    step 1). EdDSA needs nothing more than OpenSSL's RFC 8032 §5.1.7 checks."""
+    ecdsa = ECDSA.get(alg)
+    if ecdsa is None and alg not in RSA:
+        return True
+    segment = token.rsplit(".", 1)[1]
+    try:
+        signature = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:
+        return False  # joserfc would refuse it too; its decoding is the strict one
+    if ecdsa is not None:
+        return ecdsa.low_s(signature)
+    bits: int = key.get_op_key("verify").key_size
+    return len(signature) == (bits + 7) // 8
+
+
 def verify_access_token(token: str, keys: KeySet, issuer: str, now: float) -> dict[str, Any]:
     if token.count(".") != 2 or len(token) > 8192:
         raise InvalidToken("The token is malformed.")
@@ -41,8 +65,11 @@ def verify_access_token(token: str, keys: KeySet, issuer: str, now: float) -> di
     key = published.get(kid) if isinstance(kid, str) else None
     if key is None or header.get("typ") != "at+jwt":
         raise InvalidToken("The token was not issued here.")
+    alg = key.alg or header.get("alg", "")
+    if not isinstance(alg, str) or not _signed_here(alg, key, token):
+        raise InvalidToken("The token signature is invalid.")
     try:
-        decoded = jwt.decode(token, key, algorithms=[key.alg or header.get("alg", "")])
+        decoded = jwt.decode(token, key, algorithms=[alg])
     except (JoseError, ValueError):
         raise InvalidToken("The token signature is invalid.") from None
     claims = dict(decoded.claims)
