@@ -23,26 +23,27 @@ from tokensvc import logs
 # ============================================================================
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """URL of a Redis for the whole session (database 0, may hold other tests' keys)."""
-    external = os.environ.get("TOKENSVC_TEST_REDIS_URL")
+def _external_or_own(variable: str, own: type[RedisServer | PostgresServer]) -> Iterator[str]:
+    """The URL in the environment variable `variable` if it is set, else the URL of an `own`
+    server, stopped when the generator finishes."""
+    external = os.environ.get(variable)
     if external:
         yield external
         return
-    with RedisServer() as server:
+    with own() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis for the whole session (database 0, may hold other tests' keys)."""
+    yield from _external_or_own("TOKENSVC_TEST_REDIS_URL", RedisServer)
 
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
     """Superuser URL of a Postgres for the session; use create_database() for a clean DB."""
-    external = os.environ.get("TOKENSVC_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
-    with PostgresServer() as server:
-        yield server.url
+    yield from _external_or_own("TOKENSVC_TEST_DATABASE_URL", PostgresServer)
 
 
 @pytest.fixture(scope="session")

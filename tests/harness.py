@@ -51,6 +51,20 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def code_request(client: Client, **fields: Any) -> dict[str, Any]:
+    """The least a request to mint a code for `client` says (POST /internal/codes: its first
+    redirect URI, no PKCE, an old sign-in); `fields` add to it or replace it."""
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "scope": "openid",
+        "sub": "u1",
+        "auth_time": 1_700_000_000,
+    }
+    if "redirect_uri" not in fields:
+        body["redirect_uri"] = client.redirect_uris[0]
+    return body | fields
+
+
 @dataclass
 class Reply:
     status: int
@@ -104,6 +118,11 @@ class Harness:
             method, self.internal_url + path, json=json, headers=headers
         ) as resp:
             return Reply(resp.status, resp.headers, await resp.json(content_type=None))
+
+    async def request_code(self, client: Client, **fields: Any) -> Reply:
+        """POST /internal/codes of `code_request(client, **fields)`, whatever the answer
+        (`mint_code` expects a 201)."""
+        return await self.internal("POST", "/internal/codes", json=code_request(client, **fields))
 
     async def mint_code(self, client: Client, **overrides: Any) -> tuple[str, str | None]:
         """Mint a code via the internal API; returns (code, verifier or None)."""

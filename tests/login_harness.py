@@ -103,6 +103,13 @@ class Login:
         self.browsers.append(b)
         return b
 
+    async def authorize(self, client: Any, **overrides: Any) -> tuple[Browser, Page]:
+        """A new browser's GET /authorize of `authorize_params(client, **overrides)`: the
+        browser, and the page it got (the login form, unless the request is refused)."""
+        browser = self.browser()
+        page = await browser.get("/authorize", **self.authorize_params(client, **overrides))
+        return browser, page
+
     def authorize_params(self, client: Any, **overrides: Any) -> dict[str, Any]:
         verifier, challenge = pkce_pair()
         self.token.remember(verifier)

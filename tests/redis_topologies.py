@@ -9,12 +9,11 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import redis
 
-from tests.servers import HOST, RedisServer, find_binary, free_port
+from tests.servers import HOST, Lifecycle, RedisServer, find_binary, free_port
 
 READY_TIMEOUT = 20.0  # seconds for a cluster to agree on its slots, a sentinel on its master
 SERVICE = "tokensvc"  # the Sentinel service name
@@ -56,42 +55,57 @@ class ClusterNode(RedisServer):
         ]
 
 
-class RedisClusterServers:
+class _Group(Lifecycle):
+    """Servers started together, then made to work together (`_join`), and closed together;
+    a failed start closes whatever it started."""
+
+    def __init__(self, *servers: RedisServer) -> None:
+        self._servers = servers
+        self._stack = ExitStack()
+
+    def _join(self) -> None:
+        """Block until the started servers work together."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        for server in self._servers:
+            self._stack.enter_context(server)
+        self._join()
+        return self
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class RedisClusterServers(_Group):
     """Three masters sharing the 16384 slots (no replicas): every multi-key script that
     spans slots fails here with CROSSSLOT, as it would in production."""
 
     def __init__(self, masters: int = 3) -> None:
         self.nodes = [ClusterNode() for _ in range(masters)]
-        self._stack = ExitStack()
+        super().__init__(*self.nodes)
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{HOST}:{n.port}" for n in self.nodes)
 
-    def __enter__(self) -> Self:
-        try:
-            for node in self.nodes:
-                self._stack.enter_context(node)
-            addresses = [f"{HOST}:{n.port}" for n in self.nodes]
-            subprocess.run(
-                [
-                    find_binary("redis-cli", "redis-tools"),
-                    "--cluster",
-                    "create",
-                    *addresses,
-                    "--cluster-replicas",
-                    "0",
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            )
-            _wait("the cluster did not agree on its slots", self._agreed)
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
+    def _join(self) -> None:
+        addresses = [f"{HOST}:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [
+                find_binary("redis-cli", "redis-tools"),
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        _wait("the cluster did not agree on its slots", self._agreed)
 
     def _agreed(self) -> bool:
         def ok(port: int) -> bool:
@@ -99,14 +113,6 @@ class RedisClusterServers:
                 return bool(node.cluster("INFO")["cluster_state"] == "ok")
 
         return all(ok(n.port) for n in self.nodes)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stack.close()
 
 
 class SentinelNode(RedisServer):
@@ -139,14 +145,14 @@ class Replica(RedisServer):
         return [*super()._argv(binary), "--replicaof", HOST, str(self.master_port)]
 
 
-class SentinelServers:
+class SentinelServers(_Group):
     """A master, one replica and three sentinels: enough for a real failover."""
 
     def __init__(self) -> None:
         self.master = RedisServer()
         self.replica = Replica(self.master.port)
         self.sentinels = [SentinelNode(self.master.port) for _ in range(3)]
-        self._stack = ExitStack()
+        super().__init__(self.master, self.replica, *self.sentinels)
 
     def url(self, db: int = 0) -> str:
         hosts = ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
@@ -158,19 +164,12 @@ class SentinelServers:
             _, port = sentinel.sentinel_get_master_addr_by_name(SERVICE)
         return int(port)
 
-    def __enter__(self) -> Self:
-        try:
-            for server in (self.master, self.replica, *self.sentinels):
-                self._stack.enter_context(server)
-            _wait(
-                "the replica did not sync",
-                lambda: self._info(self.replica.port).get("master_link_status") == "up",
-            )
-            _wait("the sentinels did not see each other and the replica", self._watching)
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
+    def _join(self) -> None:
+        _wait(
+            "the replica did not sync",
+            lambda: self._info(self.replica.port).get("master_link_status") == "up",
+        )
+        _wait("the sentinels did not see each other and the replica", self._watching)
 
     @staticmethod
     def _info(port: int) -> dict[str, Any]:
@@ -195,11 +194,3 @@ class SentinelServers:
             "the promoted replica does not take writes", lambda: self._info(new)["role"] == "master"
         )
         return new
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stack.close()

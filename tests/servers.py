@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 __all__ = [
+    "Lifecycle",
     "PostgresServer",
     "RedisServer",
     "create_database",
@@ -212,7 +213,33 @@ atexit.register(_close_all)
 # --------------------------------------------------------------------------- servers
 
 
-class _Server:
+class Lifecycle:
+    """`with` for what starts and closes: `start()` on the way in, `close()` on the way out,
+    and `close()` too when `start()` fails half-way (nothing it started is left running)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Server(Lifecycle):
     """Lifecycle shared by both servers: start/stop/restart on a fixed port, close."""
 
     url: str
@@ -256,21 +283,6 @@ class _Server:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
             _live.discard(self)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _ProcessServer(_Server):

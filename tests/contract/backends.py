@@ -26,6 +26,10 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    async def advance(self, seconds: float) -> None:
+        """Let `seconds` pass: a memory backend's `advance`."""
+        self.now += seconds
+
 
 @dataclass
 class CodeBackend:

@@ -6,7 +6,9 @@
   truncated before every test);
 * the login front-end's stores: ephemeral records and the failure limiter against memory
   (injected clock) and Redis (the codes' database, flushed before every test), consents
-  against memory and Postgres.
+  against memory and Postgres;
+* no server at all: `closed_port`, where nothing listens, and `lazy_postgres`, a pool pointed
+  there (the check is `tests.contract.unreachable.assert_unavailable`).
 
 Real servers come from the session fixtures in `tests/conftest.py`; a backend's server is only
 started when a test actually asks for that backend.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,7 +35,7 @@ from tests.contract.backends import (
     Stores,
 )
 from tests.redis_topologies import RedisClusterServers, SentinelServers
-from tests.servers import create_database, run_sync
+from tests.servers import create_database, free_port, run_sync
 from tokensvc.limits.failures import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.redis_client import connect
 from tokensvc.storage.consents import MemoryConsents, PostgresConsents
@@ -98,11 +100,7 @@ def redis_client(request: pytest.FixtureRequest) -> Any:
 def codes(request: pytest.FixtureRequest) -> CodeBackend:
     if request.param == "memory":
         clock = FakeClock()
-
-        async def tick(seconds: float) -> None:
-            clock.now += seconds
-
-        return CodeBackend("memory", MemoryCodes(clock), tick)
+        return CodeBackend("memory", MemoryCodes(clock), clock.advance)
     if request.param == "redis":
         return CodeBackend("redis", request.getfixturevalue("redis_codes"), asyncio.sleep)
     return CodeBackend(request.param, RedisCodes(redis_client(request)), asyncio.sleep)
@@ -179,20 +177,11 @@ async def contract_redis(contract_redis_url: str) -> AsyncIterator[aioredis.Redi
         yield client
 
 
-def _fake_time() -> tuple[FakeClock, Callable[[float], Awaitable[None]]]:
-    clock = FakeClock()
-
-    async def tick(seconds: float) -> None:
-        clock.now += seconds
-
-    return clock, tick
-
-
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def ephemeral(request: pytest.FixtureRequest) -> EphemeralBackend:
     if request.param == "memory":
-        clock, tick = _fake_time()
-        return EphemeralBackend("memory", MemoryEphemeral(clock), tick)
+        clock = FakeClock()
+        return EphemeralBackend("memory", MemoryEphemeral(clock), clock.advance)
     client = redis_client(request)
     return EphemeralBackend("redis", RedisEphemeral(client, "session"), asyncio.sleep)
 
@@ -200,8 +189,8 @@ def ephemeral(request: pytest.FixtureRequest) -> EphemeralBackend:
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def limiter(request: pytest.FixtureRequest) -> LimiterBackend:
     if request.param == "memory":
-        clock, tick = _fake_time()
-        return LimiterBackend("memory", MemoryFailureLimiter(clock), tick)
+        clock = FakeClock()
+        return LimiterBackend("memory", MemoryFailureLimiter(clock), clock.advance)
     return LimiterBackend("redis", RedisFailureLimiter(redis_client(request)), asyncio.sleep)
 
 
@@ -213,3 +202,24 @@ def consents(request: pytest.FixtureRequest) -> ConsentBackend:
         return ConsentBackend("memory", memory, clients)
     db: Postgres = request.getfixturevalue("postgres")
     return ConsentBackend("postgres", PostgresConsents(db), db.clients)
+
+
+# --------------------------------------------------------------------------- unreachable
+
+
+@pytest.fixture
+def closed_port() -> int:
+    return free_port()  # nothing listens there
+
+
+@pytest.fixture
+async def lazy_postgres(closed_port: int) -> AsyncIterator[Postgres]:
+    """A pool that connects on first use (`min_size=0`): how a service starts while its
+    database is down."""
+    db = await Postgres.connect(
+        f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", min_size=0
+    )
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.contract.backends import FakeClock
 from tests.contract.conftest import redis_client
-from tests.contract.test_unavailable import assert_unavailable
+from tests.contract.unreachable import assert_unavailable
 from tests.servers import free_port
 from tokensvc.redis_client import connect
 from tokensvc.storage.denylist import MemoryDenyList, RedisDenyList
@@ -26,23 +27,11 @@ class Backend:
     advance: Callable[[float], Awaitable[None]]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def denylist(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
-        clock = Clock()
-
-        async def tick(seconds: float) -> None:
-            clock.now += seconds
-
-        return Backend("memory", MemoryDenyList(clock), clock, tick)
+        clock = FakeClock(time.time())
+        return Backend("memory", MemoryDenyList(clock), clock, clock.advance)
     return Backend(request.param, RedisDenyList(redis_client(request)), time.time, asyncio.sleep)
 
 

@@ -72,6 +72,16 @@ async def rotate(
     return await rotation.rotate(stores.grants, token_hash, now, grace, factory)
 
 
+async def racing_rotations(stores: Stores, grace: float) -> tuple[list[Factory], list[object]]:
+    """Thirty concurrent rotations of one fresh token at NOW + 1, each racer with a successor of
+    its own (`rt-succ-0` to `rt-succ-29`): the racers and their outcomes, in that order."""
+    _, t0 = await issued(stores)
+    factories = [Factory(f"rt-succ-{i}") for i in range(30)]
+    await stores.warm(30)
+    outcomes = await asyncio.gather(*(rotate(stores, t0, NOW + 1, grace, f) for f in factories))
+    return factories, list(outcomes)
+
+
 # --------------------------------------------------------------------------- issue
 
 
@@ -155,10 +165,7 @@ async def test_repeat_within_grace_gets_the_same_sealed_response(stores: Stores)
 
 
 async def test_thirty_concurrent_rotations_create_one_successor(stores: Stores) -> None:
-    _, t0 = await issued(stores)
-    factories = [Factory(f"rt-succ-{i}") for i in range(30)]
-    await stores.warm(30)
-    outcomes = await asyncio.gather(*(rotate(stores, t0, NOW + 1, 5, f) for f in factories))
+    factories, outcomes = await racing_rotations(stores, grace=5)
 
     winners = [i for i, o in enumerate(outcomes) if isinstance(o, Rotated)]
     assert len(winners) == 1
@@ -206,10 +213,7 @@ async def test_the_store_refuses_to_rotate_a_dead_token(stores: Stores) -> None:
 
 
 async def test_thirty_concurrent_rotations_without_grace_let_one_succeed(stores: Stores) -> None:
-    _, t0 = await issued(stores)
-    factories = [Factory(f"rt-succ-{i}") for i in range(30)]
-    await stores.warm(30)
-    outcomes = await asyncio.gather(*(rotate(stores, t0, NOW + 1, 0, f) for f in factories))
+    factories, outcomes = await racing_rotations(stores, grace=0)
 
     winners = [i for i, o in enumerate(outcomes) if isinstance(o, Rotated)]
     assert len(winners) == 1

@@ -32,12 +32,11 @@ class Backend:
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
         clock = FakeClock()
-
-        async def tick(seconds: float) -> None:
-            clock.now += seconds
-
         return Backend(
-            "memory", tick, lambda: MemoryBuckets(clock), lambda **kw: MemoryLockouts(clock, **kw)
+            "memory",
+            clock.advance,
+            lambda: MemoryBuckets(clock),
+            lambda **kw: MemoryLockouts(clock, **kw),
         )
     client = redis_client(request)
     return Backend(

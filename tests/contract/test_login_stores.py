@@ -8,8 +8,6 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -17,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.contract.backends import ConsentBackend, EphemeralBackend, FakeClock, LimiterBackend
-from tests.servers import create_database_async, free_port
-from tokensvc.errors import StoreUnavailable
+from tests.contract.unreachable import assert_unavailable
+from tests.servers import create_database_async
 from tokensvc.limits.failures import (
     PER_ADDRESS,
     PER_USERNAME,
@@ -33,8 +31,6 @@ from tokensvc.storage.consents import PostgresConsents
 from tokensvc.storage.ephemeral import MemoryEphemeral, RedisEphemeral
 from tokensvc.storage.migrate import default_schema_dir, migrate
 from tokensvc.storage.postgres import Postgres
-
-QUICK = 3.0  # seconds: an outage must become a 503 promptly
 
 
 def a_client(client_id: str) -> Client:
@@ -450,20 +446,6 @@ async def test_0002_upgrades_a_database_with_clients(
 # --------------------------------------------------------------------------- unavailable
 
 
-async def assert_unavailable(store: str, call: Callable[[], Awaitable[object]]) -> None:
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable) as caught:
-        await call()
-    assert caught.value.store == store
-    assert caught.value.__cause__ is not None  # the driver error is kept for the log
-    assert time.monotonic() - started < QUICK
-
-
-@pytest.fixture
-def closed_port() -> int:
-    return free_port()  # nothing listens there
-
-
 async def test_redis_ephemeral_unreachable(closed_port: int) -> None:
     store = RedisEphemeral.from_url(f"redis://127.0.0.1:{closed_port}/0", "session")
     key = a_key()
@@ -487,17 +469,6 @@ async def test_redis_limiter_unreachable(closed_port: int) -> None:
         await assert_unavailable("redis", limiter.ping)
     finally:
         await limiter.close()
-
-
-@pytest.fixture
-async def lazy_postgres(closed_port: int) -> AsyncIterator[Postgres]:
-    db = await Postgres.connect(
-        f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", min_size=0
-    )
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def test_postgres_consents_unreachable(lazy_postgres: Postgres) -> None:

@@ -4,14 +4,10 @@ never a driver exception, never a hang. Pointed at a closed loopback port (deter
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pytest
+from collections.abc import Awaitable, Callable
 
 from tests.contract.backends import NOW
-from tests.servers import free_port
-from tokensvc.errors import StoreUnavailable
+from tests.contract.unreachable import assert_unavailable
 from tokensvc.models import Client, CodeRecord, Grant, Successor, User
 from tokensvc.opaque import lookup_hash
 from tokensvc.storage.migrate import migrate
@@ -19,21 +15,6 @@ from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
 
 GRANT = Grant("g", "c", "s", "openid", int(NOW))
-QUICK = 3.0  # seconds: an outage must become a 503 promptly
-
-
-async def assert_unavailable(store: str, call: Callable[[], Awaitable[object]]) -> None:
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable) as caught:
-        await call()
-    assert caught.value.store == store
-    assert caught.value.__cause__ is not None  # the driver error is kept for the log
-    assert time.monotonic() - started < QUICK
-
-
-@pytest.fixture
-def closed_port() -> int:
-    return free_port()  # nothing listens there
 
 
 async def test_redis_codes_unreachable(closed_port: int) -> None:
@@ -55,19 +36,6 @@ async def test_postgres_connect_unreachable(closed_port: int) -> None:
 async def test_migrate_unreachable(closed_port: int) -> None:
     dsn = f"postgresql://postgres@127.0.0.1:{closed_port}/postgres"
     await assert_unavailable("postgres", lambda: migrate(dsn))
-
-
-@pytest.fixture
-async def lazy_postgres(closed_port: int) -> AsyncIterator[Postgres]:
-    """A pool that connects on first use (`min_size=0`): how a service starts while its
-    database is down."""
-    db = await Postgres.connect(
-        f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", min_size=0
-    )
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def test_postgres_stores_unreachable(lazy_postgres: Postgres) -> None:

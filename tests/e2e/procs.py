@@ -116,11 +116,36 @@ def run(args: Sequence[str], env: dict[str, str], stdin: str | None = None) -> R
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def add_client(env: dict[str, str], name: str, grant_types: Sequence[str], *flags: str) -> Any:
+    """`tokensvc client add --name NAME`, a `--grant-type` for each of `grant_types`, then
+    `flags`: the JSON it prints, with `client_id` (and `client_secret` unless `--public`)."""
+    args = ["client", "add", "--name", name]
+    for grant_type in grant_types:
+        args += ["--grant-type", grant_type]
+    return run([*args, *flags], env).ok().json()
+
+
 def add_machine_client(env: dict[str, str], *flags: str, name: str = "Machine") -> Any:
     """`tokensvc client add` of a confidential `client_credentials` client (plus `flags`):
     the JSON it prints, with `client_id` and `client_secret`."""
-    args = ["client", "add", "--name", name, "--grant-type", "client_credentials", *flags]
-    return run(args, env).ok().json()
+    return add_client(env, name, ["client_credentials"], *flags)
+
+
+def add_web_client(
+    env: dict[str, str], name: str, redirect_uri: str, scope: str, *grant_types: str
+) -> Any:
+    """`tokensvc client add` of a confidential client of code exchanges and refreshes (and of
+    `grant_types`) for `redirect_uri` and `scope`: the JSON it prints."""
+    grants = ["authorization_code", "refresh_token", *grant_types]
+    return add_client(env, name, grants, "--redirect-uri", redirect_uri, "--scope", scope)
+
+
+def write_keys(workdir: Path, *flags: str) -> Path:
+    """`tokensvc keys generate` (plus `flags`) into `workdir`/jwks.json: the keys file of a
+    service (TOKENSVC_KEYS_FILE)."""
+    keys_file = workdir / "jwks.json"
+    keys_file.write_text(run(["keys", "generate", *flags], base_env()).ok().stdout)
+    return keys_file
 
 
 # --------------------------------------------------------------------------- databases

@@ -39,18 +39,14 @@ from tests.e2e.procs import (
     query,
     run,
     service_env,
+    write_keys,
 )
-from tests.e2e.procs import Reply as Reply
 from tests.servers import free_port
 from tokensvc.opaque import verify_secret
 from tokensvc.signing.keys import keyset_from_jwks
 
 E2E_REDIS_DB = 5  # not 0: other suites share the session's Redis
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
-
-# The helpers live in tests.e2e.procs, and new code imports them from there. Some test modules
-# still import them from here (tests/e2e/test_rate_limits.py: Reply, and Proc as Service).
-Service = Proc
 
 
 # --------------------------------------------------------------------------- database
@@ -102,11 +98,7 @@ def populated(postgres_admin_url: str) -> Iterator[Populated]:
     with fresh_database(postgres_admin_url) as db:
         env = base_env(TOKENSVC_DATABASE_URL=db)
         run(["migrate"], env).ok()
-        client_id = (
-            run(["client", "add", "--name", "Existing", "--grant-type", "client_credentials"], env)
-            .ok()
-            .json()["client_id"]
-        )
+        client_id = add_machine_client(env, name="Existing")["client_id"]
         populated = Populated(db, env, client_id)
         populated.assert_unchanged()
         yield populated
@@ -271,16 +263,8 @@ def test_client_list_empty(env: dict[str, str]) -> None:
 
 
 def test_client_remove(env: dict[str, str]) -> None:
-    keep = (
-        run(["client", "add", "--name", "Keep", "--grant-type", "client_credentials"], env)
-        .ok()
-        .json()["client_id"]
-    )
-    gone = (
-        run(["client", "add", "--name", "Gone", "--grant-type", "client_credentials"], env)
-        .ok()
-        .json()["client_id"]
-    )
+    keep = add_machine_client(env, name="Keep")["client_id"]
+    gone = add_machine_client(env, name="Gone")["client_id"]
     assert sorted(client_ids(env)) == sorted([keep, gone])
 
     assert run(["client", "remove", gone], env).ok().json() == {"removed": gone}
@@ -629,8 +613,7 @@ def test_serve_token_end_to_end(db: str, redis_url: str, tmp_path: Path) -> None
     env = base_env(TOKENSVC_DATABASE_URL=db)
     client = add_machine_client(env, "--scope", "api:read")
     client_id, secret = client["client_id"], client["client_secret"]
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate"], env).ok().stdout)
+    keys_file = write_keys(tmp_path)
     keys_file.chmod(0o600)
 
     serve_env = service_env(

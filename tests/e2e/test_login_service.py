@@ -17,12 +17,16 @@ import pytest
 from tests.e2e.procs import (
     INTERNAL_TOKEN,
     Proc,
+    add_client,
+    base_env,
     basic,
+    http,
     migrated_database,
+    run,
     service_env,
     wait_for,
+    write_keys,
 )
-from tests.e2e.test_cli import base_env, http, run
 from tests.servers import free_port, run_sync
 
 pytestmark = pytest.mark.asyncio
@@ -45,23 +49,8 @@ async def test_sign_in_across_two_processes_then_drain(
 ) -> None:
     with migrated_database(postgres_admin_url) as db:
         env_db = base_env(TOKENSVC_DATABASE_URL=db)
-        client = (
-            run(
-                [
-                    "client",
-                    "add",
-                    "--name",
-                    "Web",
-                    "--grant-type",
-                    "authorization_code",
-                    "--redirect-uri",
-                    REDIRECT,
-                    "--require-consent",
-                ],
-                env_db,
-            )
-            .ok()
-            .json()
+        client = add_client(
+            env_db, "Web", ["authorization_code"], "--redirect-uri", REDIRECT, "--require-consent"
         )
         # The front-end connects with the least-privileged role the deployment docs give it.
         run_sync(lambda: execute_script(db, LOGIN_ROLE_SQL.read_text()))
@@ -75,8 +64,7 @@ async def test_sign_in_across_two_processes_then_drain(
             env_db,
             stdin=PASSWORD + "\n",
         ).ok()
-        keys_file = tmp_path / "jwks.json"
-        keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+        keys_file = write_keys(tmp_path)
         login_port = free_port()
         redis = urlunsplit(urlsplit(redis_url)._replace(path=f"/{LOGIN_REDIS_DB}"))
         token_env = service_env(

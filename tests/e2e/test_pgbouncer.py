@@ -20,8 +20,15 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.e2e.procs import migrated_database, service_env
-from tests.e2e.test_cli import base_env, query, run
+from tests.e2e.procs import (
+    add_web_client,
+    base_env,
+    migrated_database,
+    query,
+    run,
+    service_env,
+    write_keys,
+)
 from tests.e2e.test_shutdown import REDIRECT_URI, Burst
 from tests.pgbouncer import PgBouncerServer
 
@@ -46,29 +53,10 @@ async def service_burst(
 ) -> dict[str, Any]:
     """Start the token service on `db_url`, register a client, drive the load: what the
     clients saw, and how many client connections PgBouncer had from the service then."""
-    client = (
-        run(
-            [
-                "client",
-                "add",
-                "--name",
-                "Bounced",
-                "--grant-type",
-                "authorization_code",
-                "--grant-type",
-                "refresh_token",
-                "--redirect-uri",
-                REDIRECT_URI,
-                "--scope",
-                "openid api:read",
-            ],
-            base_env(TOKENSVC_DATABASE_URL=direct_db),
-        )
-        .ok()
-        .json()
+    client = add_web_client(
+        base_env(TOKENSVC_DATABASE_URL=direct_db), "Bounced", REDIRECT_URI, "openid api:read"
     )
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+    keys_file = write_keys(tmp_path)
     env = service_env(
         keys_file, TOKENSVC_DATABASE_URL=db_url, TOKENSVC_REFRESH_GRACE="0", TOKENSVC_CODE_TTL="300"
     )

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.e2e.test_cli import base_env, fresh_database, query, run
+from tests.e2e.procs import add_client, base_env, fresh_database, query, run
 from tests.servers import free_port
 
 DAY = 86400
@@ -23,25 +23,9 @@ def seeded(postgres_admin_url: str) -> Iterator[str]:
     with fresh_database(postgres_admin_url) as url:
         env = base_env(TOKENSVC_DATABASE_URL=url)
         run(["migrate"], env).ok()
-        client_id = (
-            run(
-                [
-                    "client",
-                    "add",
-                    "--name",
-                    "App",
-                    "--grant-type",
-                    "refresh_token",
-                    "--grant-type",
-                    "authorization_code",
-                    "--redirect-uri",
-                    "https://app.example/cb",
-                ],
-                env,
-            )
-            .ok()
-            .json()["client_id"]
-        )
+        grant_types = ["refresh_token", "authorization_code"]
+        client = add_client(env, "App", grant_types, "--redirect-uri", "https://app.example/cb")
+        client_id = client["client_id"]
         now = time.time()
         query(
             url,

@@ -4,7 +4,6 @@ the other. Clients are registered with `tokensvc client add --rate-limit`."""
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections.abc import Iterator
@@ -13,15 +12,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.e2e.procs import migrated_database
-from tests.e2e.test_cli import (
-    INTERNAL_TOKEN,
+from tests.e2e.procs import (
+    Proc,
     Reply,
-    Service,
+    add_machine_client,
     base_env,
+    basic,
     http,
+    migrated_database,
     query,
     run,
+    service_env,
+    write_keys,
 )
 from tests.servers import free_port
 from tokensvc.limits.lockout import LOCKOUT, MAX_FAILURES, SYNC_INTERVAL
@@ -37,20 +39,8 @@ def database(postgres_admin_url: str) -> Iterator[str]:
 
 
 def add_client(db: str, *flags: str) -> tuple[str, str]:
-    out = (
-        run(
-            ["client", "add", "--name", "Machine", "--grant-type", "client_credentials", *flags],
-            base_env(TOKENSVC_DATABASE_URL=db),
-        )
-        .ok()
-        .json()
-    )
+    out = add_machine_client(base_env(TOKENSVC_DATABASE_URL=db), *flags)
     return out["client_id"], out["client_secret"]
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
 
 
 def token(base: str, client_id: str, secret: str) -> Reply:
@@ -61,47 +51,11 @@ def token(base: str, client_id: str, secret: str) -> Reply:
 
 def test_client_add_rate_flags_are_stored_and_listed(database: str) -> None:
     env = base_env(TOKENSVC_DATABASE_URL=database)
-    out = (
-        run(
-            [
-                "client",
-                "add",
-                "--name",
-                "M",
-                "--grant-type",
-                "client_credentials",
-                "--rate-limit",
-                "2.5",
-                "--rate-burst",
-                "10",
-            ],
-            env,
-        )
-        .ok()
-        .json()
-    )
+    out = add_machine_client(env, "--rate-limit", "2.5", "--rate-burst", "10", name="M")
     assert (out["rate_limit"], out["rate_burst"]) == (2.5, 10)
-    default_burst = (
-        run(
-            [
-                "client",
-                "add",
-                "--name",
-                "D",
-                "--grant-type",
-                "client_credentials",
-                "--rate-limit",
-                "20",
-            ],
-            env,
-        )
-        .ok()
-        .json()
-    )
+    default_burst = add_machine_client(env, "--rate-limit", "20", name="D")
     assert (default_burst["rate_limit"], default_burst["rate_burst"]) == (20.0, 20)
-    unlimited = (
-        run(["client", "add", "--name", "U", "--grant-type", "client_credentials"], env).ok().json()
-    )
+    unlimited = add_machine_client(env, name="U")
     assert (unlimited["rate_limit"], unlimited["rate_burst"]) == (None, None)
 
     listed = {c["client_id"]: c for c in run(["client", "list"], env).ok().json()}
@@ -150,11 +104,10 @@ def test_two_processes_sharing_redis_hold_one_limit(
     free_id, free_secret = add_client(database)
     locked_id, locked_secret = add_client(database)
 
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+    keys_file = write_keys(tmp_path)
     keys_file.chmod(0o600)
     redis = urlunsplit(urlsplit(redis_url)._replace(path=f"/{LIMITS_REDIS_DB}"))
-    services: list[Service] = []
+    services: list[Proc] = []
     bases: list[str] = []
     try:
         for name in ("a", "b"):
@@ -162,18 +115,14 @@ def test_two_processes_sharing_redis_hold_one_limit(
             workdir = tmp_path / name
             workdir.mkdir()
             base = f"http://127.0.0.1:{port}"
-            env = base_env(
-                TOKENSVC_ISSUER="http://127.0.0.1:8080",
-                TOKENSVC_KEYS_FILE=str(keys_file),
-                TOKENSVC_INTERNAL_TOKEN=INTERNAL_TOKEN,
+            env = service_env(
+                keys_file,
+                TOKENSVC_ISSUER="http://127.0.0.1:8080",  # one issuer for both processes
+                TOKENSVC_PORT=str(port),
                 TOKENSVC_DATABASE_URL=database,
                 TOKENSVC_REDIS_URL=redis,
-                TOKENSVC_HOST="127.0.0.1",
-                TOKENSVC_PORT=str(port),
-                TOKENSVC_INTERNAL_PORT=str(free_port()),
-                TOKENSVC_LOG_FORMAT="json",
             )
-            services.append(Service(["serve", "token"], env, workdir))
+            services.append(Proc(["serve", "token"], env, workdir))
             bases.append(base)
         for service, base in zip(services, bases, strict=True):
             assert service.wait_http(f"{base}/healthz").status == 200

@@ -14,13 +14,17 @@ from joserfc.jwk import KeySet as JoseKeySet
 
 from tests.e2e.procs import (
     Proc,
+    add_machine_client,
+    base_env,
     basic,
+    http,
     jwt_header,
     migrated_database,
+    run,
     service_env,
     wait_for,
+    write_keys,
 )
-from tests.e2e.test_cli import base_env, http, run
 from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 
@@ -35,25 +39,8 @@ def kids(jwks: dict[str, Any]) -> list[str]:
 
 def test_rotate_and_sighup(postgres_admin_url: str, tmp_path: Path) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = (
-            run(
-                [
-                    "client",
-                    "add",
-                    "--name",
-                    "Machine",
-                    "--grant-type",
-                    "client_credentials",
-                    "--scope",
-                    "api:read",
-                ],
-                base_env(TOKENSVC_DATABASE_URL=db),
-            )
-            .ok()
-            .json()
-        )
-        keys_file = tmp_path / "jwks.json"
-        keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+        client = add_machine_client(base_env(TOKENSVC_DATABASE_URL=db), "--scope", "api:read")
+        keys_file = write_keys(tmp_path)
         # the timer is out of the way: what happens here is SIGHUP's doing
         env = service_env(
             keys_file,
@@ -141,8 +128,7 @@ def test_rotate_and_sighup(postgres_admin_url: str, tmp_path: Path) -> None:
 
 
 def test_reload_timer_picks_up_a_rotation(tmp_path: Path) -> None:
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate", "--alg", "EdDSA"], base_env()).ok().stdout)
+    keys_file = write_keys(tmp_path, "--alg", "EdDSA")
     env = service_env(keys_file, TOKENSVC_DRAIN_SECONDS="0", TOKENSVC_KEYS_RELOAD_SECONDS="1")
     base = env["TOKENSVC_ISSUER"]
     service = Proc(["serve", "token"], env, tmp_path)  # memory stores

@@ -24,8 +24,18 @@ import asyncpg
 from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 
-from tests.e2e.procs import Proc, basic, migrated_database, service_env, wait_for
-from tests.e2e.test_cli import INTERNAL_TOKEN, base_env, http, run
+from tests.e2e.procs import (
+    INTERNAL_TOKEN,
+    Proc,
+    add_web_client,
+    base_env,
+    basic,
+    http,
+    migrated_database,
+    service_env,
+    wait_for,
+    write_keys,
+)
 from tests.harness import pkce_pair
 
 SHUTDOWN_REDIS_DB = 8
@@ -51,31 +61,14 @@ async def test_sigterm_during_a_burst(
     postgres_admin_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = (
-            run(
-                [
-                    "client",
-                    "add",
-                    "--name",
-                    "Burst",
-                    "--grant-type",
-                    "authorization_code",
-                    "--grant-type",
-                    "refresh_token",
-                    "--grant-type",
-                    "client_credentials",
-                    "--redirect-uri",
-                    REDIRECT_URI,
-                    "--scope",
-                    "openid api:read",
-                ],
-                base_env(TOKENSVC_DATABASE_URL=db),
-            )
-            .ok()
-            .json()
+        client = add_web_client(
+            base_env(TOKENSVC_DATABASE_URL=db),
+            "Burst",
+            REDIRECT_URI,
+            "openid api:read",
+            "client_credentials",
         )
-        keys_file = tmp_path / "jwks.json"
-        keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+        keys_file = write_keys(tmp_path)
         env = service_env(
             keys_file,
             TOKENSVC_DATABASE_URL=db,
@@ -285,8 +278,7 @@ class Burst:
 
 
 def test_a_second_signal_ends_the_drain_and_sigint_skips_it(tmp_path: Path) -> None:
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+    keys_file = write_keys(tmp_path)
     env = service_env(keys_file, TOKENSVC_DRAIN_SECONDS="60")  # memory stores
     base = env["TOKENSVC_ISSUER"]
 

@@ -16,15 +16,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.procs import (
     Proc,
+    add_machine_client,
     alive,
+    base_env,
     basic,
+    http,
     migrated_database,
     parent_of,
     reaped,
+    run,
     service_env,
     wait_for,
+    write_keys,
 )
-from tests.e2e.test_cli import base_env, http, run
 
 WORKERS_REDIS_DB = 7
 
@@ -57,16 +61,8 @@ def test_workers_share_the_port_restart_and_stop(
     postgres_admin_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     with migrated_database(postgres_admin_url) as db:
-        client = (
-            run(
-                ["client", "add", "--name", "Machine", "--grant-type", "client_credentials"],
-                base_env(TOKENSVC_DATABASE_URL=db),
-            )
-            .ok()
-            .json()
-        )
-        keys_file = tmp_path / "jwks.json"
-        keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+        client = add_machine_client(base_env(TOKENSVC_DATABASE_URL=db))
+        keys_file = write_keys(tmp_path)
         env = service_env(
             keys_file,
             TOKENSVC_WORKERS="2",
@@ -170,8 +166,7 @@ def test_workers_share_the_port_restart_and_stop(
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
-    keys_file = tmp_path / "jwks.json"
-    keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+    keys_file = write_keys(tmp_path)
     with socket.socket() as occupant:
         occupant.bind(("127.0.0.1", 0))
         occupant.listen()

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from tests.e2e.procs import migrated_database
-from tests.e2e.test_cli import base_env, run
+from tests.e2e.procs import base_env, migrated_database, run
 from tests.faults.load import Service
 from tests.servers import PostgresServer, RedisServer
 

@@ -32,8 +32,15 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.procs import Proc, basic, service_env
-from tests.e2e.test_cli import INTERNAL_TOKEN, base_env, run
+from tests.e2e.procs import (
+    INTERNAL_TOKEN,
+    Proc,
+    add_web_client,
+    base_env,
+    basic,
+    service_env,
+    write_keys,
+)
 from tests.harness import pkce_pair
 
 GRACE = 60  # TOKENSVC_REFRESH_GRACE, seconds: longer than any outage of these tests
@@ -145,29 +152,9 @@ class Service:
     a client registered for codes and refreshes."""
 
     def __init__(self, database_url: str, redis_url: str, workdir: Path) -> None:
-        self.client = (
-            run(
-                [
-                    "client",
-                    "add",
-                    "--name",
-                    "Faults",
-                    "--grant-type",
-                    "authorization_code",
-                    "--grant-type",
-                    "refresh_token",
-                    "--redirect-uri",
-                    REDIRECT_URI,
-                    "--scope",
-                    SCOPE,
-                ],
-                base_env(TOKENSVC_DATABASE_URL=database_url),
-            )
-            .ok()
-            .json()
-        )
-        keys_file = workdir / "jwks.json"
-        keys_file.write_text(run(["keys", "generate"], base_env()).ok().stdout)
+        db_env = base_env(TOKENSVC_DATABASE_URL=database_url)
+        self.client = add_web_client(db_env, "Faults", REDIRECT_URI, SCOPE)
+        keys_file = write_keys(workdir)
         self.env = service_env(
             keys_file,
             TOKENSVC_DATABASE_URL=database_url,

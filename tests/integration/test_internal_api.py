@@ -71,16 +71,8 @@ async def test_mint_code_response(harness: Harness) -> None:
 async def test_mint_code_validation(harness: Harness, change: dict, error: str) -> None:
     client, _ = await harness.client()
     _, challenge = pkce_pair()
-    body = {
-        "client_id": client.client_id,
-        "redirect_uri": client.redirect_uris[0],
-        "scope": "openid",
-        "sub": "u1",
-        "auth_time": 1_700_000_000,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    } | change
-    reply = await harness.internal("POST", "/internal/codes", json=body)
+    pkce = {"code_challenge": challenge, "code_challenge_method": "S256"}
+    reply = await harness.request_code(client, **(pkce | change))
     assert reply.status == 400, reply.body
     assert reply.body["error"] == error
     assert reply.body["error_description"]
@@ -88,28 +80,14 @@ async def test_mint_code_validation(harness: Harness, change: dict, error: str) 
 
 async def test_public_client_needs_pkce(harness: Harness) -> None:
     client, _ = await harness.client(grant_types=["authorization_code"], public=True)
-    body = {
-        "client_id": client.client_id,
-        "redirect_uri": client.redirect_uris[0],
-        "scope": "openid",
-        "sub": "u1",
-        "auth_time": 1_700_000_000,
-    }
-    reply = await harness.internal("POST", "/internal/codes", json=body)
+    reply = await harness.request_code(client)
     assert reply.status == 400 and reply.body["error"] == "invalid_request"
     assert "PKCE" in reply.body["error_description"]
 
 
 async def test_client_without_code_grant_is_refused(harness: Harness) -> None:
     client, _ = await harness.client(grant_types=["client_credentials"], scope_list=["a"])
-    body = {
-        "client_id": client.client_id,
-        "redirect_uri": "https://x.example/cb",
-        "scope": "a",
-        "sub": "u1",
-        "auth_time": 1_700_000_000,
-    }
-    reply = await harness.internal("POST", "/internal/codes", json=body)
+    reply = await harness.request_code(client, redirect_uri="https://x.example/cb", scope="a")
     assert reply.status == 400
 
 

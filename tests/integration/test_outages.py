@@ -69,18 +69,7 @@ async def test_redis_down_then_back(
 
     redis_server.stop()
     assert_unavailable(await harness.exchange(client, secret, code, verifier))
-    reply = await harness.internal(
-        "POST",
-        "/internal/codes",
-        json={
-            "client_id": client.client_id,
-            "redirect_uri": client.redirect_uris[0],
-            "scope": "openid",
-            "sub": "u",
-            "auth_time": 1_700_000_000,
-        },
-    )
-    assert_unavailable(reply)
+    assert_unavailable(await harness.request_code(client))
     ready = await harness.get("/readyz")
     assert ready.status == 503 and ready.body["stores"]["codes"] is False
     # The machine fast path does not touch Redis and keeps serving.

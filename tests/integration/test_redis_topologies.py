@@ -158,18 +158,12 @@ async def test_the_service_follows_a_sentinel_failover(on_redis: ServiceFactory)
         promoted = time.monotonic()
         statuses: list[int] = []
         while True:
-            reply = await harness.internal(
-                "POST",
-                "/internal/codes",
-                json={
-                    "client_id": client.client_id,
-                    "redirect_uri": client.redirect_uris[0],
-                    "scope": "openid",
-                    "sub": "user-123",
-                    "auth_time": int(time.time()) - 5,
-                    "code_challenge": "x" * 43,
-                    "code_challenge_method": "S256",
-                },
+            reply = await harness.request_code(
+                client,
+                sub="user-123",
+                auth_time=int(time.time()) - 5,
+                code_challenge="x" * 43,
+                code_challenge_method="S256",
             )
             statuses.append(reply.status)
             if reply.status == 201 or time.monotonic() - promoted > RECOVERY:

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from tests.harness import Harness, pkce_pair
+from tokensvc.models import Client
 from tokensvc.opaque import b64url
 
 pytestmark = pytest.mark.asyncio
@@ -24,6 +25,15 @@ def assert_error(reply, status: int, error: str) -> None:
     assert reply.body["error"] == error
     assert isinstance(reply.body["error_description"], str) and reply.body["error_description"]
     assert_no_store(reply)
+
+
+async def code_client(harness: Harness, method: str) -> tuple[Client, str | None]:
+    """A client of codes and refreshes that authenticates with `method` (`none`: public)."""
+    return await harness.client(
+        grant_types=["authorization_code", "refresh_token"],
+        auth_method=method,
+        public=method == "none",
+    )
 
 
 # --- client_credentials --------------------------------------------------------------------
@@ -75,11 +85,7 @@ async def test_client_credentials_default_and_invalid_scope(harness: Harness) ->
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
 async def test_authorization_code(harness: Harness, method: str) -> None:
-    client, secret = await harness.client(
-        grant_types=["authorization_code", "refresh_token"],
-        auth_method=method,
-        public=method == "none",
-    )
+    client, secret = await code_client(harness, method)
     code, verifier = await harness.mint_code(client, acr="urn:mace:incommon:iap:silver")
     reply = await harness.exchange(client, secret, code, verifier)
     assert reply.status == 200, reply.body
@@ -201,11 +207,7 @@ async def test_code_replay_revokes_refresh_token(harness: Harness) -> None:
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
 async def test_refresh_rotates(harness: Harness, method: str) -> None:
-    client, secret = await harness.client(
-        grant_types=["authorization_code", "refresh_token"],
-        auth_method=method,
-        public=method == "none",
-    )
+    client, secret = await code_client(harness, method)
     code, verifier = await harness.mint_code(client)
     first = (await harness.exchange(client, secret, code, verifier)).body
     reply = await harness.token(
