@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import orjson
 
 from tokensvc import config, logs
+from tokensvc.digits import whole_number
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import Client
 from tokensvc.registration import RegistrationError, new_client, new_user
@@ -335,20 +336,18 @@ def cmd_purge(args: argparse.Namespace) -> None:
 def _batch_size(raw: str) -> int:
     from tokensvc.storage.purge import MAX_BATCH_SIZE
 
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    value = whole_number(raw)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}")
     if not 1 <= value <= MAX_BATCH_SIZE:
         raise argparse.ArgumentTypeError(f"must be 1..{MAX_BATCH_SIZE}, got {value}")
     return value
 
 
 def _seconds(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole seconds, got {raw!r}") from None
+    value = whole_number(raw, signed=True)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {raw!r}")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tokensvc.digits import whole_number
 from tokensvc.forwarded import parse_networks
 
 PREFIX = "TOKENSVC_"
@@ -62,10 +63,9 @@ def _int(
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    value = whole_number(raw, signed=True)
+    if value is None:
+        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -107,14 +107,19 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
         return url
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2].split(",")
-    ports_ok = all(h.rpartition(":")[2].isdigit() for h in hosts if h.rfind(":") > h.rfind("]"))
+    ports_ok = all(
+        whole_number(h.rpartition(":")[2]) is not None for h in hosts if h.rfind(":") > h.rfind("]")
+    )
     service = [p for p in parts.path.split("/") if p]
     if (
         not all(hosts)
         or not ports_ok
         or (
             parts.scheme.endswith("+sentinel")
-            and not (1 <= len(service) <= 2 and (len(service) == 1 or service[1].isdigit()))
+            and not (
+                1 <= len(service) <= 2
+                and (len(service) == 1 or whole_number(service[1]) is not None)
+            )
         )
     ):
         raise ConfigError(

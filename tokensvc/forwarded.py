@@ -3,7 +3,9 @@
 Behind an ingress every request comes from the proxy, so one person's failures would lock
 everyone out. When the direct peer is a trusted proxy (`TOKENSVC_TRUSTED_PROXIES`, CIDRs), the
 address is the right-most `X-Forwarded-For` entry that is not itself a trusted proxy: entries
-to its left were written by the client and cannot be believed.
+to its left were written by the client and cannot be believed. The header may arrive as several
+lines (a client's own line first, the proxy's appended after it); they are one list, in order
+(RFC 7230 §3.2.2), so a line the client sent never stands to the right of the proxy's.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
     return any(ip in net for net in proxies)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], proxies: Sequence[Network]
+) -> str:
+    """`forwarded_for`: every `X-Forwarded-For` line of the request, in the order received."""
     peer = peer or "-"
     if not proxies or not forwarded_for or not _trusted(peer, proxies):
         return peer
-    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+    for hop in reversed([h.strip() for h in ",".join(forwarded_for).split(",")]):
         if hop and not _trusted(hop, proxies):
             return hop
     return peer

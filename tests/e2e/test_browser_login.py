@@ -39,7 +39,8 @@ from tests.e2e.browser import (
     open_stack,
 )
 from tests.servers import create_database, run_sync
-from tokensvc.login.views import BROWSER_COOKIE, GENERIC_FAILURE, SESSION_COOKIE
+from tokensvc.login.context import BROWSER_COOKIE, SESSION_COOKIE
+from tokensvc.login.views import GENERIC_FAILURE
 from tokensvc.signing.keyfile import generate_jwks
 from tokensvc.signing.keys import KeySet, keyset_from_jwks
 from tokensvc.storage.migrate import migrate

@@ -45,10 +45,13 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _urls(request: pytest.FixtureRequest, backend: str) -> tuple[str, str] | None:
+def _urls(request: pytest.FixtureRequest, backend: str, stack: str) -> tuple[str, str] | None:
+    """A database of its own for each stack of a module: a module may use both stacks, and
+    the second's start must not wipe the first's world."""
     if backend == "memory":
         return None
-    name = "fuzz_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1])
+    module = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1])
+    name = f"fuzz_{stack}_{module}"
     return real_urls(
         request.getfixturevalue("redis_url"), request.getfixturevalue("postgres_admin_url"), name
     )
@@ -57,7 +60,7 @@ def _urls(request: pytest.FixtureRequest, backend: str) -> tuple[str, str] | Non
 @pytest.fixture(scope="module")
 def token_stack(request: pytest.FixtureRequest, backend: str, log_sink: Any) -> Iterator[Stack]:
     """The token service with its world of clients and credentials, for one module."""
-    with running_stack(backend, _urls(request, backend), log_sink=log_sink) as stack:
+    with running_stack(backend, _urls(request, backend, "token"), log_sink=log_sink) as stack:
         yield stack
 
 
@@ -65,6 +68,6 @@ def token_stack(request: pytest.FixtureRequest, backend: str, log_sink: Any) -> 
 def login_stack(request: pytest.FixtureRequest, backend: str, log_sink: Any) -> Iterator[Stack]:
     """The token service and the login front-end in front of it, for one module."""
     with running_stack(
-        backend, _urls(request, backend), with_login=True, log_sink=log_sink
+        backend, _urls(request, backend, "login"), with_login=True, log_sink=log_sink
     ) as stack:
         yield stack

@@ -303,7 +303,8 @@ def running_stack(
     backend: str, urls: tuple[str, str] | None, *, with_login: bool = False, log_sink: Any = None
 ) -> Iterator[Stack]:
     """Start a backend, the services and the world on a loop of their own; on the way out
-    stop everything and check that no credential the fuzz knew reached a log line."""
+    stop everything and check the services' log: no credential the fuzz knew, no traceback
+    and no 5xx, whatever the module sent."""
     mark = log_sink.mark() if log_sink is not None else 0
     with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
         exits = AsyncExitStack()
@@ -320,3 +321,14 @@ def running_stack(
             runner.run(asyncio.wait_for(exits.aclose(), STEP_TIMEOUT))
         if log_sink is not None:
             log_sink.assert_clean(mark, harness.secrets)
+            assert_no_server_errors(log_sink.events(mark))
+
+
+def assert_no_server_errors(events: list[dict[str, Any]]) -> None:
+    """Hostile input is the client's fault: no event carries a traceback (`exception`), and
+    no request line a 5xx status or `server_error`."""
+    for event in events:
+        assert "exception" not in event, event
+        status = event.get("status")
+        assert not (isinstance(status, int) and status >= 500), event
+        assert event.get("error") != "server_error", event

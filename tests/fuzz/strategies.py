@@ -127,7 +127,8 @@ CONTENT_TYPES = (
 # Codings aiohttp decodes (gzip, deflate: the body limit applies to what they inflate to) or
 # ignores. Bodies that do not decode fail in the HTTP parser, before any handler: test_limits.
 COMPRESS = {"gzip": gzip.compress, "deflate": zlib.compress}
-CONTENT_ENCODINGS = ("gzip", "deflate", "identity", "x-evil")
+FORWARDED = ("1.2.3.4", "::1, x", "", "198.51.100.7, 10.0.0.1", "127.0.0.1", "unknown", "[::1]")
+CONTENT_ENCODINGS = ("gzip", "deflate", "identity", "x-evil", "gzip, gzip")
 VERIFIER_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
@@ -403,8 +404,9 @@ def extra_headers(draw: st.DrawFn) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
     if rarely(draw, 10):
         headers.append(("Cookie", draw(st.sampled_from(("a=b", "=;;=", "x=" + "%" * 50)))))
-    if rarely(draw, 10):
-        headers.append(("X-Forwarded-For", draw(st.sampled_from(("1.2.3.4", "::1, x", "")))))
+    if rarely(draw, 10):  # one line or several (RFC 7230 §3.2.2: they are one list)
+        lines = draw(st.lists(st.sampled_from(FORWARDED), min_size=1, max_size=4))
+        headers += [("X-Forwarded-For", line) for line in lines]
     return headers
 
 
@@ -460,6 +462,8 @@ def content_encoded(
     if not rarely(draw, 10):
         return headers, body
     coding = draw(st.sampled_from(CONTENT_ENCODINGS))
+    if coding == "gzip, gzip":  # compressed twice: what one pass inflates is still gzip
+        return [*headers, ("Content-Encoding", coding)], gzip.compress(gzip.compress(body))
     return [*headers, ("Content-Encoding", coding)], COMPRESS.get(coding, bytes)(body)
 
 
@@ -574,6 +578,7 @@ def internal_requests(
                 "form",
                 "scalar",
                 "deep",
+                "deep claims",
                 "binary",
                 "truncated",
             )
@@ -591,6 +596,13 @@ def internal_requests(
         raw = draw(st.sampled_from((b"null", b"[]", b"1", b'"x"', b"", b"NaN", b"{}")))
     elif how == "deep":
         raw = b"[" * draw(st.integers(500, 5000)) + b"]" * draw(st.integers(0, 5000))
+    elif how == "deep claims":  # a valid body whose claims nest deeper than any encoder writes
+        depth = draw(st.integers(2, 1000))
+        nested = "[" * depth + '"x"' + "]" * depth
+        shape = draw(st.sampled_from(('{"deep": %s}', '{"a": {"b": %s}}', '{"list": [1, %s]}')))
+        mark = "@@deep-claims@@"
+        text = json.dumps({**body, "claims": mark}).replace(f'"{mark}"', shape % nested)
+        raw = text.encode("utf-8", "surrogatepass")
     elif how == "truncated":
         whole = json.dumps(body).encode()
         raw = whole[: draw(st.integers(0, len(whole) - 1))]
@@ -645,6 +657,22 @@ def client_paths(draw: st.DrawFn, world: World) -> str:
 
 # ---------------------------------------------------------------------------- /authorize
 
+
+# Strings that Python's `int()` or `str.isdigit()` take for numbers, or nearly: a number in a
+# request is ASCII digits only.
+NUMBER_LOOKALIKES = (
+    "²",  # superscript two: isdigit() says yes, int() raises
+    "٣",  # Arabic-Indic three: int() gives 3
+    "１２",  # fullwidth twelve
+    "৫",  # Bengali five
+    " 5",
+    "5 ",
+    "1_0",
+    "+5",
+    "-1",
+    "1e3",
+    "0x10",
+)
 
 AUTHORIZE_PARAMS = (
     "client_id",
@@ -731,7 +759,7 @@ def authorize_pairs(draw: st.DrawFn, world: World) -> list[tuple[str, str]]:
                                 "select_account",
                                 "  ",
                             ),
-                            "max_age": ("0", "60", "-1", "1e3", "99999999999", "٣", " 5"),
+                            "max_age": (*NUMBER_LOOKALIKES, "0", "60", "99999999999"),
                             "response_mode": ("query", "fragment", "form_post", "web_message"),
                         }.get(name, ("x",))
                     )

@@ -9,7 +9,7 @@ redeems, whatever state, nonce or scope rode along."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from hypothesis import given
 from yarl import URL
@@ -17,7 +17,7 @@ from yarl import URL
 from tests.fuzz.conftest import fuzz
 from tests.fuzz.expect import AUTHORIZE_ERRORS, page_reply, redirect_params
 from tests.fuzz.stack import PASSWORD, Party, Stack, World
-from tests.fuzz.strategies import Hostile, Reply, authorize_requests, send
+from tests.fuzz.strategies import NUMBER_LOOKALIKES, Hostile, Reply, authorize_requests, send
 from tests.login_harness import Login
 
 MAX_LINE = 8190 - len("GET  HTTP/1.1")  # aiohttp's max_line_size, for the request line
@@ -25,8 +25,7 @@ MAX_LINE = 8190 - len("GET  HTTP/1.1")  # aiohttp's max_line_size, for the reque
 
 async def _signed_in_cookie(login: Login, world: World) -> str:
     """The Cookie header of a browser that has signed in (one argon2 check, once)."""
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(world.parties["basic"].client))
+    browser, form = await login.authorize(world.parties["basic"].client)
     done = await browser.sign_in(form, world.username, PASSWORD)
     assert done.status == 302, done.text
     jar = browser.http.cookie_jar
@@ -109,3 +108,20 @@ def test_authorize_never_redirects_off_the_registered_uri(login_stack: Stack) ->
             assert reply.status == 400, (request, reply)
 
     probe()
+
+
+def test_a_max_age_that_is_not_ascii_digits_is_invalid_request(login_stack: Stack) -> None:
+    """OIDC Core §3.1.2.1: max_age is a number of seconds, written in ASCII digits. Anything
+    `int()` would take or choke on otherwise is an error at the registered redirect URI."""
+    stack, login = login_stack, login_stack.login
+    assert login is not None
+    party = stack.world.parties["basic"]
+    for raw in NUMBER_LOOKALIKES:
+        params = {**login.authorize_params(party.client), "max_age": raw}
+        reply = stack.run(send(stack.harness.http, login.url, _authorize(params)))
+        assert reply.status == 302, (raw, reply)
+        assert redirect_params(reply.headers["Location"])["error"] == ["invalid_request"], raw
+
+
+def _authorize(params: dict[str, str]) -> Hostile:
+    return Hostile("GET", "/authorize?" + urlencode(params), (), b"")

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import pytest
 
 from tests.fuzz.rawhttp import address, parse, request_bytes, roundtrip
 from tests.fuzz.stack import Stack
 from tests.harness import INTERNAL_TOKEN
 from tokensvc.http.forms import FORM
-from tokensvc.http.internal import MAX_EPOCH
+from tokensvc.http.internal import MAX_CLAIMS_DEPTH, MAX_CLAIMS_VALUES, MAX_EPOCH
 
 
 def test_nul_in_a_client_id_is_an_unknown_client_not_a_store_error(token_stack: Stack) -> None:
@@ -194,3 +196,86 @@ def test_a_login_form_that_does_not_decode_is_a_400_page_not_server_error(
     reply = parse(raw)
     assert reply.status == 400 and reply.headers["content-type"].startswith("text/html"), reply
     assert reply.headers["connection"] == "close"
+
+
+# ---------------------------------------------------------------------------- review, round two
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({}, b"access_token=\xff"),
+        ({"Content-Encoding": "gzip, gzip"}, gzip.compress(gzip.compress(b"access_token=x"))),
+        ({}, b"access_token=a&access_token=b"),
+    ],
+    ids=["not utf-8", "gzip twice", "twice"],
+)
+def test_userinfo_reads_its_form_with_the_token_endpoints_decoder(
+    token_stack: Stack, headers: dict[str, str], body: bytes
+) -> None:
+    h = token_stack.harness
+    reply = token_stack.run(
+        h.post_token(body, headers={"Content-Type": FORM, **headers}, path="/userinfo")
+    )
+    assert reply.status == 400 and reply.body["error"] == "invalid_request", reply
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+DEEP = "__deep__"  # where `_with_depth` splices nesting no JSON encoder would write
+
+
+def _with_depth(body: dict[str, Any], depth: int) -> bytes:
+    nested = b"[" * (depth - 1) + b'"leaf"' + b"]" * (depth - 1)
+    return orjson.dumps(body).replace(orjson.dumps(DEEP), nested)
+
+
+@pytest.mark.parametrize(
+    ("claims", "depth"),
+    [
+        ({"deep": DEEP}, 300),  # once a 500: the code's record could not be encoded
+        ({"deep": DEEP}, 700),  # once a 500: the NUL check hit the recursion limit
+        ({"deep": DEEP}, MAX_CLAIMS_DEPTH),  # one level too deep inside `claims`
+        ({f"c{i}": i for i in range(MAX_CLAIMS_VALUES)}, 0),  # one value too many
+    ],
+    ids=["300 levels", "700 levels", "just too deep", "too many values"],
+)
+def test_claims_beyond_their_bounds_are_refused_at_mint(
+    token_stack: Stack, claims: dict[str, Any], depth: int
+) -> None:
+    h, party = token_stack.harness, token_stack.world.parties["basic"]
+    body = {
+        "client_id": party.client_id,
+        "redirect_uri": party.client.redirect_uris[0],
+        "scope": "openid",
+        "sub": "ada",
+        "auth_time": int(h.clock()),
+        "claims": claims,
+    }
+    reply = token_stack.run(_internal_raw(token_stack, _with_depth(body, depth)))
+    assert reply.status == 400 and reply.json()["error"] == "invalid_request", reply
+
+
+def test_claims_within_their_bounds_are_minted_and_redeemable(token_stack: Stack) -> None:
+    h, party = token_stack.harness, token_stack.world.parties["basic"]
+    claims = {"deep": _nested(MAX_CLAIMS_DEPTH - 1)}
+    claims.update({f"c{i}": i for i in range(MAX_CLAIMS_VALUES - MAX_CLAIMS_DEPTH - 1)})
+    code, verifier = token_stack.run(h.mint_code(party.client, claims=claims))
+    reply = token_stack.run(h.exchange(party.client, party.secret, code, verifier))
+    assert reply.status == 200, reply
+
+
+async def _internal_raw(stack: Stack, body: bytes) -> Any:
+    h = stack.harness
+    raw = request_bytes(
+        "POST",
+        "/internal/codes",
+        [("Authorization", f"Bearer {INTERNAL_TOKEN}"), ("Content-Type", "application/json")],
+        body,
+    )
+    return await roundtrip(h.internal_url, raw)

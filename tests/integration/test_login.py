@@ -3,11 +3,17 @@ Redis+Postgres: /authorize validation, CSRF, failed-login limits, sessions, cons
 
 from __future__ import annotations
 
+import gzip
+import re
+
+import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from tests.harness import Harness
 from tests.login_harness import Login
 from tests.servers import free_port
+from tokensvc.login.context import BROWSER_COOKIE, SESSION_COOKIE
 from tokensvc.login.views import GENERIC_FAILURE
 from tokensvc.registration import new_user
 
@@ -24,8 +30,7 @@ async def person(harness: Harness):
 
 
 async def signed_in(login: Login, client, **params):
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client, **params))
+    browser, form = await login.authorize(client, **params)
     assert form.status == 200 and "<form" in form.text
     done = await browser.sign_in(form, "ada", PASSWORD)
     assert done.status == 302, done.text
@@ -65,8 +70,7 @@ async def test_sign_in_mints_a_code_the_token_service_accepts(
 async def test_cookies_secure_outside_dev(harness: Harness, make_login, person) -> None:
     login = await make_login(dev=False)
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     (browser_cookie,) = form.headers.getall("Set-Cookie")
     assert "Secure" in browser_cookie and "HttpOnly" in browser_cookie
     # Over plain http a browser would not send a Secure cookie back; send it by hand.
@@ -194,8 +198,7 @@ async def test_public_client_needs_pkce(harness: Harness, login: Login) -> None:
 
 async def test_csrf_missing_or_wrong_is_403(harness: Harness, login: Login, person) -> None:
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     fields = form.fields
     for csrf in (None, "wrong", fields["csrf"][:-1] + "x"):
         data = {"interaction": fields["interaction"], "username": "ada", "password": PASSWORD}
@@ -215,8 +218,7 @@ async def test_wrong_password_and_unknown_user_get_one_generic_message(
     harness: Harness, login: Login, person
 ) -> None:
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     wrong = await browser.sign_in(form, "ada", "not the password")
     unknown = await browser.sign_in(form, "nobody", "not the password")
     assert wrong.status == unknown.status == 401
@@ -229,8 +231,7 @@ async def test_failed_logins_are_limited_per_username(
     harness: Harness, login: Login, person
 ) -> None:
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     for _ in range(4):
         assert (await browser.sign_in(form, "ada", "bad password")).status == 401
     locked = await browser.sign_in(form, "ada", "bad password")
@@ -250,8 +251,7 @@ async def test_failed_logins_are_limited_per_address(
     harness: Harness, login: Login, person
 ) -> None:
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     statuses = [(await browser.sign_in(form, f"user{i}", "bad password")).status for i in range(20)]
     assert statuses[:19] == [401] * 19 and statuses[19] == 429
     # Another username from the same address is locked out too.
@@ -261,8 +261,7 @@ async def test_failed_logins_are_limited_per_address(
 async def test_address_limit_behind_a_trusted_proxy(harness: Harness, make_login, person) -> None:
     login = await make_login(trusted_proxies=("127.0.0.0/8",))
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     attacker = {"X-Forwarded-For": "198.51.100.66"}
     statuses = [
         (await browser.sign_in(form, f"u{i}", "bad password", attacker)).status for i in range(20)
@@ -275,8 +274,7 @@ async def test_address_limit_behind_a_trusted_proxy(harness: Harness, make_login
 
 async def test_consent_is_asked_and_remembered(harness: Harness, login: Login, person) -> None:
     client, _ = await harness.client(require_consent=True)
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     consent = await browser.sign_in(form, "ada", PASSWORD)
     assert consent.status == 200 and 'action="/consent"' in consent.text
     assert "Your email address" in consent.text
@@ -299,8 +297,7 @@ async def test_consent_is_asked_and_remembered(harness: Harness, login: Login, p
 
 async def test_consent_form_needs_csrf(harness: Harness, login: Login, person) -> None:
     client, _ = await harness.client(require_consent=True)
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     consent = await browser.sign_in(form, "ada", PASSWORD)
     fields = consent.fields
     refused = await browser.post(
@@ -326,8 +323,7 @@ async def test_token_service_down_after_sign_in_mints_nothing(
 ) -> None:
     login = await make_login()
     client, _ = await harness.client()
-    browser = login.browser()
-    form = await browser.get("/authorize", **login.authorize_params(client))
+    browser, form = await login.authorize(client)
     login.ctx.api._base = f"http://127.0.0.1:{free_port()}"  # the token service goes away mid-flow
     page = await browser.sign_in(form, "ada", PASSWORD)
     assert page.status == 503 and "Location" not in page.headers
@@ -338,3 +334,174 @@ async def test_health_and_readiness(login: Login) -> None:
     assert (await browser.get("/healthz")).status == 200
     ready = await browser.get("/readyz")
     assert ready.status == 200, ready.text
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+async def test_a_spoofed_forwarded_line_before_the_proxys_cannot_choose_the_address(
+    harness: Harness, make_login, person
+) -> None:
+    """RFC 7230 §3.2.2: the header's lines are one list. A client that sends its own line
+    before the ingress's appended one still has its failures counted against the address the
+    ingress saw, whatever it writes in its own line."""
+    login = await make_login(trusted_proxies=("127.0.0.0/8",))
+    client, _ = await harness.client()
+    browser, form = await login.authorize(client)
+    statuses = []
+    for i in range(20):
+        headers = CIMultiDict(
+            [("X-Forwarded-For", f"203.0.113.{i}"), ("X-Forwarded-For", "198.51.100.66")]
+        )
+        async with browser.http.post(
+            login.url + "/login",
+            data={**form.fields, "username": f"u{i}", "password": "bad password"},
+            headers=headers,
+            allow_redirects=False,
+        ) as resp:
+            statuses.append(resp.status)
+    assert statuses[:19] == [401] * 19 and statuses[19] == 429
+    neighbour = {"X-Forwarded-For": "198.51.100.77"}
+    assert (await browser.sign_in(form, "ada", PASSWORD, neighbour)).status == 302
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({}, b"interaction=x&csrf=y&username=ada&password=\xff"),
+        ({"Content-Encoding": "gzip"}, gzip.compress(gzip.compress(b"username=ada"))),
+        ({}, b"username=a&username=b"),
+    ],
+    ids=["not utf-8", "gzip twice", "a field twice"],
+)
+async def test_a_form_that_does_not_decode_is_a_400_page(
+    login: Login, headers: dict[str, str], body: bytes
+) -> None:
+    """The login front-end reads its forms with `/token`'s decoder: bad input is a page."""
+    if headers.get("Content-Encoding") == "gzip":
+        headers = {"Content-Encoding": "gzip, gzip"}
+    browser = login.browser()
+    for path in ("/login", "/consent"):
+        async with browser.http.post(
+            login.url + path,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", **headers},
+            allow_redirects=False,
+        ) as resp:
+            text = await resp.text()
+            assert resp.status == 400, text
+            assert resp.content_type == "text/html" and "could not be read" in text
+            assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_a_nul_in_the_username_is_bad_input_not_an_outage(
+    harness: Harness, login: Login, person, log_sink
+) -> None:
+    client, _ = await harness.client()
+    browser, form = await login.authorize(client)
+    mark = log_sink.mark()
+    looked_up: list[str] = []
+    users = login.ctx.users
+    original = users.by_username
+
+    async def spy(username: str):
+        looked_up.append(username)
+        return await original(username)
+
+    login.ctx.users = type("Spy", (), {"by_username": staticmethod(spy), "ping": users.ping})()
+    try:
+        page = await browser.sign_in(form, "ada\x00", PASSWORD)
+    finally:
+        login.ctx.users = users
+    assert page.status == 400 and "could not be read" in page.text
+    assert looked_up == []  # refused before any store call
+    events = log_sink.events(mark)
+    assert not [e for e in events if e.get("error") == "temporarily_unavailable"], events
+    # The form still works afterwards.
+    assert (await browser.sign_in(form, "ada", PASSWORD)).status == 302
+
+
+async def test_a_pending_consent_for_a_removed_client_is_a_page_not_a_redirect(
+    harness: Harness, login: Login, person
+) -> None:
+    for decision in ("allow", "deny"):
+        client, _ = await harness.client(require_consent=True)
+        browser, form = await login.authorize(client)
+        consent = await browser.sign_in(form, "ada", PASSWORD)
+        assert consent.status == 200 and 'action="/consent"' in consent.text
+        assert await harness.stores.clients.remove(client.client_id)
+        answer = await browser.post("/consent", {**consent.fields, "decision": decision})
+        assert answer.status == 400 and "no longer available" in answer.text, answer
+        assert "Location" not in answer.headers
+        assert await login.ctx.consents.granted(person.sub, client.client_id) == frozenset()
+
+
+async def test_a_client_removed_during_sign_in_is_a_page_not_a_redirect(
+    harness: Harness, login: Login, person
+) -> None:
+    client, _ = await harness.client()
+    browser, form = await login.authorize(client)
+    assert await harness.stores.clients.remove(client.client_id)
+    answer = await browser.sign_in(form, "ada", PASSWORD)
+    assert answer.status == 400 and "no longer available" in answer.text, answer
+    assert "Location" not in answer.headers
+
+
+async def test_every_sign_in_binds_a_fresh_browser_value(
+    harness: Harness, login: Login, person
+) -> None:
+    """A browser-binding cookie planted by a related domain (cookie tossing) is replaced at the
+    start of each sign-in, so the sign-in is never bound to a value an attacker knows."""
+    client, _ = await harness.client()
+    planted = "planted-by-a-sibling-domain"
+    browser = login.browser()
+    async with browser.http.get(
+        login.url + "/authorize",
+        params=login.authorize_params(client),
+        headers={"Cookie": f"{BROWSER_COOKIE}={planted}"},
+        allow_redirects=False,
+    ) as resp:
+        issued = [c for c in resp.headers.getall("Set-Cookie") if c.startswith(BROWSER_COOKIE)]
+        text = await resp.text()
+    assert resp.status == 200
+    (cookie,) = issued
+    fresh = cookie.split(";")[0].split("=", 1)[1]
+    assert fresh and fresh != planted
+    fields = dict(re.findall(r'name="(interaction|csrf)" value="([^"]*)"', text))
+    # The planted value does not pass the binding; the fresh one does (sent by hand, from a
+    # client without a cookie jar, so each request carries exactly the one value).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as bare:
+        for value, expected in ((planted, 403), (fresh, 302)):
+            async with bare.post(
+                login.url + "/login",
+                data={**fields, "username": "ada", "password": PASSWORD},
+                headers={"Cookie": f"{BROWSER_COOKIE}={value}"},
+                allow_redirects=False,
+            ) as resp:
+                assert resp.status == expected
+    # Each sign-in that starts in the same browser gets yet another value.
+    starts = [await browser.get("/authorize", **login.authorize_params(client)) for _ in "ab"]
+    values = {p.headers["Set-Cookie"].split(";")[0] for p in starts}
+    assert len(values) == 2 and all(v.startswith(f"{BROWSER_COOKIE}=") for v in values)
+
+
+async def test_cookies_carry_the_host_prefix_over_https(
+    harness: Harness, make_login, person
+) -> None:
+    login = await make_login(dev=False, login_url="https://login.example.com")
+    client, _ = await harness.client()
+    browser = login.browser()
+    form = await browser.get("/authorize", **login.authorize_params(client))
+    (issued,) = form.headers.getall("Set-Cookie")
+    assert issued.startswith(f"__Host-{BROWSER_COOKIE}=")
+    assert "Secure" in issued and "Path=/" in issued and "Domain" not in issued
+    value = issued.split(";")[0].split("=", 1)[1]
+    async with browser.http.post(
+        login.url + "/login",
+        data={**form.fields, "username": "ada", "password": PASSWORD},
+        headers={"Cookie": f"__Host-{BROWSER_COOKIE}={value}"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+        (session,) = resp.headers.getall("Set-Cookie")
+    assert session.startswith(f"__Host-{SESSION_COOKIE}=") and "Secure" in session

@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.metrics",
         "tokensvc.readiness",
         "tokensvc.inprocess",
+        "tokensvc.digits",
+        "tokensvc.jsonshape",
         "tokensvc.redis_client",
         "tokensvc.registration",
         "tokensvc.passwords",
@@ -60,7 +62,12 @@ APART = (
     ("tokensvc.http", "tokensvc.login"),  # the login front-end may use http's plumbing only
 )
 # What the login front-end may use of `tokensvc.http`: its server and response plumbing.
-LOGIN_MAY_USE = ("tokensvc.http.server", "tokensvc.http.middleware", "tokensvc.http.responses")
+LOGIN_MAY_USE = (
+    "tokensvc.http.server",
+    "tokensvc.http.middleware",
+    "tokensvc.http.responses",
+    "tokensvc.http.forms",
+)
 LOGIN_FORBIDDEN = (
     "tokensvc.signing",
     "tokensvc.grants",

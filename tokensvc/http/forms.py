@@ -1,7 +1,11 @@
-"""Reading `application/x-www-form-urlencoded` bodies strictly (RFC 6749 §3.1-§3.2).
+"""Reading `application/x-www-form-urlencoded` bodies strictly (RFC 6749 §3.1-§3.2): the one
+form decoder of every listener (`/token`, `/introspect`, `/revoke`, `/userinfo`, and the login
+front-end's `/login` and `/consent`).
 
 Parameters without a value count as omitted; a parameter sent twice is an error; the body must
-be UTF-8 and hold no NUL. The body size limit is the application's `client_max_size`.
+be UTF-8 (after whatever `Content-Encoding` aiohttp undid: a body still compressed, as with
+`gzip, gzip`, is not UTF-8 form data) and hold no NUL. Every failure is `InvalidRequest`,
+never a decoding exception. The body size limit is the application's `client_max_size`.
 """
 
 from __future__ import annotations
@@ -10,12 +14,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from tokensvc.clientauth import authenticate
 from tokensvc.errors import InvalidRequest
-from tokensvc.http.middleware import LOG_FIELDS
-from tokensvc.limits.lockout import Lockouts
-from tokensvc.models import Client
-from tokensvc.storage.protocols import ClientStore
 
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
@@ -39,12 +38,17 @@ _NAMED = frozenset(
 )
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
+class TooManyParameters(InvalidRequest):
+    """More parameters than the endpoint accepts (a 400 at the OAuth endpoints; the login
+    front-end answers its page with 413)."""
+
+
+async def read_form(request: web.Request, max_fields: int = MAX_FIELDS) -> dict[str, str]:
     if request.content_type != FORM:
         raise InvalidRequest(f"Content-Type must be {FORM}.")
     raw = await request.read()
     try:
-        pairs = _pairs(raw.decode("utf-8"))
+        pairs = _pairs(raw.decode("utf-8"), max_fields)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("The body is not UTF-8 form data.") from None
     params: dict[str, str] = {}
@@ -58,7 +62,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
     return params
 
 
-def _pairs(text: str) -> list[tuple[str, str]]:
+def _pairs(text: str, max_fields: int = MAX_FIELDS) -> list[tuple[str, str]]:
     """`parse_qsl(text, keep_blank_values=True, errors="strict")`, without its per-call set-up
     and unquoting only the parts that need it (most /token bodies need none).
 
@@ -67,8 +71,8 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     if "\x00" in text:
         raise InvalidRequest(_NUL)
     parts = text.split("&")
-    if len(parts) > MAX_FIELDS:
-        raise InvalidRequest(f"At most {MAX_FIELDS} parameters are accepted.")
+    if len(parts) > max_fields:
+        raise TooManyParameters(f"At most {max_fields} parameters are accepted.")
     pairs = []
     for part in parts:
         if not part:
@@ -81,16 +85,3 @@ def _pairs(text: str) -> list[tuple[str, str]]:
                 raise InvalidRequest(_NUL)
         pairs.append((name, value))
     return pairs
-
-
-async def authenticated_form(
-    request: web.Request, clients: ClientStore, lockouts: Lockouts | None
-) -> tuple[Client, dict[str, str]]:
-    """The form of a client-authenticated endpoint (`/introspect`, `/revoke`) and its client,
-    authenticated as at `/token` (lockouts included); the client goes on the log line."""
-    params = await read_form(request)
-    client = await authenticate(
-        clients, request.headers.get("Authorization"), params, lockouts=lockouts
-    )
-    request[LOG_FIELDS]["client_id"] = client.client_id
-    return client, params

@@ -20,6 +20,7 @@ from tokensvc.errors import InvalidRequest, OAuthError, UnauthorizedClient
 from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import json_response
+from tokensvc.jsonshape import json_problem
 from tokensvc.models import Client, CodeRecord, Grant
 from tokensvc.opaque import CODE_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService
@@ -28,6 +29,13 @@ from tokensvc.service import TokenService
 # JSON of an ID token and every relying party can hold. A larger one would be minted into a
 # code whose exchange then fails to store its grant.
 MAX_EPOCH = 253_402_300_799
+# User claims go into every ID token of the grant: an OIDC `address` is two levels deep, so six
+# leave room for any custom claim, and 256 values is far more than a person's profile holds.
+MAX_CLAIMS_DEPTH = 6
+MAX_CLAIMS_VALUES = 256
+# The body around them: `claims` starts at its second level.
+MAX_BODY_DEPTH = MAX_CLAIMS_DEPTH + 1
+MAX_BODY_VALUES = MAX_CLAIMS_VALUES + 64
 
 
 class InvalidInternalClient(OAuthError):
@@ -113,6 +121,9 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
     claims = body.get("claims") or {}
     if not isinstance(claims, dict):
         raise InvalidRequest("claims must be an object.")
+    problem = json_problem(claims, max_depth=MAX_CLAIMS_DEPTH, max_values=MAX_CLAIMS_VALUES)
+    if problem is not None:
+        raise InvalidRequest(f"claims are refused: {problem}.")
     now = svc.clock()
     grant = Grant(
         grant_id=new_value(16, svc.entropy),
@@ -135,18 +146,6 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
     )
 
 
-def _holds_nul(value: Any) -> bool:
-    """NUL anywhere, keys included: Postgres text and jsonb cannot hold it, so a code carrying
-    one could be minted but never exchanged (its grant would fail to store)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
-
-
 async def mint_code(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     try:
@@ -155,8 +154,9 @@ async def mint_code(request: web.Request) -> web.Response:
         raise InvalidRequest("The body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
-    if _holds_nul(body):
-        raise InvalidRequest("Strings must not contain NUL characters.")
+    problem = json_problem(body, max_depth=MAX_BODY_DEPTH, max_values=MAX_BODY_VALUES)
+    if problem is not None:
+        raise InvalidRequest(f"The body is refused: {problem}.")
     client_id = _text(body, "client_id") or ""
     client = await svc.stores.clients.get(client_id)
     if client is None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from tokensvc import accesstoken
 from tokensvc.errors import InvalidRequest, UnauthorizedClient
 from tokensvc.http.appkeys import SERVICE
-from tokensvc.http.forms import authenticated_form
+from tokensvc.http.clientform import authenticated_form
 from tokensvc.http.responses import NO_STORE, json_response
 from tokensvc.models import Client
 from tokensvc.opaque import lookup_hash

@@ -12,7 +12,7 @@ from aiohttp import web
 from tokensvc import accesstoken
 from tokensvc.errors import InvalidRequest
 from tokensvc.http.appkeys import SERVICE
-from tokensvc.http.forms import authenticated_form
+from tokensvc.http.clientform import authenticated_form
 from tokensvc.http.responses import NO_STORE
 from tokensvc.opaque import lookup_hash
 from tokensvc.signing.verify import InvalidToken

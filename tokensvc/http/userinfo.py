@@ -12,7 +12,7 @@ from aiohttp import web
 from tokensvc import accesstoken
 from tokensvc.claims import claims_for_scope
 from tokensvc.http.appkeys import SERVICE
-from tokensvc.http.forms import FORM
+from tokensvc.http.forms import FORM, read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE, json_response
 from tokensvc.signing.verify import InvalidToken
@@ -33,9 +33,7 @@ async def _presented(request: web.Request) -> tuple[str | None, bool]:
     from_header = header[7:].strip() if header and header[:7].lower() == "bearer " else None
     from_form = None
     if request.method == "POST" and request.content_type == FORM:
-        form = await request.post()
-        value = form.get("access_token")
-        from_form = value if isinstance(value, str) and value else None
+        from_form = (await read_form(request)).get("access_token")
     ambiguous = from_header is not None and from_form is not None
     return from_header or from_form, ambiguous
 

@@ -12,7 +12,8 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
 from tokensvc.config import Settings
-from tokensvc.errors import StoreUnavailable
+from tokensvc.errors import InvalidRequest, StoreUnavailable
+from tokensvc.http.forms import TooManyParameters
 from tokensvc.http.middleware import LOG_FIELDS, abandon_body, canonical
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.login import views
@@ -48,6 +49,12 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = views.error_page(exc.reason, "That page does not exist here.", exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+    except TooManyParameters:
+        request[LOG_FIELDS].update(error="invalid_request")
+        response = views.error_page("Request Entity Too Large", "The form is too large.", 413)
+    except InvalidRequest:  # not UTF-8 form data, NUL, a field twice (http.forms)
+        request[LOG_FIELDS].update(error="invalid_request")
+        response = views.error_page("Bad Request", "The form could not be read.", 400)
     except RequestPayloadError:  # a form body that does not decode (bad gzip, chunking)
         response = views.error_page("Bad Request", "The form could not be read.", 400)
         abandon_body(request, response)

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from multidict import MultiMapping
 
 from tokensvc import pkce
+from tokensvc.digits import whole_number
 from tokensvc.login.tokenapi import ClientInfo, TokenAPI
 
 PROMPTS = frozenset({"none", "login", "consent"})
@@ -174,6 +175,7 @@ def _scope(raw: str | None, client: ClientInfo) -> str:
 def _max_age(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 10:
+    value = whole_number(raw)
+    if value is None or len(raw) > 10:
         raise AuthorizeError("invalid_request", "max_age must be a non-negative integer.")
-    return int(raw)
+    return value

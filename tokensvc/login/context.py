@@ -18,6 +18,26 @@ from tokensvc.opaque import Entropy, new_value
 from tokensvc.readiness import readiness
 from tokensvc.storage.protocols import ConsentStore, EphemeralStore, UserStore
 
+BROWSER_COOKIE = "tokensvc_browser"
+SESSION_COOKIE = "tokensvc_session"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    """The front-end's cookies. Served over HTTPS they carry the `__Host-` prefix (RFC 6265bis
+    §4.1.3.2): a browser then accepts them only with `Secure`, `Path=/` and no `Domain`, so
+    a related subdomain cannot plant or overwrite them."""
+
+    browser: str
+    session: str
+    secure: bool
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> CookieNames:
+        prefix = "__Host-" if settings.login_url.startswith("https://") else ""
+        secure = bool(prefix) or not settings.dev
+        return cls(prefix + BROWSER_COOKIE, prefix + SESSION_COOKIE, secure)
+
 
 @dataclass(slots=True)
 class LoginContext:
@@ -33,9 +53,11 @@ class LoginContext:
     sessions: Sessions = field(init=False)
     interactions: Interactions = field(init=False)
     proxies: tuple[Network, ...] = field(init=False)
+    cookies: CookieNames = field(init=False)
 
     def __post_init__(self) -> None:
         self.proxies = parse_networks(",".join(self.settings.trusted_proxies))
+        self.cookies = CookieNames.for_settings(self.settings)
         self.sessions = Sessions(self.ephemeral, self.entropy, self.session_ttl)
         self.interactions = Interactions(self.ephemeral, self.entropy)
 

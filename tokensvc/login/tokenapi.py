@@ -84,10 +84,12 @@ class TokenAPI:
             raise TokenServiceUnavailable(f"internal API answered {status}")
         return status, body
 
-    async def client(self, client_id: str) -> ClientInfo | None:
+    async def client(self, client_id: str, *, fresh: bool = False) -> ClientInfo | None:
+        """The client as the token service has it; from a short cache unless `fresh` (for a
+        decision that must see a removal at once)."""
         now = self._clock()
         cached = self._cache.get(client_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         path = "/internal/clients/" + quote(client_id, safe="")
         status, body = await self._call("GET", path)

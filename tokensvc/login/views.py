@@ -6,6 +6,7 @@ the token service's internal API for a code. It never sees a token or a signing 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from aiohttp import web
 from tokensvc import passwords
 from tokensvc.claims import released_claims
 from tokensvc.forwarded import client_address
+from tokensvc.http.forms import read_form
 from tokensvc.http.responses import NO_STORE
 from tokensvc.http.server import LIFECYCLE
 from tokensvc.limits.failures import PER_ADDRESS, PER_USERNAME
@@ -29,9 +31,9 @@ from tokensvc.login.sessions import BrowserSession, Interaction
 from tokensvc.login.tokenapi import ClientInfo, CodeRefused, TokenServiceUnavailable
 from tokensvc.models import User
 
-BROWSER_COOKIE = "tokensvc_browser"
-SESSION_COOKIE = "tokensvc_session"
 GENERIC_FAILURE = "Incorrect username or password."
+# Our forms have four fields; the limit only bounds the work a hostile body can cause.
+MAX_FORM_FIELDS = 1000
 
 
 def html(body: str, status: int = 200) -> web.Response:
@@ -46,6 +48,23 @@ def expired() -> web.Response:
     return error_page(
         "This sign-in has expired", "Start again from the application you came from.", 400
     )
+
+
+def client_gone() -> web.Response:
+    """The application was removed (or no longer registers the redirect URI) while the person
+    was signing in: an error page, never a redirect to an address nobody vouches for now."""
+    return error_page(
+        "This application is no longer available",
+        "It was removed while you were signing in. Start again from the application.",
+        400,
+    )
+
+
+async def _still_registered(ctx: LoginContext, areq: AuthorizationRequest) -> bool:
+    """Whether the client still exists and still registers the request's redirect URI (RFC
+    6749 §4.1.2.1: errors go to the redirect URI only while it is a verified one)."""
+    client = await ctx.api.client(areq.client_id, fresh=True)
+    return client is not None and areq.redirect_uri in client.redirect_uris
 
 
 def unavailable() -> web.Response:
@@ -70,7 +89,7 @@ def _set_cookie(
         path="/",
         httponly=True,
         samesite="Lax",
-        secure=not ctx.settings.dev,
+        secure=ctx.cookies.secure,
     )
 
 
@@ -88,11 +107,13 @@ def _redirect(
     return _redirect_to(ctx, request.redirect_uri, request.state, **params)
 
 
-def _browser(ctx: LoginContext, request: web.Request, response_cookies: dict[str, str]) -> str:
-    cookie = request.cookies.get(BROWSER_COOKIE)
-    if not cookie:
-        cookie = ctx.new_value()
-        response_cookies[BROWSER_COOKIE] = cookie
+def _fresh_browser(ctx: LoginContext, response_cookies: dict[str, str]) -> str:
+    """A new browser-binding value for a sign-in that starts now. Never the one the request
+    brought: a cookie planted by a related domain (cookie tossing) must not become the value
+    the sign-in is bound to. A sign-in started earlier in another tab is then refused, and that
+    tab starts again."""
+    cookie = ctx.new_value()
+    response_cookies[ctx.cookies.browser] = cookie
     return cookie
 
 
@@ -138,6 +159,8 @@ async def _issue_code(
     except TokenServiceUnavailable:
         return unavailable()
     except CodeRefused as exc:
+        if not await _still_registered(ctx, areq):
+            return client_gone()
         return _redirect(ctx, areq, error=exc.error, error_description=exc.description)
     return _redirect(ctx, areq, code=code)
 
@@ -162,15 +185,15 @@ async def authorize(request: web.Request) -> web.Response:
         )
     except TokenServiceUnavailable:
         return unavailable()
-    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = await ctx.sessions.get(request.cookies.get(ctx.cookies.session))
     user = await ctx.users.by_sub(session.sub) if session is not None else None
     cookies: dict[str, str] = {}
-    browser = _browser(ctx, request, cookies)
     if _needs_login(ctx, areq, session, user):
         if "none" in areq.prompt:
             return _redirect(
                 ctx, areq, error="login_required", error_description="The user is not signed in."
             )
+        browser = _fresh_browser(ctx, cookies)
         key, interaction = await ctx.interactions.begin(areq, client.name, browser)
         page = pages.login_page(client_name=client.name, interaction=key, csrf=interaction.csrf)
         return _with_cookies(ctx, html(page), cookies)
@@ -181,7 +204,7 @@ async def authorize(request: web.Request) -> web.Response:
                 ctx, areq, error="consent_required", error_description="The user has not consented."
             )
         key, interaction = await ctx.interactions.begin(
-            areq, client.name, browser, stage="consent", sub=user.sub
+            areq, client.name, _fresh_browser(ctx, cookies), stage="consent", sub=user.sub
         )
         return _with_cookies(ctx, _consent(key, interaction), cookies)
     return _with_cookies(ctx, await _issue_code(ctx, areq, user, session), cookies)
@@ -199,13 +222,13 @@ def _consent(key: str, interaction: Interaction) -> web.Response:
 
 
 async def _checked_interaction(
-    request: web.Request, form: Any, stage: str
+    request: web.Request, form: Mapping[str, str], stage: str
 ) -> tuple[str, Interaction] | web.Response:
     """The form's interaction, if it exists, is at `stage`, belongs to this browser and the
     CSRF token matches; else the response to send (403 for a CSRF failure)."""
     ctx = request.app[CONTEXT]
     key = form.get("interaction")
-    interaction = await ctx.interactions.get(key if isinstance(key, str) else None)
+    interaction = await ctx.interactions.get(key)
     if interaction is None:
         return expired()
     csrf = form.get("csrf")
@@ -214,26 +237,24 @@ async def _checked_interaction(
             "This sign-in has moved on", "Start again from the application you came from.", 400
         )
     if not interaction.belongs_to(
-        request.cookies.get(BROWSER_COOKIE)
-    ) or not interaction.csrf_matches(csrf if isinstance(csrf, str) else None):
+        request.cookies.get(ctx.cookies.browser)
+    ) or not interaction.csrf_matches(csrf):
         return error_page(
             "Request refused", "The form could not be verified (CSRF check failed).", 403
         )
-    assert isinstance(key, str)
+    assert key is not None
     return key, interaction
 
 
 async def login(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    form = await request.post()
+    form = await read_form(request, MAX_FORM_FIELDS)
     checked = await _checked_interaction(request, form, "login")
     if isinstance(checked, web.Response):
         return checked
     key, interaction = checked
-    username = form.get("username")
-    password = form.get("password")
-    username = username.strip() if isinstance(username, str) else ""
-    password = password if isinstance(password, str) else ""
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
 
     def again(error: str, status: int) -> web.Response:
         return html(
@@ -247,7 +268,9 @@ async def login(request: web.Request) -> web.Response:
             status,
         )
 
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), ctx.proxies)
+    address = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", ()), ctx.proxies
+    )
     checks = [(PER_USERNAME, username.casefold()), (PER_ADDRESS, address)]
     wait = await ctx.limiter.retry_after(checks)
     if wait > 0:
@@ -260,7 +283,7 @@ async def login(request: web.Request) -> web.Response:
         return again(GENERIC_FAILURE, 401)
     assert user is not None
     await ctx.limiter.clear(checks[:1])
-    await ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
+    await ctx.sessions.end(request.cookies.get(ctx.cookies.session))
     cookie, session = await ctx.sessions.start(user.sub, int(ctx.clock()))
     areq = interaction.request
     client = await ctx.api.client(areq.client_id)
@@ -275,24 +298,26 @@ async def login(request: web.Request) -> web.Response:
         response = expired()
     else:
         response = await _issue_code(ctx, areq, user, session)
-    _set_cookie(ctx, response, SESSION_COOKIE, cookie, ctx.session_ttl)
+    _set_cookie(ctx, response, ctx.cookies.session, cookie, ctx.session_ttl)
     return response
 
 
 async def consent(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    form = await request.post()
+    form = await read_form(request, MAX_FORM_FIELDS)
     checked = await _checked_interaction(request, form, "consent")
     if isinstance(checked, web.Response):
         return checked
     key, interaction = checked
-    session = await ctx.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = await ctx.sessions.get(request.cookies.get(ctx.cookies.session))
     user = await ctx.users.by_sub(session.sub) if session is not None else None
     if session is None or user is None or user.sub != interaction.sub:
         return error_page("Request refused", "Your session ended; start again.", 403)
     if await ctx.interactions.finish(key) is None:
         return expired()
     areq = interaction.request
+    if not await _still_registered(ctx, areq):  # nor remember consent for a removed client
+        return client_gone()
     if form.get("decision") != "allow":
         return _redirect(
             ctx, areq, error="access_denied", error_description="The user denied the request."
