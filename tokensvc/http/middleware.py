@@ -74,10 +74,15 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
         fields["error"] = InvalidRequest.error
         response = oauth_error(InvalidRequest("The body could not be decoded."))
         abandon_body(request, response)
-    except Exception:
-        log.exception("unhandled", method=request.method, path=_endpoint(request))
-        fields["error"] = ServerError.error
-        response = oauth_error(ServerError())
+    except Exception as exc:
+        if _client_went_away(request, exc):  # not a server error: 499, no traceback
+            log.info("client closed the connection", method=request.method, path=_endpoint(request))
+            response = web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+            response.force_close()  # never sent: nobody is there to read it
+        else:
+            log.exception("unhandled", method=request.method, path=_endpoint(request))
+            fields["error"] = ServerError.error
+            response = oauth_error(ServerError())
     close_while_draining(request, response)
     elapsed = time.perf_counter() - started
     endpoint = _endpoint(request)
@@ -90,6 +95,20 @@ async def canonical(request: web.Request, handler: Handler) -> web.StreamRespons
     fields["duration_ms"] = round(elapsed * 1000, 3)
     logs.request_line(fields)
     return response
+
+
+# nginx's "client closed request": the status of a request whose client went away mid-body, in
+# the request line and `tokensvc_http_requests_total`, apart from the 5xx an SRE alerts on.
+CLIENT_CLOSED = 499
+
+
+def _client_went_away(request: web.Request, exc: Exception) -> bool:
+    """Whether `exc` is the connection's loss surfacing through the request's body: when the
+    peer closes or resets the connection mid-body, aiohttp sets the `ConnectionResetError` it
+    lost it with on the body stream (`RequestHandler.connection_lost`), and `read()`, `post()`
+    or `json()` raise that very object. Any other error, a store's reset connection or the
+    login front-end's call to the internal API included, is still a server error."""
+    return isinstance(exc, ConnectionResetError) and request.content.exception() is exc
 
 
 def _endpoint(request: web.Request) -> str:

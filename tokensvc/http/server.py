@@ -22,8 +22,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from tokensvc.errors import InvalidRequest, ServerError
+from tokensvc.http.responses import NO_STORE
 
 log = structlog.get_logger("tokensvc")
 
@@ -65,12 +71,74 @@ class ProtocolLog(logging.Logger):
         return None  # e.g. TLS or random bytes on the port: expected noise, not news
 
 
+# What aiohttp answers itself (`refusal`): every listener's, the login front-end's too, so the
+# headers its pages send (`tokensvc.login.app.SECURITY_HEADERS`; no styles in this body).
+REFUSAL_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_BAD_REQUEST = orjson.dumps({"error": InvalidRequest.error, "error_description": "Bad request."})
+_SERVER_ERROR = orjson.dumps(
+    {"error": ServerError.error, "error_description": ServerError.default_description}
+)
+
+
+def refusal(status: int) -> web.Response:
+    """The fixed answer to what aiohttp refuses before any handler runs (`status` 400) or to an
+    error no middleware caught (500, 504); the connection closes after it."""
+    body = _BAD_REQUEST if status < 500 else _SERVER_ERROR
+    response = web.Response(
+        body=body, status=status, content_type="application/json", headers=REFUSAL_HEADERS
+    )
+    response.force_close()
+    return response
+
+
+class _Protocol(RequestHandler):
+    """aiohttp's connection protocol, whose own error responses are `refusal`s: aiohttp's 400
+    body quotes the request line or header the parser choked on (a whole `Authorization:`
+    line, a code in a query), so it would send a credential back through any proxy or log
+    that keeps responses."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's logging (to ProtocolLog), and its ConnectionError once output has started
+        super().handle_error(request, status, exc)
+        return refusal(status)
+
+
+class _Server(web.Server):
+    """aiohttp's server, making a `_Protocol` per connection (`Server.__call__` names
+    `RequestHandler`: aiohttp has no setting for the protocol class)."""
+
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+
+class _AppRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # the same server, only `__call__` differs
+        return server
+
+
 def app_runner(app: web.Application, *, shutdown_timeout: float = 10.0) -> web.AppRunner:
     """The runner every listener uses, with aiohttp's request limits spelt out (README,
     *Limits*): a request line up to 8190 bytes, at most 128 headers of up to 8190 bytes each;
-    beyond them aiohttp answers 400 and closes the connection. The body limit is each
-    application's `client_max_size` (413)."""
-    return web.AppRunner(
+    beyond them aiohttp answers 400 (a `refusal`, never aiohttp's body, which quotes the
+    offending bytes) and closes the connection. The body limit is each application's
+    `client_max_size` (413)."""
+    return _AppRunner(
         app,
         access_log=None,
         handle_signals=False,
