@@ -14,15 +14,20 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 
 from tokensvc import config, logs
 from tokensvc.digits import whole_number
 from tokensvc.errors import StoreUnavailable
-from tokensvc.models import Client
-from tokensvc.registration import RegistrationError, new_client, new_user
+from tokensvc.models import Client, Credentials, Federation
+from tokensvc.registration import (
+    RegistrationError,
+    new_client,
+    new_federation,
+    new_user,
+)
 from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 if TYPE_CHECKING:  # imported where used, so commands that need no database stay light
@@ -201,14 +206,33 @@ async def _check_schema(dsn: str, wait: float) -> None:
 def _client_view(client: Client) -> dict[str, object]:
     from tokensvc.http.internal import client_view
 
-    return client_view(client) | {
-        "token_endpoint_auth_method": client.auth_method,
-        "rate_limit": client.rate_limit,
-        "rate_burst": client.rate_burst,
-    }
+    return client_view(client) | {"rate_limit": client.rate_limit, "rate_burst": client.rate_burst}
+
+
+def _jwks_file(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise CommandError(f"cannot read --jwks-file {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise CommandError(f"--jwks-file {path} is not JSON") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"--jwks-file {path} is not a JWK Set")
+    return data
 
 
 def cmd_client_add(args: argparse.Namespace) -> None:
+    credentials = Credentials(
+        jwks=_jwks_file(args.jwks_file),
+        jwks_uri=args.jwks_uri,
+        federated_issuer=args.federated_issuer,
+        federated_subject=args.federated_subject,
+        tls_subject_dn=args.tls_subject_dn,
+        tls_san_dns=args.tls_san_dns,
+        tls_san_uri=args.tls_san_uri,
+    )
     client, secret = new_client(
         name=args.name,
         grant_types=args.grant_type,
@@ -219,9 +243,13 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         require_consent=args.require_consent,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        credentials=credentials,
     )
 
     async def add(pg: Postgres) -> bool:
+        issuer = client.credentials.federated_issuer
+        if issuer is not None and await pg.federations.get(issuer) is None:
+            raise CommandError(f"no federation {issuer!r}: add it with `tokensvc federation add`")
         return bool(await pg.clients.add(client))
 
     if not _run(_with_postgres(add)):
@@ -246,6 +274,42 @@ def cmd_client_remove(args: argparse.Namespace) -> None:
     if not _run(_with_postgres(remove)):
         raise CommandError(f"no client {args.client_id!r}")
     _emit({"removed": args.client_id})
+
+
+def _federation_view(federation: Federation) -> dict[str, object]:
+    keys: dict[str, object] = (
+        {"jwks_uri": federation.jwks_uri} if federation.jwks is None else {"jwks": federation.jwks}
+    )
+    return {"issuer": federation.issuer, **keys}
+
+
+def cmd_federation_add(args: argparse.Namespace) -> None:
+    federation = new_federation(
+        issuer=args.issuer, jwks=_jwks_file(args.jwks_file), jwks_uri=args.jwks_uri
+    )
+
+    async def add(pg: Postgres) -> bool:
+        return await pg.federations.add(federation)
+
+    if not _run(_with_postgres(add)):
+        raise CommandError(f"the issuer {args.issuer!r} is trusted already")
+    _emit(_federation_view(federation))
+
+
+def cmd_federation_list(args: argparse.Namespace) -> None:
+    async def listing(pg: Postgres) -> list[Federation]:
+        return await pg.federations.list()
+
+    _emit([_federation_view(f) for f in _run(_with_postgres(listing))])
+
+
+def cmd_federation_remove(args: argparse.Namespace) -> None:
+    async def remove(pg: Postgres) -> bool:
+        return await pg.federations.remove(args.issuer)
+
+    if not _run(_with_postgres(remove)):
+        raise CommandError(f"no federation {args.issuer!r}")
+    _emit({"removed": args.issuer})
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -419,11 +483,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="B",
         help="bucket size: requests allowed at once (default: 1 s worth)",
     )
+    for flag, meaning in (
+        ("--jwks-file", "private_key_jwt, self_signed_tls_client_auth: the client's public JWKS"),
+        ("--jwks-uri", "private_key_jwt, self_signed_tls_client_auth: where its JWKS is"),
+        ("--federated-issuer", "federated_jwt: the federation issuer of its workload tokens"),
+        ("--federated-subject", "federated_jwt: their sub, exact or with * (one segment)"),
+        ("--tls-subject-dn", "tls_client_auth: the certificate's subject DN"),
+        ("--tls-san-dns", "tls_client_auth: a DNS name of the certificate"),
+        ("--tls-san-uri", "tls_client_auth: a URI of the certificate (a SPIFFE ID)"),
+    ):
+        add.add_argument(flag, help=meaning)
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
     remove = client.add_parser("remove")
     remove.add_argument("client_id")
     remove.set_defaults(func=cmd_client_remove)
+
+    federation = sub.add_parser(
+        "federation", help="trusted issuers of workload tokens"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    fadd = federation.add_parser("add", help="trust an issuer (keys from a file or a URL)")
+    fadd.add_argument("--issuer", required=True)
+    keys_from = fadd.add_mutually_exclusive_group(required=True)
+    keys_from.add_argument("--jwks-file")
+    keys_from.add_argument("--jwks-uri")
+    fadd.set_defaults(func=cmd_federation_add)
+    federation.add_parser("list").set_defaults(func=cmd_federation_list)
+    fremove = federation.add_parser("remove")
+    fremove.add_argument("issuer")
+    fremove.set_defaults(func=cmd_federation_remove)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(
         dest="action", required=True, metavar="ACTION"

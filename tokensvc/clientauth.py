@@ -21,6 +21,9 @@ from tokensvc.models import AuthMethod, Client
 from tokensvc.opaque import verify_secret
 from tokensvc.storage.protocols import ClientStore
 
+# The methods this module can authenticate (what discovery advertises).
+SUPPORTED_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post", "none")
+
 
 def _basic(header: str) -> tuple[str, str]:
     """RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ':' and base64'd."""

@@ -6,11 +6,46 @@ No record holds a raw code, token or secret: fields holding one of those end in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
-AUTH_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post", "none")
+AuthMethod = Literal[
+    "client_secret_basic",
+    "client_secret_post",
+    "none",
+    "private_key_jwt",
+    "federated_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+]
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+# Methods whose client holds a secret the server issued (and keeps only as a keyed hash).
+SECRET_METHODS: frozenset[AuthMethod] = frozenset({"client_secret_basic", "client_secret_post"})
+# RFC 7523 §2.2 assertions in the body: `client_assertion_type` and `client_assertion`.
+ASSERTION_METHODS: frozenset[AuthMethod] = frozenset({"private_key_jwt", "federated_jwt"})
+TLS_METHODS: frozenset[AuthMethod] = frozenset({"tls_client_auth", "self_signed_tls_client_auth"})
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How a client authenticates without a secret (RFC 7591 §2 names in the admin API,
+    `client add` flags on the command line); each method uses its own fields."""
+
+    # private_key_jwt and self_signed_tls_client_auth: the client's public keys, inline (RFC
+    # 7591 `jwks`) or where to fetch them (`jwks_uri`); at most one of the two.
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    # federated_jwt: the federation issuer whose workload tokens authenticate this client, and
+    # the `sub` they must carry (exact, or a pattern where `*` matches within one segment).
+    federated_issuer: str | None = None
+    federated_subject: str | None = None
+    # tls_client_auth (RFC 8705 §2.1.2): exactly one names the certificate the client shows.
+    tls_subject_dn: str | None = None
+    tls_san_dns: str | None = None
+    tls_san_uri: str | None = None
+
+
+NO_CREDENTIALS = Credentials()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +63,25 @@ class Client:
     # `rate_burst` at once. Both None (no limit) or both set.
     rate_limit: float | None = None
     rate_burst: int | None = None
+    # What the client authenticates with when it holds no secret (keys, workload tokens,
+    # certificates); empty for secret-based and public clients.
+    credentials: Credentials = NO_CREDENTIALS
 
     @property
     def public(self) -> bool:
         """Public clients (RFC 6749 §2.1) cannot keep a secret, so PKCE is mandatory for them."""
         return self.auth_method == "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Federation:
+    """A trusted issuer of workload tokens (a Kubernetes service-account issuer, a SPIRE OIDC
+    discovery provider, a CI system): its public keys, inline or at a `jwks_uri`."""
+
+    issuer: str
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,17 +4,30 @@
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 
 from tokensvc import scope as scopes
 from tokensvc.errors import InvalidScope
-from tokensvc.models import AUTH_METHODS, GRANT_TYPES, AuthMethod, Client, User
+from tokensvc.models import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    NO_CREDENTIALS,
+    SECRET_METHODS,
+    AuthMethod,
+    Client,
+    Credentials,
+    Federation,
+    User,
+)
 from tokensvc.opaque import SECRET_BYTES, Entropy, hash_secret, new_value
+from tokensvc.publickeys import BadKeys, check_public_jwks
 
 # Bounds of a client's rate limit: beyond 100 000 requests per second a limit means nothing
 # (and the Redis bucket counts in microseconds).
@@ -22,6 +35,7 @@ MAX_RATE = 100_000
 MAX_BURST = 1_000_000
 DEFAULT_USER_SCOPES = ("openid", "profile", "email", "offline_access")
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 password_hasher = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory profile
 
 
@@ -48,6 +62,98 @@ def check_redirect_uri(uri: str) -> str:
     return uri
 
 
+# Which `Credentials` fields each method needs (one of each group) and allows.
+_KEYS = ("jwks", "jwks_uri")
+_TLS_NAMES = ("tls_subject_dn", "tls_san_dns", "tls_san_uri")
+_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "private_key_jwt": (_KEYS,),
+    "self_signed_tls_client_auth": (_KEYS,),
+    "federated_jwt": (("federated_issuer",), ("federated_subject",)),
+    "tls_client_auth": (_TLS_NAMES,),
+}
+_FLAG = {
+    "jwks": "--jwks-file",
+    "jwks_uri": "--jwks-uri",
+    "federated_issuer": "--federated-issuer",
+    "federated_subject": "--federated-subject",
+    "tls_subject_dn": "--tls-subject-dn",
+    "tls_san_dns": "--tls-san-dns",
+    "tls_san_uri": "--tls-san-uri",
+}
+CLIENT_SECRET_JWT = (
+    "client_secret_jwt is not offered: client secrets are stored only as keyed hashes, so the "
+    "server could not check an HMAC made with one; use private_key_jwt"
+)
+
+
+def check_credentials(method: str, credentials: Credentials) -> Credentials:
+    """The fields `method` needs, exactly one of each group, and no other; keys are public
+    JWK Sets, URLs https (or http on loopback), names non-empty."""
+    given = {f for f in _FLAG if getattr(credentials, f) is not None}
+    groups = _NEEDS.get(method, ())
+    allowed = {f for group in groups for f in group}
+    if given - allowed:
+        extra = _FLAG[sorted(given - allowed)[0]]
+        raise RegistrationError(f"{extra} does not apply to --auth-method {method}")
+    for group in groups:
+        chosen = given & set(group)
+        if len(chosen) != 1:
+            names = " or ".join(_FLAG[f] for f in group)
+            raise RegistrationError(f"--auth-method {method} needs exactly one of {names}")
+    if credentials.jwks is not None:
+        try:
+            check_public_jwks(credentials.jwks)
+        except BadKeys as exc:
+            raise RegistrationError(f"--jwks-file: {exc}") from None
+    for field_name in ("jwks_uri", "federated_issuer"):
+        value = getattr(credentials, field_name)
+        if value is not None:
+            check_fetch_url(value, _FLAG[field_name])
+    for field_name in ("federated_subject", *_TLS_NAMES):
+        value = getattr(credentials, field_name)
+        if value is not None and (not value.strip() or _CONTROL.search(value)):
+            raise RegistrationError(f"{_FLAG[field_name]} must be a non-empty name")
+    if credentials.tls_san_uri is not None and not urlsplit(credentials.tls_san_uri).scheme:
+        raise RegistrationError("--tls-san-uri must be an absolute URI (e.g. spiffe://...)")
+    return credentials
+
+
+def check_fetch_url(url: str, what: str) -> str:
+    """An issuer or key URL the service relies on: https, or http on loopback (tests, a local
+    discovery provider); no fragment, no credentials in it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise RegistrationError(f"{what}: malformed URL {url!r}") from None
+    loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if (parts.scheme != "https" and not loopback) or not parts.hostname:
+        raise RegistrationError(f"{what} must be an https URL (http only on loopback): {url!r}")
+    if parts.fragment or parts.username or parts.password:
+        raise RegistrationError(f"{what} must have no fragment and no credentials: {url!r}")
+    return url
+
+
+def new_federation(
+    *,
+    issuer: str,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Federation:
+    """A trusted issuer of workload tokens, with its keys inline or at a `jwks_uri`."""
+    check_fetch_url(issuer, "--issuer")
+    if (jwks is None) == (jwks_uri is None):
+        raise RegistrationError("a federation needs exactly one of --jwks-file or --jwks-uri")
+    if jwks is not None:
+        try:
+            check_public_jwks(jwks)
+        except BadKeys as exc:
+            raise RegistrationError(f"--jwks-file: {exc}") from None
+    if jwks_uri is not None:
+        check_fetch_url(jwks_uri, "--jwks-uri")
+    return Federation(issuer=issuer, jwks=jwks, jwks_uri=jwks_uri, created_at=clock())
+
+
 def new_client(
     *,
     name: str,
@@ -59,6 +165,7 @@ def new_client(
     require_consent: bool = False,
     rate_limit: float | None = None,
     rate_burst: int | None = None,
+    credentials: Credentials = NO_CREDENTIALS,
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
@@ -74,6 +181,8 @@ def new_client(
             f"unknown grant type {sorted(unknown)[0]!r}; choose from {', '.join(GRANT_TYPES)}"
         )
     method = auth_method or ("none" if public else "client_secret_basic")
+    if method == "client_secret_jwt":
+        raise RegistrationError(CLIENT_SECRET_JWT)
     if method not in AUTH_METHODS:
         raise RegistrationError(f"--auth-method must be one of {', '.join(AUTH_METHODS)}")
     if public and method != "none":
@@ -92,7 +201,8 @@ def new_client(
     if not requested and grants & {"authorization_code", "password"}:
         requested = list(DEFAULT_USER_SCOPES)
     rate_limit, rate_burst = check_rate_limit(rate_limit, rate_burst)
-    secret = None if method == "none" else new_value(SECRET_BYTES, entropy)
+    credentials = check_credentials(method, credentials)
+    secret = new_value(SECRET_BYTES, entropy) if method in SECRET_METHODS else None
     client = Client(
         client_id=entropy(16).hex(),  # hex: never starts with "-", so always a CLI argument
         name=name.strip(),
@@ -105,6 +215,7 @@ def new_client(
         require_consent=require_consent,
         rate_limit=rate_limit,
         rate_burst=rate_burst,
+        credentials=credentials,
     )
     return client, secret
 

@@ -24,7 +24,15 @@ from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
 from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.denylist import MemoryDenyList
-from tokensvc.storage.protocols import ClientStore, CodeStore, DenyList, GrantStore, UserStore
+from tokensvc.storage.memory import MemoryFederations
+from tokensvc.storage.protocols import (
+    ClientStore,
+    CodeStore,
+    DenyList,
+    FederationStore,
+    GrantStore,
+    UserStore,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,8 @@ class Stores:
     # lockouts per client_id.
     rates: RateLimiter = field(default_factory=MemoryBuckets)
     lockouts: Lockouts = field(default_factory=MemoryLockouts)
+    # Trusted issuers of workload tokens (federated_jwt clients).
+    federations: FederationStore = field(default_factory=MemoryFederations)
 
     async def readiness(self) -> dict[str, bool]:
         """Which backends answer (for `/readyz`)."""

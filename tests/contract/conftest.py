@@ -119,7 +119,7 @@ def contract_database_url(request: pytest.FixtureRequest, postgres_admin_url: st
     yield url
 
 
-_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents"
+_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents, federations"
 
 
 @pytest.fixture

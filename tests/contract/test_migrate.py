@@ -12,7 +12,15 @@ from tests.servers import create_database_async
 from tokensvc.storage.migrate import MigrationFailed, default_schema_dir, migrate, migration_files
 
 REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
-TABLES = ["clients", "consents", "grants", "refresh_tokens", "schema_migrations", "users"]
+TABLES = [
+    "clients",
+    "consents",
+    "federations",
+    "grants",
+    "refresh_tokens",
+    "schema_migrations",
+    "users",
+]
 # Every migration in schema/, in order: the suite follows the schema as it grows.
 VERSIONS = [version for version, _ in migration_files(REPO_SCHEMA)]
 

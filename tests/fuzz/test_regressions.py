@@ -62,6 +62,19 @@ def test_nul_in_a_basic_client_id_is_invalid_client_not_a_store_error(token_stac
     assert reply.headers["WWW-Authenticate"].startswith("Basic")
 
 
+def _mint_body(stack: Stack, **change: Any) -> dict[str, Any]:
+    """A valid `/internal/codes` body for the basic client, with `change` applied."""
+    party = stack.world.parties["basic"]
+    return {
+        "client_id": party.client_id,
+        "redirect_uri": party.client.redirect_uris[0],
+        "scope": "openid",
+        "sub": "ada",
+        "auth_time": int(stack.harness.clock()),
+        **change,
+    }
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -78,15 +91,8 @@ def test_nul_in_a_basic_client_id_is_invalid_client_not_a_store_error(token_stac
 def test_a_code_its_exchange_could_not_store_is_refused_at_mint(
     token_stack: Stack, change: dict[str, Any]
 ) -> None:
-    h, party = token_stack.harness, token_stack.world.parties["basic"]
-    body = {
-        "client_id": party.client_id,
-        "redirect_uri": party.client.redirect_uris[0],
-        "scope": "openid",
-        "sub": "ada",
-        "auth_time": int(h.clock()),
-        **change,
-    }
+    h = token_stack.harness
+    body = _mint_body(token_stack, **change)
     reply = token_stack.run(h.internal("POST", "/internal/codes", json=body))
     assert reply.status == 400 and reply.body["error"] == "invalid_request", reply
 
@@ -248,15 +254,7 @@ def _with_depth(body: dict[str, Any], depth: int) -> bytes:
 def test_claims_beyond_their_bounds_are_refused_at_mint(
     token_stack: Stack, claims: dict[str, Any], depth: int
 ) -> None:
-    h, party = token_stack.harness, token_stack.world.parties["basic"]
-    body = {
-        "client_id": party.client_id,
-        "redirect_uri": party.client.redirect_uris[0],
-        "scope": "openid",
-        "sub": "ada",
-        "auth_time": int(h.clock()),
-        "claims": claims,
-    }
+    body = _mint_body(token_stack, claims=claims)
     reply = token_stack.run(_internal_raw(token_stack, _with_depth(body, depth)))
     assert reply.status == 400 and reply.json()["error"] == "invalid_request", reply
 

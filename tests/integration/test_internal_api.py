@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import Harness, pkce_pair
+from tokensvc.models import Credentials
+from tokensvc.registration import new_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,6 +44,7 @@ async def test_get_client(harness: Harness) -> None:
         "scopes": sorted(client.scopes),
         "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
         "require_consent": False,
+        "token_endpoint_auth_method": "client_secret_basic",
     }
     missing = await harness.internal("GET", "/internal/clients/nope")
     assert missing.status == 404 and missing.body["error"] == "not_found"
@@ -103,3 +106,63 @@ async def test_mint_code_bad_json(harness: Harness, raw: bytes) -> None:
     ) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"] == "invalid_request"
+
+
+async def test_a_clients_credentials_are_shown_by_name_never_as_keys(harness: Harness) -> None:
+    """What authenticates a client without a secret is shown (issuer and subject, certificate
+    name, key ids, key URL), never a key itself."""
+    jwks = {"keys": [{**PUBLIC_KEY, "kid": "key-1"}]}
+    cases = {
+        "private_key_jwt": (Credentials(jwks=jwks), {"jwks_kids": ["key-1"]}),
+        "self_signed_tls_client_auth": (
+            Credentials(jwks_uri="https://keys.example/jwks"),
+            {"jwks_uri": "https://keys.example/jwks"},
+        ),
+        "federated_jwt": (
+            Credentials(
+                federated_issuer="https://kubernetes.default.svc",
+                federated_subject="system:serviceaccount:payments:*",
+            ),
+            {
+                "federated_issuer": "https://kubernetes.default.svc",
+                "federated_subject": "system:serviceaccount:payments:*",
+            },
+        ),
+        "tls_client_auth": (
+            Credentials(tls_san_uri="spiffe://example.org/payments"),
+            {"tls_client_auth_san_uri": "spiffe://example.org/payments"},
+        ),
+    }
+    for method, (credentials, shown) in cases.items():
+        client, secret = new_client(
+            name=method,
+            grant_types=["client_credentials"],
+            auth_method=method,
+            credentials=credentials,
+        )
+        assert secret is None
+        assert await harness.stores.clients.add(client)
+        reply = await harness.internal("GET", f"/internal/clients/{client.client_id}")
+        assert reply.status == 200
+        assert reply.body["token_endpoint_auth_method"] == method
+        binding = {k: v for k, v in reply.body.items() if k not in BASE_VIEW}
+        assert binding == shown, method
+        assert PUBLIC_KEY["x"] not in str(reply.body)
+
+
+PUBLIC_KEY = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+}
+BASE_VIEW = {
+    "client_id",
+    "name",
+    "redirect_uris",
+    "public",
+    "scopes",
+    "grant_types",
+    "require_consent",
+    "token_endpoint_auth_method",
+}

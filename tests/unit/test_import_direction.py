@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.inprocess",
         "tokensvc.digits",
         "tokensvc.jsonshape",
+        "tokensvc.publickeys",
         "tokensvc.redis_client",
         "tokensvc.registration",
         "tokensvc.passwords",

@@ -8,12 +8,14 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
+from tokensvc.models import Credentials
 from tokensvc.opaque import verify_secret
 from tokensvc.registration import (
     DEFAULT_USER_SCOPES,
     RegistrationError,
     check_redirect_uri,
     new_client,
+    new_federation,
     new_user,
 )
 
@@ -250,3 +252,110 @@ def test_client_ids_are_safe_as_command_line_arguments() -> None:
     for _ in range(300):
         client, _ = new_client(name="x", grant_types=["client_credentials"])
         assert client.client_id[0].isalnum() and len(client.client_id) == 32
+
+
+# --------------------------------------------------------------------------- without a secret
+
+PUBLIC = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    "kid": "k1",
+}
+MACHINE = {"grant_types": ["client_credentials"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "credentials"),
+    [
+        ("private_key_jwt", Credentials(jwks={"keys": [PUBLIC]})),
+        ("private_key_jwt", Credentials(jwks_uri="https://app.example.com/jwks")),
+        ("private_key_jwt", Credentials(jwks_uri="http://127.0.0.1:9999/jwks")),
+        ("self_signed_tls_client_auth", Credentials(jwks={"keys": [PUBLIC]})),
+        (
+            "federated_jwt",
+            Credentials(
+                federated_issuer="https://kubernetes.default.svc",
+                federated_subject="system:serviceaccount:payments:*",
+            ),
+        ),
+        ("tls_client_auth", Credentials(tls_subject_dn="CN=payments,O=Example")),
+        ("tls_client_auth", Credentials(tls_san_dns="payments.internal")),
+        ("tls_client_auth", Credentials(tls_san_uri="spiffe://example.org/ns/p/sa/api")),
+    ],
+)
+def test_methods_without_a_secret_register_their_binding(
+    method: str, credentials: Credentials
+) -> None:
+    client, secret = new_client(name="svc", auth_method=method, credentials=credentials, **MACHINE)
+    assert secret is None and client.secret_hash is None
+    assert client.auth_method == method and client.credentials == credentials
+    assert not client.public
+
+
+@pytest.mark.parametrize(
+    ("method", "credentials", "says"),
+    [
+        ("private_key_jwt", Credentials(), "needs exactly one of --jwks-file or --jwks-uri"),
+        (
+            "private_key_jwt",
+            Credentials(jwks={"keys": [PUBLIC]}, jwks_uri="https://a.example/j"),
+            "exactly one",
+        ),
+        ("private_key_jwt", Credentials(jwks={"keys": [{**PUBLIC, "d": "x"}]}), "private key"),
+        ("private_key_jwt", Credentials(jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), "oct"),
+        ("private_key_jwt", Credentials(jwks={"keys": []}), "1 to 20 keys"),
+        ("private_key_jwt", Credentials(jwks={"nokeys": 1}), '"keys" array'),
+        ("private_key_jwt", Credentials(jwks={"keys": [{**PUBLIC, "alg": "HS256"}]}), "alg"),
+        ("private_key_jwt", Credentials(jwks={"keys": [PUBLIC, PUBLIC]}), "unique"),
+        ("private_key_jwt", Credentials(jwks_uri="http://keys.example/jwks"), "https"),
+        ("private_key_jwt", Credentials(jwks_uri="https://u:p@keys.example/j"), "credentials"),
+        ("federated_jwt", Credentials(federated_issuer="https://k8s.example"), "subject"),
+        (
+            "federated_jwt",
+            Credentials(federated_issuer="https://k8s.example", federated_subject=" "),
+            "non-empty",
+        ),
+        ("tls_client_auth", Credentials(), "exactly one of --tls-subject-dn"),
+        (
+            "tls_client_auth",
+            Credentials(tls_san_dns="a.example", tls_san_uri="spiffe://x/y"),
+            "exactly one",
+        ),
+        ("tls_client_auth", Credentials(tls_san_uri="no-scheme"), "absolute URI"),
+        ("client_secret_basic", Credentials(jwks_uri="https://a.example/j"), "does not apply"),
+        ("none", Credentials(tls_san_dns="a.example"), "does not apply"),
+    ],
+)
+def test_a_binding_that_does_not_fit_the_method_is_refused(
+    method: str, credentials: Credentials, says: str
+) -> None:
+    grants = MACHINE if method != "none" else {"grant_types": ["authorization_code"]}
+    extra = {"redirect_uris": [CB]} if method == "none" else {}
+    assert says in rejected(auth_method=method, credentials=credentials, **grants, **extra)
+
+
+def test_client_secret_jwt_is_refused_with_the_reason() -> None:
+    message = rejected(auth_method="client_secret_jwt", **MACHINE)
+    assert "stored only as keyed hashes" in message and "private_key_jwt" in message
+
+
+def test_a_federation_has_one_key_source_and_a_https_issuer() -> None:
+    federation = new_federation(issuer="https://kubernetes.default.svc", jwks={"keys": [PUBLIC]})
+    assert federation.jwks == {"keys": [PUBLIC]} and federation.jwks_uri is None
+    for kwargs, says in (
+        ({"issuer": "https://a.example"}, "exactly one"),
+        (
+            {
+                "issuer": "https://a.example",
+                "jwks": {"keys": [PUBLIC]},
+                "jwks_uri": "https://a.example/j",
+            },
+            "exactly one",
+        ),
+        ({"issuer": "http://a.example", "jwks_uri": "https://a.example/j"}, "https"),
+        ({"issuer": "https://a.example", "jwks": {"keys": [{**PUBLIC, "d": "x"}]}}, "private"),
+    ):
+        with pytest.raises(RegistrationError, match=says):
+            new_federation(**kwargs)  # type: ignore[arg-type]

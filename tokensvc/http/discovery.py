@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tokensvc.clientauth import SUPPORTED_METHODS
 from tokensvc.grants import REGISTRY
 from tokensvc.http.appkeys import DISCOVERY, SERVICE
-from tokensvc.models import AUTH_METHODS
 from tokensvc.service import TokenService
 from tokensvc.signing.jws import ALGORITHMS
 from tokensvc.signing.schedule import JWKS_MAX_AGE
@@ -32,13 +32,13 @@ def metadata(svc: TokenService) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
-        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": sorted(REGISTRY),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
-        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [

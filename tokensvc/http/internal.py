@@ -52,7 +52,30 @@ def client_view(client: Client) -> dict[str, Any]:
         "scopes": sorted(client.scopes),
         "grant_types": sorted(client.grant_types),
         "require_consent": client.require_consent,
+        "token_endpoint_auth_method": client.auth_method,
+        **credentials_view(client),
     }
+
+
+def credentials_view(client: Client) -> dict[str, Any]:
+    """What a client authenticates with, by name only: the issuer and subject it is bound
+    to, the certificate name, where its keys are, and the ids of inline keys; never a key."""
+    c = client.credentials
+    view: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("jwks_uri", c.jwks_uri),
+            ("federated_issuer", c.federated_issuer),
+            ("federated_subject", c.federated_subject),
+            ("tls_client_auth_subject_dn", c.tls_subject_dn),
+            ("tls_client_auth_san_dns", c.tls_san_dns),
+            ("tls_client_auth_san_uri", c.tls_san_uri),
+        )
+        if value is not None
+    }
+    if c.jwks is not None:
+        view["jwks_kids"] = [k.get("kid") for k in c.jwks["keys"]]
+    return view
 
 
 @web.middleware

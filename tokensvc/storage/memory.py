@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokensvc.inprocess import InProcess
-from tokensvc.models import Client, Grant, RefreshState, Successor, User
+from tokensvc.models import Client, Federation, Grant, RefreshState, Successor, User
 
 
 class MemoryClients(InProcess):
@@ -35,6 +35,26 @@ class MemoryClients(InProcess):
         if removed and self.on_remove is not None:
             self.on_remove(client_id)
         return removed
+
+
+class MemoryFederations(InProcess):
+    def __init__(self) -> None:
+        self._federations: dict[str, Federation] = {}
+
+    async def add(self, federation: Federation) -> bool:
+        if federation.issuer in self._federations:
+            return False
+        self._federations[federation.issuer] = federation
+        return True
+
+    async def get(self, issuer: str) -> Federation | None:
+        return self._federations.get(issuer)
+
+    async def list(self) -> list[Federation]:
+        return sorted(self._federations.values(), key=lambda f: (f.created_at, f.issuer))
+
+    async def remove(self, issuer: str) -> bool:
+        return self._federations.pop(issuer, None) is not None
 
 
 class MemoryUsers(InProcess):

@@ -7,6 +7,8 @@ complete and that each protocol has its suite.
 * `CodeStore`, authorization codes: memory, Redis, Redis Cluster, Sentinel (`test_codes.py`)
 * `ClientStore`, `UserStore`: memory, Postgres (`test_clients_users.py`)
 * `GrantStore`, grants and refresh-token families: memory, Postgres (`test_grants.py`)
+* `FederationStore`, trusted issuers of workload tokens: memory, Postgres
+  (`test_federations.py`)
 * `DenyList`, revoked access tokens: memory, Redis, Redis Cluster (`test_denylist.py`)
 * `EphemeralStore`, login sessions and pending sign-ins: memory, Redis, Redis Cluster
   (`test_login_stores.py`)
@@ -37,6 +39,7 @@ from tokensvc.models import (
     Client,
     CodeRecord,
     CodeReplayed,
+    Federation,
     Grant,
     RefreshState,
     Successor,
@@ -78,6 +81,26 @@ class ClientStore(Protocol):
 
     async def remove(self, client_id: str) -> bool:
         """Delete a client and every grant and refresh token issued to it."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class FederationStore(Protocol):
+    """Trusted issuers of workload tokens (`federated_jwt`), read when such a client
+    authenticates; implementations may cache reads like `ClientStore.get`."""
+
+    async def add(self, federation: Federation) -> bool:
+        """Trust an issuer; `False` (and nothing written) if it is trusted already."""
+
+    async def get(self, issuer: str) -> Federation | None: ...
+
+    async def list(self) -> list[Federation]:
+        """Every federation, oldest first."""
+
+    async def remove(self, issuer: str) -> bool:
+        """Stop trusting an issuer; its clients then fail to authenticate."""
 
     async def ping(self) -> None: ...
 

@@ -15,7 +15,14 @@ from tokensvc.storage.cache import CachedClients
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
-from tokensvc.storage.protocols import ClientStore, CodeStore, DenyList, GrantStore, UserStore
+from tokensvc.storage.protocols import (
+    ClientStore,
+    CodeStore,
+    DenyList,
+    FederationStore,
+    GrantStore,
+    UserStore,
+)
 
 
 def memory_stores() -> Stores:
@@ -32,6 +39,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     clients: ClientStore = memory.clients
     users: UserStore = memory.users
     grants: GrantStore = memory.grants
+    federations: FederationStore = memory.federations
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         revoked: DenyList = MemoryDenyList()
@@ -62,7 +70,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             pg = await Postgres.connect(settings.database_url, min_size=0, max_size=20)
             closers.append(pg.close)
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
-            users, grants = pg.users, pg.grants
+            users, grants, federations = pg.users, pg.grants, pg.federations
         yield Stores(
             codes=codes,
             clients=clients,
@@ -72,6 +80,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             failures=failures,
             rates=rates,
             lockouts=lockouts,
+            federations=federations,
         )
     finally:
         for close in reversed(closers):

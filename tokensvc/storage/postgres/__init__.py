@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from tokensvc.storage.postgres.clients import PostgresClients
+from tokensvc.storage.postgres.federations import PostgresFederations
 from tokensvc.storage.postgres.grants import PostgresGrants
 from tokensvc.storage.postgres.pool import DRIVER_ERRORS, STORE, Pool, split_pgbouncer
 from tokensvc.storage.postgres.users import PostgresUsers
@@ -15,6 +16,7 @@ __all__ = [
     "STORE",
     "Postgres",
     "PostgresClients",
+    "PostgresFederations",
     "PostgresGrants",
     "PostgresUsers",
     "split_pgbouncer",
@@ -22,10 +24,11 @@ __all__ = [
 
 
 class Postgres(Pool):
-    """The shared pool and the three stores built on it."""
+    """The shared pool and the stores built on it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         super().__init__(pool)
         self.clients = PostgresClients(self)
         self.users = PostgresUsers(self)
         self.grants = PostgresGrants(self)
+        self.federations = PostgresFederations(self)

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
-import asyncpg
+from typing import Any
 
-from tokensvc.models import Client
+import asyncpg
+import orjson
+
+from tokensvc.models import Client, Credentials
 from tokensvc.storage.postgres.pool import PoolStore, to_timestamp
 
-_CLIENT_COLUMNS = (
-    "client_id, name, auth_method, grant_types, redirect_uris, scopes, secret_hash, created_at,"
-    " require_consent, rate_limit, rate_burst"
+_COLUMNS = (
+    "client_id",
+    "name",
+    "auth_method",
+    "grant_types",
+    "redirect_uris",
+    "scopes",
+    "secret_hash",
+    "created_at",
+    "require_consent",
+    "rate_limit",
+    "rate_burst",
+    "jwks",
+    "jwks_uri",
+    "federated_issuer",
+    "federated_subject",
+    "tls_subject_dn",
+    "tls_san_dns",
+    "tls_san_uri",
 )
+_CLIENT_COLUMNS = ", ".join(_COLUMNS)
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
 _CLIENT_LIST = f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"  # noqa: S608
+_PLACES = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
 _CLIENT_ADD = f"""
-INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ({_PLACES})
 ON CONFLICT (client_id) DO NOTHING
 """  # noqa: S608
 # Grants, their refresh tokens and the consents given to the client go with it (ON DELETE
@@ -35,7 +56,25 @@ def _client(row: asyncpg.Record) -> Client:
         require_consent=row["require_consent"],
         rate_limit=row["rate_limit"],
         rate_burst=row["rate_burst"],
+        credentials=Credentials(
+            jwks=_json(row["jwks"]),
+            jwks_uri=row["jwks_uri"],
+            federated_issuer=row["federated_issuer"],
+            federated_subject=row["federated_subject"],
+            tls_subject_dn=row["tls_subject_dn"],
+            tls_san_dns=row["tls_san_dns"],
+            tls_san_uri=row["tls_san_uri"],
+        ),
     )
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def _jsonb(value: object) -> str | None:
+    """What asyncpg sends for a jsonb column (it has no codec for it: text)."""
+    return None if value is None else orjson.dumps(value).decode()
 
 
 class PostgresClients(PoolStore):
@@ -59,6 +98,13 @@ class PostgresClients(PoolStore):
                 client.require_consent,
                 client.rate_limit,
                 client.rate_burst,
+                _jsonb(client.credentials.jwks),
+                client.credentials.jwks_uri,
+                client.credentials.federated_issuer,
+                client.credentials.federated_subject,
+                client.credentials.tls_subject_dn,
+                client.credentials.tls_san_dns,
+                client.credentials.tls_san_uri,
             )
         return status == "INSERT 0 1"
 
