@@ -30,8 +30,10 @@ BACKEND_IDS = {
 
 
 def _protocols_in_package() -> set[str]:
+    """Every Protocol of the store layers (`storage/`, `limits/`)."""
     found = set()
-    for path in PACKAGE.rglob("*.py"):
+    paths = [*(PACKAGE / "storage").rglob("*.py"), *(PACKAGE / "limits").rglob("*.py")]
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef) and any(
                 isinstance(base, ast.Name) and base.id == "Protocol" for base in node.bases

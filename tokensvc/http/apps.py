@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from tokensvc.clientauth import ClientAuth
 from tokensvc.http import discovery, health, internal
-from tokensvc.http.appkeys import DISCOVERY, SERVICE
+from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, SERVICE
 from tokensvc.http.forms import MAX_BODY
 from tokensvc.http.introspect import introspect
 from tokensvc.http.middleware import METRICS, canonical
@@ -22,6 +23,7 @@ def public_app(svc: TokenService) -> web.Application:
     app[SERVICE] = svc
     app[METRICS] = svc.metrics
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
+    app[CLIENT_AUTH] = ClientAuth(svc.stores.clients, svc.stores.lockouts)
     app.router.add_post("/token", token)
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)

@@ -7,21 +7,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokensvc.clientauth import authenticate
+from tokensvc.http.appkeys import CLIENT_AUTH
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
-from tokensvc.limits.lockout import Lockouts
 from tokensvc.models import Client
-from tokensvc.storage.protocols import ClientStore
 
 
-async def authenticated_form(
-    request: web.Request, clients: ClientStore, lockouts: Lockouts | None
-) -> tuple[Client, dict[str, str]]:
+async def authenticated_form(request: web.Request) -> tuple[Client, dict[str, str]]:
     """The form of a client-authenticated endpoint (`/introspect`, `/revoke`) and its client,
     authenticated as at `/token` (lockouts included); the client goes on the log line."""
     params = await read_form(request)
     client = await authenticate(
-        clients, request.headers.get("Authorization"), params, lockouts=lockouts
+        request.app[CLIENT_AUTH], request.headers.get("Authorization"), params
     )
     request[LOG_FIELDS]["client_id"] = client.client_id
     return client, params

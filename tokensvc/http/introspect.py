@@ -62,7 +62,7 @@ async def _refresh(svc: TokenService, client: Client, token: str) -> dict[str, A
 
 async def introspect(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    client, params = await authenticated_form(request, svc.stores.clients, svc.stores.lockouts)
+    client, params = await authenticated_form(request)
     if client.public:
         raise UnauthorizedClient("Public clients may not introspect tokens.")
     token = params.get("token")

@@ -20,7 +20,7 @@ from tokensvc.signing.verify import InvalidToken
 
 async def revoke(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    client, params = await authenticated_form(request, svc.stores.clients, svc.stores.lockouts)
+    client, params = await authenticated_form(request)
     token = params.get("token")
     if token is None:
         raise InvalidRequest("token is required.")

@@ -23,7 +23,7 @@ from tokensvc.errors import (
     UnsupportedGrantType,
 )
 from tokensvc.grants import REGISTRY
-from tokensvc.http.appkeys import SERVICE
+from tokensvc.http.appkeys import CLIENT_AUTH, SERVICE
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
@@ -46,10 +46,7 @@ async def token(request: web.Request) -> web.Response:
     fields["grant_type"] = grant_type
     try:
         client = await authenticate(
-            svc.stores.clients,
-            request.headers.get("Authorization"),
-            params,
-            lockouts=svc.stores.lockouts,
+            request.app[CLIENT_AUTH], request.headers.get("Authorization"), params
         )
         fields["client_id"] = client.client_id
         if client.rate_limit is not None:
