@@ -31,8 +31,10 @@ from tokensvc.storage.protocols import (
     DenyList,
     FederationStore,
     GrantStore,
+    ReplayStore,
     UserStore,
 )
+from tokensvc.storage.replay import MemoryReplay
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class Stores:
     lockouts: Lockouts = field(default_factory=MemoryLockouts)
     # Trusted issuers of workload tokens (federated_jwt clients).
     federations: FederationStore = field(default_factory=MemoryFederations)
+    # Values accepted once: the `jti`s of client assertions (Redis when configured).
+    replay: ReplayStore = field(default_factory=MemoryReplay)
 
     async def readiness(self) -> dict[str, bool]:
         """Which backends answer (for `/readyz`)."""

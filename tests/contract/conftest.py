@@ -156,6 +156,16 @@ async def count_rows(db: Postgres, grant_id: str) -> int:
     return count
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a flushed Redis (one server, or a cluster) that two replicas share."""
+    redis_client(request)  # flushes it
+    if request.param == "redis":
+        url: str = request.getfixturevalue("contract_redis_url")
+        return url
+    return str(request.getfixturevalue("redis_cluster").url)
+
+
 # --------------------------------------------------------------------------- login stores
 
 

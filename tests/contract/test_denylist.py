@@ -70,16 +70,6 @@ async def test_many_concurrent_revocations_all_hold(denylist: Backend) -> None:
     assert await asyncio.gather(*(denylist.store.contains(j) for j in jtis)) == [True] * 50
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a flushed Redis (one server, or a cluster) that two replicas share."""
-    redis_client(request)  # flushes it
-    if request.param == "redis":
-        url: str = request.getfixturevalue("contract_redis_url")
-        return url
-    return str(request.getfixturevalue("redis_cluster").url)
-
-
 async def test_a_revocation_on_one_replica_holds_on_another(shared_url: str) -> None:
     """Two replicas, each with its own connection: what one revokes the other refuses."""
     one, two = connect(shared_url), connect(shared_url)

@@ -30,10 +30,11 @@ from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
+from tokensvc.storage.replay import RedisReplay
 from tokensvc.wiring.stores import Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
-_TABLES = "refresh_tokens, grants, consents, clients, users"
+_TABLES = "refresh_tokens, grants, consents, clients, users, federations"
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +110,8 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
         clients=real.pg.clients,
         users=real.pg.users,
         grants=real.pg.grants,
+        federations=real.pg.federations,
+        replay=RedisReplay(real.redis),
     )
 
 

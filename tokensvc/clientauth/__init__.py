@@ -27,7 +27,13 @@ from tokensvc.storage.protocols import ClientStore
 __all__ = ["SUPPORTED_METHODS", "AssertionCheck", "CertificateCheck", "ClientAuth", "authenticate"]
 
 # The methods /token authenticates (what discovery advertises).
-SUPPORTED_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post", "none")
+SUPPORTED_METHODS: tuple[AuthMethod, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "none",
+    "private_key_jwt",
+    "federated_jwt",
+)
 
 
 class AssertionCheck(Protocol):

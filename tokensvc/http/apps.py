@@ -6,6 +6,8 @@ import orjson
 from aiohttp import web
 
 from tokensvc.clientauth import ClientAuth
+from tokensvc.clientauth.assertion import AssertionVerifier
+from tokensvc.clientauth.remotekeys import RemoteKeys
 from tokensvc.http import discovery, health, internal
 from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, SERVICE
 from tokensvc.http.forms import MAX_BODY
@@ -23,7 +25,7 @@ def public_app(svc: TokenService) -> web.Application:
     app[SERVICE] = svc
     app[METRICS] = svc.metrics
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
-    app[CLIENT_AUTH] = ClientAuth(svc.stores.clients, svc.stores.lockouts)
+    app[CLIENT_AUTH] = client_auth(app, svc)
     app.router.add_post("/token", token)
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)
@@ -36,6 +38,21 @@ def public_app(svc: TokenService) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+def client_auth(app: web.Application, svc: TokenService) -> ClientAuth:
+    """How the listener authenticates clients; its `jwks_uri` fetcher closes with the app."""
+    remote = RemoteKeys()
+
+    async def close(_: web.Application) -> None:
+        await remote.close()
+
+    app.on_cleanup.append(close)
+    stores = svc.stores
+    assertions = AssertionVerifier(
+        svc.settings.issuer, stores.replay, stores.federations, remote, clock=svc.clock
+    )
+    return ClientAuth(stores.clients, stores.lockouts, assertions=assertions)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from aiohttp import web
 from tokensvc.clientauth import SUPPORTED_METHODS
 from tokensvc.grants import REGISTRY
 from tokensvc.http.appkeys import DISCOVERY, SERVICE
+from tokensvc.publickeys import ASSERTION_ALGS
 from tokensvc.service import TokenService
 from tokensvc.signing.jws import ALGORITHMS
 from tokensvc.signing.schedule import JWKS_MAX_AGE
@@ -28,9 +29,9 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "userinfo_endpoint": issuer + "/userinfo",
         "introspection_endpoint": issuer + "/introspect",
         "revocation_endpoint": issuer + "/revoke",
+        # Introspection is for confidential clients only (README).
         "introspection_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
+            m for m in SUPPORTED_METHODS if m != "none"
         ],
         "revocation_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "response_types_supported": ["code"],
@@ -39,6 +40,9 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
         "token_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [

@@ -10,6 +10,8 @@ complete and that each protocol has its suite.
 * `FederationStore`, trusted issuers of workload tokens: memory, Postgres
   (`test_federations.py`)
 * `DenyList`, revoked access tokens: memory, Redis, Redis Cluster (`test_denylist.py`)
+* `ReplayStore`, values accepted once (assertion `jti`s): memory, Redis, Redis Cluster
+  (`test_replay.py`)
 * `EphemeralStore`, login sessions and pending sign-ins: memory, Redis, Redis Cluster
   (`test_login_stores.py`)
 * `ConsentStore`, remembered consent: memory, Postgres (`test_login_stores.py`)
@@ -175,6 +177,23 @@ class DenyList(Protocol):
         """Refuse `jti` until `until` (epoch seconds). Idempotent."""
 
     async def contains(self, jti: str) -> bool: ...
+
+
+class ReplayStore(Protocol):
+    """Values accepted once (RFC 7523 §3 `jti`): the first use of a key wins.
+
+    * `first_use(key, until)` is true for exactly one of any number of concurrent calls with
+      one key, on every replica sharing the store, and false for every later call until
+      `until`; after that the key may be forgotten (a value that expired is refused anyway).
+    * Keys are hashes chosen by the caller; nothing presented is stored as it came.
+    * Failures of the backing server raise `tokensvc.errors.StoreUnavailable`, nothing else.
+    """
+
+    async def first_use(self, key: bytes, until: float) -> bool: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class EphemeralStore(Protocol):

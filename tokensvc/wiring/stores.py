@@ -21,8 +21,10 @@ from tokensvc.storage.protocols import (
     DenyList,
     FederationStore,
     GrantStore,
+    ReplayStore,
     UserStore,
 )
+from tokensvc.storage.replay import MemoryReplay
 
 
 def memory_stores() -> Stores:
@@ -46,6 +48,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         failures: FailureLimiter = MemoryFailureLimiter()
         rates: RateLimiter = MemoryBuckets()
         lockouts: Lockouts = MemoryLockouts()
+        replay: ReplayStore = MemoryReplay()
         if settings.redis_url:
             from tokensvc.limits.buckets import RedisBuckets
             from tokensvc.limits.failures import RedisFailureLimiter
@@ -53,6 +56,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             from tokensvc.redis_client import connect
             from tokensvc.storage.denylist import RedisDenyList
             from tokensvc.storage.redis_codes import RedisCodes
+            from tokensvc.storage.replay import RedisReplay
 
             redis = connect(settings.redis_url)
             codes = RedisCodes(redis)
@@ -61,7 +65,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             shared_lockouts = RedisLockouts(redis)
             await shared_lockouts.start()
             closers.append(shared_lockouts.close)
-            rates, lockouts = RedisBuckets(redis), shared_lockouts
+            rates, lockouts, replay = RedisBuckets(redis), shared_lockouts, RedisReplay(redis)
         if settings.database_url:
             from tokensvc.storage.postgres import Postgres
 
@@ -81,6 +85,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             rates=rates,
             lockouts=lockouts,
             federations=federations,
+            replay=replay,
         )
     finally:
         for close in reversed(closers):
