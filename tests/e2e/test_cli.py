@@ -781,3 +781,95 @@ def test_dev_banner_curl_works(tmp_path: Path) -> None:
         service.kill()
     assert "Traceback" not in service.stderr()
     assert tokens["access_token"] not in service.stdout()
+
+
+# --------------------------------------------------------------------------- workload identity
+
+
+def _public_jwks_file(tmp_path: Path) -> tuple[Path, Path]:
+    """A private JWKS of ours (`keys generate`) and the public JWKS made from it."""
+    private = json.loads(run(["keys", "generate"], {}).ok().stdout)
+    public = {"keys": [{k: v for k, v in key.items() if k != "d"} for key in private["keys"]]}
+    (tmp_path / "private.json").write_text(json.dumps(private))
+    (tmp_path / "public.json").write_text(json.dumps(public))
+    return tmp_path / "private.json", tmp_path / "public.json"
+
+
+def test_federations_are_added_listed_and_removed(
+    env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    private, public = _public_jwks_file(tmp_path)
+    k8s = "https://kubernetes.default.svc"
+    added = run(["federation", "add", "--issuer", k8s, "--jwks-file", str(public)], env)
+    inline = added.ok().json()
+    assert inline["issuer"] == k8s and inline["jwks"]["keys"][0]["kty"] == "EC"
+    spire = ["federation", "add", "--issuer", "https://spire.example", "--jwks-uri"]
+    remote = run([*spire, "https://spire.example/keys"], env).ok().json()
+    assert remote == {"issuer": "https://spire.example", "jwks_uri": "https://spire.example/keys"}
+    assert [f["issuer"] for f in run(["federation", "list"], env).ok().json()] == [
+        k8s,
+        "https://spire.example",
+    ]
+    # Refused, each one line and nothing written: twice, private keys, no key source.
+    refusals = [
+        ["federation", "add", "--issuer", k8s, "--jwks-uri", "https://k8s.example/keys"],
+        ["federation", "add", "--issuer", "https://x.example", "--jwks-file", str(private)],
+        ["federation", "add", "--issuer", "https://x.example"],
+        ["federation", "add", "--issuer", "http://x.example", "--jwks-uri", "https://x/keys"],
+    ]
+    for args in refusals:
+        assert run(args, env).returncode == 2, args
+    assert len(query(db, "SELECT * FROM federations")) == 2
+    assert run(["federation", "remove", k8s], env).ok().json() == {"removed": k8s}
+    assert run(["federation", "remove", k8s], env).bad_input().startswith("tokensvc: no federation")
+
+
+def test_clients_without_a_secret_show_their_binding_never_a_key(
+    env: dict[str, str], db: str, tmp_path: Path
+) -> None:
+    private, public = _public_jwks_file(tmp_path)
+    k8s = "https://kubernetes.default.svc"
+    run(["federation", "add", "--issuer", k8s, "--jwks-file", str(public)], env).ok()
+    machine = ["client", "add", "--name", "svc", "--grant-type", "client_credentials"]
+    keyed = run([*machine, "--auth-method", "private_key_jwt", "--jwks-file", str(public)], env)
+    keyed_out = keyed.ok().json()
+    assert "client_secret" not in keyed_out and keyed_out["jwks_kids"]
+    workload = [
+        *machine,
+        "--auth-method",
+        "federated_jwt",
+        "--federated-issuer",
+        k8s,
+        "--federated-subject",
+        "system:serviceaccount:payments:*",
+    ]
+    federated_out = run(workload, env).ok().json()
+    assert federated_out["federated_subject"] == "system:serviceaccount:payments:*"
+    spiffe = "spiffe://example.org/ns/payments/sa/api"
+    mtls = [*machine, "--auth-method", "tls_client_auth", "--tls-san-uri", spiffe]
+    assert run(mtls, env).ok().json()["tls_client_auth_san_uri"] == spiffe
+    listing = run(["client", "list"], env).ok()
+    public_x = json.loads(public.read_text())["keys"][0]["x"]
+    assert public_x not in listing.stdout  # key ids and names, never key material
+    assert {c["token_endpoint_auth_method"] for c in listing.json()} == {
+        "private_key_jwt",
+        "federated_jwt",
+        "tls_client_auth",
+    }
+    refusals = {
+        "private keys": [*machine, "--auth-method", "private_key_jwt", "--jwks-file", str(private)],
+        "no federation": [
+            *machine,
+            "--auth-method",
+            "federated_jwt",
+            "--federated-issuer",
+            "https://nowhere.example",
+            "--federated-subject",
+            "x",
+        ],
+        "client_secret_jwt": [*machine, "--auth-method", "client_secret_jwt"],
+        "binding of another method": [*machine, "--tls-san-dns", "a.example"],
+    }
+    for case, args in refusals.items():
+        assert run(args, env).bad_input(), case
+    assert len(query(db, "SELECT * FROM clients")) == 3

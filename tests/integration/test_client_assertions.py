@@ -444,7 +444,11 @@ async def test_a_removed_federation_stops_new_workload_tokens(harness: Harness) 
         "federated_jwt",
         Credentials(federated_issuer=K8S, federated_subject="system:serviceaccount:ns:app"),
     )
+    used = workload_token(issuer_key, K8S, "system:serviceaccount:ns:app")
+    assert (await token_with(harness, used, client.client_id)).status == 200
     assert await harness.stores.federations.remove(K8S)
-    token = workload_token(issuer_key, K8S, "system:serviceaccount:ns:app")
-    reply = await token_with(harness, token, client.client_id)
-    assert reply.status == 401 and reply.body["error"] == "invalid_client"
+    harness.clock.advance(31)  # past the 30 s a replica keeps a federation's record
+    fresh = workload_token(issuer_key, K8S, "system:serviceaccount:ns:app")
+    for token in (fresh, used):  # a token verified before is refused too
+        reply = await token_with(harness, token, client.client_id)
+        assert reply.status == 401 and reply.body["error"] == "invalid_client"

@@ -62,7 +62,6 @@ class AssertionVerifier:
         remote: RemoteKeys,
         *,
         clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._audiences = frozenset({issuer, issuer + "/token"})
         self._issuer = issuer
@@ -70,7 +69,6 @@ class AssertionVerifier:
         self._federations = federations
         self._remote = remote
         self._clock = clock
-        self._monotonic = monotonic
         self._inline: dict[str, _Inline] = {}
         self._federation_cache: dict[str, tuple[float, Federation | None]] = {}
         self._verified: dict[bytes, float] = {}
@@ -132,14 +130,14 @@ class AssertionVerifier:
         pattern = client.credentials.federated_subject
         if issuer is None or pattern is None:
             raise InvalidClient("The client names no federation.", detail="no federation")
+        federation = await self._federation(issuer)
+        if federation is None:
+            raise InvalidClient("The client's federation is not trusted.", detail="no federation")
         remembered = lookup_hash(f"fed\0{client.client_id}\0{token}")
         now = self._clock()
         until = self._verified.get(remembered)
         if until is not None and until > now:
             return
-        federation = await self._federation(issuer)
-        if federation is None:
-            raise InvalidClient("The client's federation is not trusted.", detail="no federation")
         header = _header(token)
         if federation.jwks_uri is not None:
             keys = await self._fetched(federation.jwks_uri, header.get("kid"))
@@ -165,7 +163,7 @@ class AssertionVerifier:
         self._verified[remembered] = exp
 
     async def _federation(self, issuer: str) -> Federation | None:
-        now = self._monotonic()
+        now = self._clock()
         cached = self._federation_cache.get(issuer)
         if cached is not None and cached[0] > now:
             return cached[1]
