@@ -32,7 +32,9 @@ STORE_BACKENDS = {
     "failures": "redis",
     "rates": "redis",
     "lockouts": "redis",
+    "replay": "redis",  # private_key_jwt's jti, once
     "clients": "postgres",
+    "federations": "postgres",
     "users": "postgres",
     "grants": "postgres",
 }

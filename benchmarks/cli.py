@@ -24,11 +24,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks import attribution, common, cpu, plot, report, spawn
+from benchmarks import assertions, attribution, common, cpu, plot, report, spawn
+from benchmarks.assertions import ASSERTION_LIFETIME, AssertionClients
 from benchmarks.common import UsageError
 from benchmarks.generators.wrk import wrk_version
 from benchmarks.live import Live
 from benchmarks.prepare import (
+    CLIENT_AUTH,
     GRANTS,
     Client,
     Issuer,
@@ -46,7 +48,8 @@ from benchmarks.prepare import (
 )
 from benchmarks.runner import PhaseResult, Runner
 
-WORKLOADS = (*GRANTS, "mix")
+MIXABLE = (*GRANTS, *CLIENT_AUTH)
+WORKLOADS = (*MIXABLE, "mix")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -74,8 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         "--grants",
         default=None,
         help="comma-separated workloads: "
-        f"{', '.join(WORKLOADS)} (default: all with --spawn or --internal-url, "
-        "else client_credentials)",
+        f"{', '.join(WORKLOADS)} (default: all with --spawn or --internal-url, the "
+        "client-auth ones (cc_*) only where clients can be registered: --spawn or "
+        "--database-url; else client_credentials)",
     )
     load.add_argument("--duration", type=int, default=15, help="timed seconds per workload (15)")
     load.add_argument("--warmup", type=int, default=2, help="untimed seconds before each (2)")
@@ -100,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--mix",
         default=common.DEFAULT_MIX,
-        help=f"weights of the mix workload ({common.DEFAULT_MIX})",
+        help=f"weights of the mix workload ({common.DEFAULT_MIX}; any of {', '.join(MIXABLE)})",
     )
     load.add_argument(
         "--engine",
@@ -167,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     creds.add_argument("--code-client-id", help="an existing client for code/refresh grants")
     creds.add_argument("--code-client-secret", default=os.environ.get("BENCH_CODE_CLIENT_SECRET"))
     creds.add_argument("--redirect-uri", default="https://bench.example/cb")
+    creds.add_argument(
+        "--issuer",
+        help="the target's issuer URL, the audience of the cc_* workloads' assertions "
+        "(default: --target without its /token)",
+    )
     creds.add_argument("--metrics-url", help="the target's /metrics (time attribution)")
     creds.add_argument("--service-pid", type=int, help="the target's pid, when local")
     creds.add_argument("--keys-file", help="the target's key file, to time signing")
@@ -187,9 +196,11 @@ def _rate(text: str) -> tuple[float | None, float | None]:
         raise UsageError(f"--rate: expected a number, 'Fx' or 'off', got {text!r}") from None
 
 
-def _workloads(text: str | None, full: bool) -> list[str]:
+def _workloads(text: str | None, full: bool, can_register: bool) -> list[str]:
     if text is None:
-        return list(WORKLOADS) if full else ["client_credentials"]
+        if not full:
+            return ["client_credentials"]
+        return [w for w in WORKLOADS if can_register or w not in CLIENT_AUTH]
     names = [common.ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
@@ -281,11 +292,25 @@ def _main(args: argparse.Namespace) -> int:
     if fraction is not None and args.concurrency == 0:
         raise UsageError("--rate Fx needs a closed loop (--concurrency > 0) to take the peak of")
     full = bool(args.spawn or args.internal_url)
-    workloads = _workloads(args.grants, full)
-    weights = common.mix_weights(args.mix)
-    needs_codes = any(w in ("authorization_code", "refresh_token") for w in workloads) or (
-        "mix" in workloads and (weights.get("authorization_code") or weights.get("refresh_token"))
+    workloads = _workloads(args.grants, full, bool(args.spawn or args.database_url))
+    weights = common.mix_weights(args.mix, MIXABLE)
+    in_use = set(workloads) | (
+        {w for w, x in weights.items() if x > 0} if "mix" in workloads else set()
     )
+    needs_codes = bool(in_use & {"authorization_code", "refresh_token"})
+    needs_assertions = bool(in_use & set(CLIENT_AUTH))
+    if needs_assertions and args.target and not args.database_url:
+        raise UsageError(
+            f"{', '.join(sorted(in_use & set(CLIENT_AUTH)))} against --target need "
+            "--database-url (the kit registers its federation issuer and clients)"
+        )
+    phase_s = args.duration + args.warmup + 5
+    if "cc_private_key_jwt" in in_use and phase_s > ASSERTION_LIFETIME // 2:
+        raise UsageError(
+            "cc_private_key_jwt: --duration + --warmup must stay under "
+            f"{ASSERTION_LIFETIME // 2 - 5} s (assertions expire {ASSERTION_LIFETIME} s "
+            "after they are signed)"
+        )
     if args.target and needs_codes and not args.internal_url:
         raise UsageError(
             "authorization_code / refresh_token against --target need "
@@ -332,6 +357,7 @@ def _main(args: argparse.Namespace) -> int:
             floor_url = args.floor_url or st.floor_url
             keys_file: str | None = str(st.keys_file)
             machine_client, web_client = register_clients(st.database_url)
+            database_url, issuer_url = st.database_url, st.issuer
             watcher.watch("service", st.service_pid)
             watcher.watch("floor", st.floor_pid if not args.floor_url else None)
             watcher.watch("redis", st.redis_pid)
@@ -361,6 +387,8 @@ def _main(args: argparse.Namespace) -> int:
             service_cores, other_cores = [], []
             watcher.watch("service", args.service_pid)
             machine_client, web_client = _external_clients(args)
+            database_url = args.database_url
+            issuer_url = args.issuer or token_url.rstrip("/").removesuffix("/token")
             floor_url = args.floor_url or ""
             if not floor_url and not args.no_floor:
                 floor_url, floor_pid = stack.enter_context(spawn.local_floor(workdir, []))
@@ -386,8 +414,22 @@ def _main(args: argparse.Namespace) -> int:
         per_core = max(1, len(generator_cores) if other_cores else min(len(generator_cores), 4))
         threads = args.threads or per_core
         processes = args.processes or per_core
+        assertion_clients = None
+        if needs_assertions:
+            live.say("registering the kit's federation issuer and assertion clients ...")
+            assert database_url is not None  # --spawn, or --database-url (checked above)
+            assertion_clients = assertions.register(database_url, issuer_url, workdir)
         issuer = Issuer(token_url, internal_url, internal_token)
-        pools = _pools(issuer, machine_client, web_client, _params(args.param), weights, live, args)
+        pools = _pools(
+            issuer,
+            machine_client,
+            web_client,
+            assertion_clients,
+            _params(args.param),
+            weights,
+            live,
+            args,
+        )
         tokens = _samples(issuer, pools, workloads, weights, live)
 
         live.say("timing the service's signer ...")
@@ -542,12 +584,17 @@ def _pools(
     issuer: Issuer,
     machine_client: Client,
     web_client: Client | None,
+    assertion_clients: AssertionClients | None,
     params: dict[str, str],
     weights: dict[str, float],
     live: Live,
     args: argparse.Namespace,
 ) -> dict[str, Pool]:
-    names = {"authorization_code": "authorization codes", "refresh_token": "refresh tokens"}
+    names = {
+        "authorization_code": "authorization codes",
+        "refresh_token": "refresh tokens",
+        "cc_private_key_jwt": "private_key_jwt assertions",
+    }
 
     def announce(name: str, count: int, seconds: float) -> None:
         live.prepared(names.get(name, name), count, seconds)
@@ -566,19 +613,28 @@ def _pools(
 
         return [refresh_line(web_client, token) for token in asyncio.run(both())]
 
-    def code_max_age() -> float | None:
-        # a code must still be valid when sent: at most one timed run after it is handed out
-        if issuer.code_ttl is None:
-            return None
-        return issuer.code_ttl - (args.duration + args.warmup + 5)
+    def max_age(ttl: int | None) -> float | None:
+        # a code or an assertion must still be valid when sent: at most one timed run after
+        # it is handed out
+        return None if ttl is None else ttl - (args.duration + args.warmup + 5)
 
     cc = StaticPool("client_credentials", client_credentials_line(machine_client, params))
     pools: dict[str, Pool] = {"client_credentials": cc}
     if web_client is not None:
         pools["authorization_code"] = PreparedPool(
-            "authorization_code", codes, announce, max_age=code_max_age
+            "authorization_code", codes, announce, max_age=lambda: max_age(issuer.code_ttl)
         )
         pools["refresh_token"] = PreparedPool("refresh_token", refresh_tokens, announce)
+    if assertion_clients is not None:
+        pools["cc_federated_jwt"] = StaticPool(
+            "cc_federated_jwt", assertion_clients.federated_line(params)
+        )
+        pools["cc_private_key_jwt"] = PreparedPool(
+            "cc_private_key_jwt",
+            lambda n: assertion_clients.private_key_jwt_lines(n, params),
+            announce,
+            max_age=lambda: max_age(ASSERTION_LIFETIME),
+        )
     parts = {g: (pools[g], w) for g, w in weights.items() if g in pools and w > 0}
     pools["mix"] = MixPool(parts)
     return pools
@@ -591,13 +647,14 @@ def _samples(
     weights: dict[str, float],
     live: Live,
 ) -> dict[str, dict[str, Any]]:
-    """One request per grant before anything is timed: checks the set-up and shows which JWTs
-    a response carries (for the signing share). Spends one credential each."""
+    """One request per workload before anything is timed: checks the set-up (a 200 with an
+    access token) and shows which JWTs a response carries (for the signing share). Spends one
+    credential each."""
     wanted = set(workloads) - {"mix"}
     if "mix" in workloads:
         wanted |= {g for g, w in weights.items() if w > 0}
     tokens: dict[str, dict[str, Any]] = {}
-    for grant in GRANTS:
+    for grant in MIXABLE:
         if grant not in wanted or grant not in pools:
             continue
         line = pools[grant].take(1)

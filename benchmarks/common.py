@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ from benchmarks.prepare import GRANTS
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_MIX = "client_credentials=60,refresh_token=30,authorization_code=10"
-ALIASES = {"cc": "client_credentials", "code": "authorization_code", "refresh": "refresh_token"}
+ALIASES = {
+    "cc": "client_credentials",
+    "code": "authorization_code",
+    "refresh": "refresh_token",
+    "federated_jwt": "cc_federated_jwt",
+    "private_key_jwt": "cc_private_key_jwt",
+}
 BACKGROUND_BUSY = 0.15  # a core busier than this before the start gets a note
 SECRET_OPTIONS = (
     "--client-secret",
@@ -66,14 +72,15 @@ def run_command(
 # --------------------------------------------------------------------------- options
 
 
-def mix_weights(text: str) -> dict[str, float]:
-    """`--mix`: "client_credentials=60,refresh=30,..." -> {grant: weight}."""
+def mix_weights(text: str, names: Sequence[str] = GRANTS) -> dict[str, float]:
+    """`--mix`: "client_credentials=60,refresh=30,..." -> {workload: weight}, each one of
+    `names` (the grants for the soak; the load test also mixes its client-auth workloads)."""
     out: dict[str, float] = {}
     for part in text.split(","):
         name, _, weight = part.partition("=")
         name = ALIASES.get(name.strip(), name.strip())
-        if name not in GRANTS:
-            raise UsageError(f"--mix: unknown grant {name!r}")
+        if name not in names:
+            raise UsageError(f"--mix: unknown {name!r}; choose from {', '.join(names)}")
         try:
             out[name] = float(weight)
         except ValueError:

@@ -15,6 +15,8 @@ COLOURS = {
     "authorization_code": "#d62728",
     "refresh_token": "#2ca02c",
     "mix": "#9467bd",
+    "cc_federated_jwt": "#17becf",
+    "cc_private_key_jwt": "#bcbd22",
 }
 W, H = 780, 340
 LEFT, RIGHT, TOP, BOTTOM = 64, 210, 34, 44
@@ -250,11 +252,18 @@ def line_chart(
     return "\n".join(out)
 
 
-def ratio_chart(phases: Sequence[dict[str, Any]]) -> str:
+def ratio_chart(
+    phases: Sequence[dict[str, Any]],
+    versus: str = "vs_floor",
+    goal: tuple[str, str] = ("target", "rps_vs_floor_at_least"),
+    of: str = "the floor",
+) -> str:
+    """Closed-loop throughput as a fraction of `of` (each phase's `versus`), with the targets
+    (`goal`: the phase's key for its target and the target's key for the ratio)."""
     bars = [
-        (p["name"], p["vs_floor"]["rps"], (p.get("target") or {}).get("rps_vs_floor_at_least"))
+        (p["name"], p[versus]["rps"], (p.get(goal[0]) or {}).get(goal[1]))
         for p in phases
-        if p["mode"] == "closed" and "vs_floor" in p
+        if p["mode"] == "closed" and versus in p
     ]
     if not bars:
         return ""
@@ -266,7 +275,7 @@ def ratio_chart(phases: Sequence[dict[str, Any]]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         'font-family="sans-serif" font-size="11">',
         '<text x="10" y="18" font-size="13" font-weight="bold">closed-loop throughput as a '
-        "fraction of the floor (| = target)</text>",
+        f"fraction of {html.escape(of)} (| = target)</text>",
     ]
     for i, (name, ratio, target) in enumerate(bars):
         y = 32 + i * 30
@@ -347,6 +356,12 @@ def page(report: dict[str, Any], table_text: str) -> str:
             "latency by percentile, open loop (from the intended send time)",
         ),
         ratio_chart(phases),
+        ratio_chart(
+            phases,
+            "vs_client_credentials",
+            ("target_vs_client_credentials", "rps_at_least"),
+            "client_credentials with its secret",
+        ),
         timeline_chart(closed, "rps", "throughput per second, closed loop", "requests / s"),
         timeline_chart(phases, "p99_ms", "p99 per second", "ms"),
         time_chart([p for p in phases if p["mode"] == "open"] or closed),

@@ -1,5 +1,6 @@
 """The work a run needs, prepared before anything is timed: clients, authorization codes and
-refresh tokens, each handed to exactly one request.
+refresh tokens (and client assertions: benchmarks/assertions.py), each handed to exactly one
+request.
 
 * Clients are registered with `tokensvc client add` against the target's database (when we
   spawned the stack or were given `--database-url`), or taken from the command line.
@@ -35,6 +36,9 @@ import aiohttp
 
 Line = tuple[str, str]
 GRANTS = ("client_credentials", "authorization_code", "refresh_token")
+# client_credentials by clients without a secret (benchmarks/assertions.py), each measured
+# against `client_credentials` itself, the client-secret baseline
+CLIENT_AUTH = ("cc_federated_jwt", "cc_private_key_jwt")
 PERSON_SCOPE = "openid profile email offline_access"
 REDIRECT_URI = "https://bench.example/cb"
 PREP_CONCURRENCY = 32
@@ -108,10 +112,19 @@ def run_tokensvc(
     return result.stdout
 
 
-def _client_add(database_url: str, *args: str) -> dict[str, Any]:
-    env = {**base_env(), "TOKENSVC_DATABASE_URL": database_url}
+def tokensvc_env(database_url: str) -> dict[str, str]:
+    """The environment of a `tokensvc` command against the target's database."""
+    return {**base_env(), "TOKENSVC_DATABASE_URL": database_url}
+
+
+def add_client(database_url: str, *args: str) -> dict[str, Any]:
+    """`tokensvc client add ARGS`: the registered client (with its secret, if it has one)."""
     stdout = run_tokensvc(
-        ["client", "add", *args], env, timeout=60, error=PrepareError, what="client add"
+        ["client", "add", *args],
+        tokensvc_env(database_url),
+        timeout=60,
+        error=PrepareError,
+        what="client add",
     )
     out: dict[str, Any] = json.loads(stdout)
     return out
@@ -119,7 +132,7 @@ def _client_add(database_url: str, *args: str) -> dict[str, Any]:
 
 def register_clients(database_url: str) -> tuple[Client, Client]:
     """A machine client (client_credentials) and a web client (code + refresh)."""
-    machine = _client_add(
+    machine = add_client(
         database_url,
         "--name",
         "bench-machine",
@@ -128,7 +141,7 @@ def register_clients(database_url: str) -> tuple[Client, Client]:
         "--scope",
         "api:read",
     )
-    web = _client_add(
+    web = add_client(
         database_url,
         "--name",
         "bench-web",
@@ -257,6 +270,8 @@ class Issuer:
             data = await resp.json(content_type=None)
             if resp.status != 200:
                 raise PrepareError(f"{grant}: the target answered {resp.status}: {_safe(data)}")
+            if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+                raise PrepareError(f"{grant}: the target's 200 carries no access_token")
             self.samples[grant] = data
             return dict(data)
 
@@ -351,7 +366,8 @@ class StaticPool(Pool):
 
 class PreparedPool(Pool):
     """Lines prepared by `supply(n)` (untimed), handed out first in, first out. With `max_age`
-    (seconds, asked each time: authorization codes expire), older lines are dropped unsent."""
+    (seconds since their batch began, asked each time: authorization codes and client
+    assertions expire), older lines are dropped unsent."""
 
     def __init__(
         self,
@@ -378,11 +394,11 @@ class PreparedPool(Pool):
         missing = n - len(self)
         if missing <= 0:
             return 0
+        born = time.monotonic()  # a line is as old as the batch (codes, assertions expire)
         started = time.perf_counter()
         fresh = self.supply(missing)
         elapsed = time.perf_counter() - started
-        now = time.monotonic()
-        self.lines.extend((now, line) for line in fresh)
+        self.lines.extend((born, line) for line in fresh)
         self.prepared += len(fresh)
         self.prepare_seconds += elapsed
         if self.on_prepare:
@@ -414,8 +430,8 @@ class PreparedPool(Pool):
 
 
 class MixPool(Pool):
-    """Lines drawn from several pools (keyed by grant type) in proportion to their weights,
-    interleaved at random."""
+    """Lines drawn from several pools (keyed by workload) in proportion to their weights,
+    interleaved at random; lines given back go back to the pool they came from."""
 
     def __init__(self, parts: dict[str, tuple[Pool, float]], seed: int = 5) -> None:
         self.name = "mix"
@@ -423,6 +439,7 @@ class MixPool(Pool):
         self.parts = {k: (p, w / total) for k, (p, w) in parts.items() if w > 0}
         self.consumable = any(p.consumable for p, _ in self.parts.values())
         self._random = random.Random(seed)  # noqa: S311 - an interleaving, not a secret
+        self._part_of: dict[int, str] = {}  # lines handed out and not yet given back
 
     def __len__(self) -> int:
         return min(int(len(p) / w) for p, w in self.parts.values())
@@ -444,22 +461,16 @@ class MixPool(Pool):
         for name in names:
             line = next(drawn[name], None)
             if line is not None:
+                self._part_of[id(line)] = name
                 out.append(line)
         return out
 
     def give_back(self, lines: Sequence[Line]) -> None:
         back: dict[str, list[Line]] = {name: [] for name in self.parts}
         for line in lines:
-            name = grant_of(line)
-            if name in back:
-                back[name].append(line)
+            part = back.get(self._part_of.get(id(line), ""))
+            if part is not None:
+                part.append(line)
+        self._part_of.clear()  # the rest were spent
         for name, part in back.items():
             self.parts[name][0].give_back(part)
-
-
-def grant_of(line: Line) -> str:
-    """The grant_type a request line carries."""
-    for param in line[1].split("&"):
-        if param.startswith("grant_type="):
-            return param[len("grant_type=") :]
-    return ""

@@ -3,6 +3,7 @@ and the plain table printed at the end of a run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import attribution
@@ -14,6 +15,15 @@ GRANT_ORDER = ("floor", "client_credentials", "authorization_code", "refresh_tok
 # Issue 5's targets: closed-loop throughput as a fraction of the floor; open-loop p99 at half
 # the closed-loop peak.
 TARGET_VS_FLOOR = {"client_credentials": 0.50, "authorization_code": 0.20, "refresh_token": 0.15}
+# Workload identity's targets: client_credentials by a client without a secret, closed-loop
+# throughput as a fraction of `client_credentials` with its secret (BASELINE) in the same run.
+BASELINE = "client_credentials"
+TARGET_VS_SECRET = {"cc_federated_jwt": 0.80, "cc_private_key_jwt": 0.50}
+CLIENT_AUTH = {
+    BASELINE: "client secret (client_secret_basic)",
+    "cc_federated_jwt": "federated_jwt: one workload token, reused",
+    "cc_private_key_jwt": "private_key_jwt: a fresh assertion per request",
+}
 TARGET_P99_MS = 25.0
 SATURATED = 0.85  # a CPU busy this much of its capacity is the bottleneck
 
@@ -77,12 +87,23 @@ def judge(phase: PhaseResult, ctx: dict[str, Any], floor_rps: float | None) -> s
     return "; ".join(parts)
 
 
+def _versus(
+    phase: PhaseResult, ref: PhaseResult, latencies: tuple[str, ...] = ()
+) -> dict[str, float | None]:
+    """`phase` against `ref` of the same run: the ratio of their rates and of `latencies`."""
+    out: dict[str, float | None] = {"rps": round(phase.outcome.rate / ref.outcome.rate, 3)}
+    mine, theirs = latency(phase), latency(ref)
+    out.update({k: round(mine[k] / theirs[k], 2) if theirs[k] else None for k in latencies})
+    return out
+
+
 def phase_json(
     phase: PhaseResult,
     ctx: dict[str, Any],
     floor: PhaseResult | None,
     signing: dict[str, Any] | None,
     tokens: dict[str, dict[str, int]],
+    baseline: PhaseResult | None = None,
 ) -> dict[str, Any]:
     o = phase.outcome
     lat = latency(phase)
@@ -128,20 +149,22 @@ def phase_json(
     if o.generator_cpu is not None and o.completed:
         data["generator_cpu_us_per_request"] = round(o.generator_cpu / o.completed * 1e6, 1)
     if floor is not None and floor.outcome.completed and phase is not floor:
-        flat = latency(floor)
-        data["vs_floor"] = {"rps": round(o.rate / floor.outcome.rate, 3)}
-        if phase.mode == "closed":  # latency ratios only between closed loops
-            data["vs_floor"].update(
-                {
-                    k: round(lat[k] / flat[k], 2) if flat[k] else None
-                    for k in ("p50", "p90", "p99", "p99.9")
-                }
-            )
+        # latency ratios only between closed loops
+        closed = ("p50", "p90", "p99", "p99.9") if phase.mode == "closed" else ()
+        data["vs_floor"] = _versus(phase, floor, closed)
     if phase.mode == "closed":
         data["bound"] = judge(phase, ctx, floor.outcome.rate if floor else None)
         goal = TARGET_VS_FLOOR.get(phase.name)
         if goal is not None and "vs_floor" in data:
             data["target"] = {"rps_vs_floor_at_least": goal, "met": data["vs_floor"]["rps"] >= goal}
+        goal = TARGET_VS_SECRET.get(phase.name)
+        if goal is not None and baseline is not None and baseline.outcome.completed:
+            versus = _versus(phase, baseline, ("p50", "p99"))
+            data["vs_client_credentials"] = versus
+            data["target_vs_client_credentials"] = {
+                "rps_at_least": goal,
+                "met": (versus["rps"] or 0) >= goal,
+            }
     else:
         lag = o.lag.percentiles((50, 99, 100))
         data["open_loop"] = {
@@ -151,7 +174,7 @@ def phase_json(
         }
         behind = lag[99] > 5000 or (phase.rate and o.scheduled < 0.97 * phase.rate * o.seconds)
         data["open_loop"]["generator_kept_up"] = not behind
-        if phase.name in TARGET_VS_FLOOR or phase.name == "mix":
+        if phase.name in TARGET_VS_FLOOR or phase.name in TARGET_VS_SECRET or phase.name == "mix":
             data["target"] = {"p99_ms_below": TARGET_P99_MS, "met": lat["p99"] < TARGET_P99_MS}
     if phase.name != "floor":
         service = ctx.get("service_measured", False)
@@ -181,13 +204,14 @@ def build(
     tokens: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
     floor = next((p for p in phases if p.name == "floor" and p.mode == "closed"), None)
+    baseline = next((p for p in phases if p.name == BASELINE and p.mode == "closed"), None)
     out: dict[str, Any] = {
         "schema": SCHEMA,
         **meta,
         "signing": signing,
         "jwts_per_response": tokens,
     }
-    out["phases"] = [phase_json(p, ctx, floor, signing, tokens) for p in phases]
+    out["phases"] = [phase_json(p, ctx, floor, signing, tokens, baseline) for p in phases]
     out["floor"] = next((p for p in out["phases"] if p["name"] == "floor"), None)
     out["generator"] = ceiling(floor, ctx)
     return out
@@ -240,6 +264,44 @@ def _f(value: Any, fmt: str = "{:,.1f}", none: str = "-") -> str:
     return none if value is None else fmt.format(value)
 
 
+def _row(
+    p: dict[str, Any], ratio: float | None, width: int, mark: str, cells: list[str], tail: str
+) -> str:
+    """A closed-loop row: name, req/s, a ratio (`width` wide) and its target, `cells`, `tail`."""
+    head = f"{p['name']:20} {p['rps']:>9,.0f} {_f(ratio, '{:.2f}'):>{width}} {mark:>7}"
+    return " ".join([head, *cells]) + f"  {tail}"
+
+
+def _mark(target: dict[str, Any] | None, goal: str) -> str:
+    """A target's column: its ratio, '!' when not met; '-' without one."""
+    if not target:
+        return "-"
+    return f"{target[goal]:.2f}{'' if target['met'] else '!'}"
+
+
+def _client_auth_table(closed: list[dict[str, Any]], add: Callable[[str], None]) -> None:
+    """The client-auth workloads against the client-secret baseline (nothing without them)."""
+    rows = [p for p in closed if "vs_client_credentials" in p]
+    baseline = next((p for p in closed if p["name"] == BASELINE), None)
+    if not rows or baseline is None:
+        return
+    add("")
+    add("client authentication, closed loop: against client_credentials with its secret")
+    add(
+        f"{'workload':20} {'req/s':>9} {'x secret':>9} {'target':>7} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'x p50':>6} {'x p99':>6}  client authentication"
+    )
+    ones = {"rps": 1.0, "p50": 1.0, "p99": 1.0}
+    for p in [baseline, *rows]:
+        vs = p.get("vs_client_credentials", ones)
+        mark = _mark(p.get("target_vs_client_credentials"), "rps_at_least")
+        lat = p["latency_ms"]
+        cells = [f"{lat['p50']:>8.2f}", f"{lat['p99']:>8.2f}"]
+        cells += [f"{_f(vs[k], '{:.2f}'):>6}" for k in ("p50", "p99")]
+        add(_row(p, vs["rps"], 9, mark, cells, CLIENT_AUTH.get(p["name"], "")))
+    add("(target: the issue's minimum ratio to client_credentials with a secret; '!' = not met)")
+
+
 def table(report: dict[str, Any]) -> str:
     lines: list[str] = []
     add = lines.append
@@ -263,17 +325,13 @@ def table(report: dict[str, Any]) -> str:
         )
         for p in closed:
             vs = p.get("vs_floor", {}).get("rps") if p["name"] != "floor" else 1.0
-            target = p.get("target")
-            mark = "-"
-            if target:
-                mark = f"{target['rps_vs_floor_at_least']:.2f}{'' if target['met'] else '!'}"
+            mark = _mark(p.get("target"), "rps_vs_floor_at_least")
             lat = p["latency_ms"]
-            add(
-                f"{p['name']:20} {p['rps']:>9,.0f} {_f(vs, '{:.2f}'):>8} {mark:>7} "
-                f"{lat['p50']:>8.2f} {lat['p90']:>8.2f} {lat['p99']:>8.2f} "
-                f"{lat['p99.9']:>9.2f} {p['errors']['total']:>7}  {p.get('bound', '')}"
-            )
+            cells = [f"{lat[k]:>8.2f}" for k in ("p50", "p90", "p99")]
+            cells += [f"{lat['p99.9']:>9.2f}", f"{p['errors']['total']:>7}"]
+            add(_row(p, vs, 8, mark, cells, p.get("bound", "")))
         add("(target: the issue's minimum ratio to the floor; '!' = not met)")
+        _client_auth_table(closed, add)
     if opened:
         add("")
         add(

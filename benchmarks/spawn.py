@@ -59,6 +59,7 @@ class Stack:
     other_cores: list[int]
     notes: list[str] = field(default_factory=list)
     redis_url: str = ""  # what the service uses (the soak reads its INFO)
+    issuer: str = ""  # TOKENSVC_ISSUER (the audience of workload tokens)
 
 
 def _free_port() -> int:
@@ -225,9 +226,10 @@ def spawn(
 
         port, internal_port = _free_port(), _free_port()
         internal_token = secrets.token_urlsafe(32)
+        issuer = f"http://127.0.0.1:{port}"
         env.update(
             {
-                "TOKENSVC_ISSUER": f"http://127.0.0.1:{port}",
+                "TOKENSVC_ISSUER": issuer,
                 "TOKENSVC_REDIS_URL": redis_url,
                 "TOKENSVC_KEYS_FILE": str(keys_file),
                 "TOKENSVC_INTERNAL_TOKEN": internal_token,
@@ -253,7 +255,7 @@ def spawn(
             floor_url, floor_pid = stack.enter_context(local_floor(workdir, service_cores))
 
         yield Stack(
-            token_url=f"http://127.0.0.1:{port}/token",
+            token_url=f"{issuer}/token",
             internal_url=f"http://127.0.0.1:{internal_port}",
             internal_token=internal_token,
             metrics_url=f"http://127.0.0.1:{port}/metrics",
@@ -269,6 +271,7 @@ def spawn(
             other_cores=other_cores,
             notes=notes,
             redis_url=redis_url,
+            issuer=issuer,
         )
 
 

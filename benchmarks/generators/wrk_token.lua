@@ -1,15 +1,16 @@
 -- wrk (4.x, LuaJIT) script for benchmarks.generators.wrk: one POST per line of a credentials
--- file, each line used once, so every request carries a fresh code or refresh token.
+-- file, each line used once, so every request carries a fresh code, refresh token or client
+-- assertion.
 --
 --   wrk -t T -c C -d 1s -s wrk_token.lua URL -- PREFIX [repeat]
 --
 -- Thread i reads PREFIX<i>.txt; a line is "<Basic credentials or empty>\t<form body>". A thread
 -- that runs out of lines stops sending (and says so): a line is never sent twice. With
--- "repeat" (client_credentials, the floor: nothing is spent) the first line is sent each time. `done`
--- prints, on lines starting with "BENCH ", wrk's totals, each thread's lines used, status
--- counts and `error` codes, and wrk's latency histogram read straight from its C struct
--- (exact, in µs; still with wrk's coordinated-omission "correction", which the Python side
--- takes back out).
+-- "repeat" (client_credentials with a secret or with a reused workload token, the floor:
+-- nothing is spent) the first line is sent each time. `done` prints, on lines starting with
+-- "BENCH ", wrk's totals, each thread's lines used, status counts and `error` codes, and
+-- wrk's latency histogram read straight from its C struct (exact, in µs; still with wrk's
+-- coordinated-omission "correction", which the Python side takes back out).
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { int64_t tv_sec; int64_t tv_usec; } bench_timeval;

@@ -1,7 +1,10 @@
 """Smoke run of the load-testing kit (issue 5): about a second per workload against a spawned
 stack (the session's Redis and Postgres, a fresh database), closed loop (wrk when installed,
-else the Python generator) and open loop (the Python generator). It asserts that nothing
-failed and that the report is well formed, never how fast anything was."""
+else the Python generator) and open loop (the Python generator). Every workload of the default
+run, the client-authentication ones included (a reused federated workload token, a fresh
+private_key_jwt assertion per request), and a mix of all of them. It asserts that nothing
+failed (every answer a 200, the sample of each a token) and that the report is well formed,
+never how fast anything was."""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ from pathlib import Path
 from benchmarks import render
 from tests.bench.kit import run_kit, spawned
 
-WORKLOADS = ("client_credentials", "authorization_code", "refresh_token", "mix")
+GRANTS = ("client_credentials", "authorization_code", "refresh_token")
+CLIENT_AUTH = ("cc_federated_jwt", "cc_private_key_jwt")
+WORKLOADS = (*GRANTS, *CLIENT_AUTH, "mix")
+MIX = "cc=40,refresh=20,code=10,federated_jwt=15,private_key_jwt=15"  # the aliases work too
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 
 
@@ -31,6 +37,8 @@ def test_every_grant_runs_without_errors_and_reports(
         "100",
         "--batch",
         "4000",
+        "--mix",
+        MIX,
     )
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -55,6 +63,14 @@ def test_every_grant_runs_without_errors_and_reports(
             assert phase["time_per_request_us"]["requests"] > 0, where
         if mode == "open":
             assert phase["open_loop"]["scheduled"] > 0, where
+    for name in (*GRANTS, *CLIENT_AUTH):  # the sample answer of each carried an access token
+        assert report["jwts_per_response"][name].get("access_token") == 1, name
+    assert set(report["config"]["mix"]) == {*GRANTS, *CLIENT_AUTH}
+    for name in CLIENT_AUTH:  # against the client-secret baseline of the same run
+        phase = phases[(name, "closed")]
+        assert phase["vs_client_credentials"]["rps"] > 0, name
+        assert set(phase["target_vs_client_credentials"]) == {"rps_at_least", "met"}, name
+    assert "client authentication, closed loop" in (out / "summary.txt").read_text()
     assert report["generator"]["floor_rps"] > 0
     assert report["engines"]["closed"] and report["engines"]["open"]
     assert (out / "summary.txt").read_text().startswith("tokensvc /token benchmark")

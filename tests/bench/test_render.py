@@ -73,8 +73,12 @@ def _check_bench_page(report: dict[str, Any], page: str, table: str) -> None:
         assert any(r.startswith(row) for r in rows), (name, mode, row)
         # its line in the charts' legends
         assert f">{html.escape(name)} ({mode})</text>" in page, (name, mode)
-        if mode == "closed" and "vs_floor" in phase:  # its bar, labelled with the ratio
-            assert f">{phase['vs_floor']['rps']:.2f}</text>" in page, (name, phase["vs_floor"])
+        for versus in ("vs_floor", "vs_client_credentials"):  # its bars, labelled with ratios
+            if mode == "closed" and versus in phase:
+                assert f">{phase[versus]['rps']:.2f}</text>" in page, (name, versus, phase[versus])
+        if "vs_client_credentials" in phase:  # and its row against the client secret
+            row = f"{name:20} {phase['rps']:>9,.0f} {phase['vs_client_credentials']['rps']:>9.2f} "
+            assert row in table, (name, row)
     closed = [p for p in report["phases"] if p["mode"] == "closed"]
     opened = [p for p in report["phases"] if p["mode"] == "open"]
     charts = page.count("<svg")
