@@ -22,7 +22,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
-from tokensvc.http.server import app_runner
+from tokensvc.http.server import TLS_CONTEXT, app_runner
 from tokensvc.models import Client
 from tokensvc.registration import new_client
 from tokensvc.service import TokenService
@@ -228,15 +228,18 @@ class Harness:
 
 
 async def start(svc: TokenService) -> tuple[list[web.AppRunner], str, str]:
+    """Both listeners on loopback; the public one over HTTPS when its settings say so
+    (`TOKENSVC_TLS_*`, as `tokensvc.http.server.serve` does)."""
     runners, urls = [], []
     for app in (public_app(svc), internal_app(svc)):
         runner = app_runner(app)  # the production runner: its limits and its logger
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        tls = app.get(TLS_CONTEXT)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         runners.append(runner)
         host, port = runner.addresses[0][:2]
-        urls.append(f"http://{host}:{port}")
+        urls.append(f"{'https' if tls else 'http'}://{host}:{port}")
     return runners, urls[0], urls[1]
 
 

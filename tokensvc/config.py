@@ -7,6 +7,8 @@ test can build any configuration without touching `os.environ`.
 from __future__ import annotations
 
 import os
+import re
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -51,6 +53,13 @@ class Settings:
     client_cache_ttl: int = 30
     log_format: Literal["json", "console"] = "json"
     trusted_proxies: tuple[str, ...] = ()
+    # RFC 8705 (README, *Client certificates*): the public listener's own certificate and key
+    # (HTTPS when set), the CA bundle client certificates must chain to, and the header in
+    # which a TLS-terminating proxy from `trusted_proxies` forwards the client's certificate.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    client_cert_header: str | None = None
     dev: bool = False
 
     def with_(self, **changes: object) -> Settings:
@@ -139,6 +148,62 @@ def _issuer(raw: str) -> str:
     return raw.rstrip("/")
 
 
+# RFC 9110 §5.1: a field name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+
+
+def _readable(name: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise ConfigError(
+            f"{PREFIX}{name} cannot be read: {path!r} ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def _tls(env: Mapping[str, str], check_files: bool) -> tuple[str | None, ...]:
+    """The TLS settings: certificate and key together or neither, a CA bundle of PEM
+    certificates, a header name that needs trusted proxies. The files are opened and parsed
+    here (`check_files`: the token service), so a bad one stops the start with one line."""
+    cert = env.get(PREFIX + "TLS_CERT_FILE") or None
+    key = env.get(PREFIX + "TLS_KEY_FILE") or None
+    ca = env.get(PREFIX + "TLS_CLIENT_CA_FILE") or None
+    header = env.get(PREFIX + "CLIENT_CERT_HEADER") or None
+    if (cert is None) != (key is None):
+        raise ConfigError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE must be set together")
+    if header is not None:
+        if not _HEADER_NAME.fullmatch(header):
+            raise ConfigError(f"{PREFIX}CLIENT_CERT_HEADER must be a header name, got {header!r}")
+        if not (env.get(PREFIX + "TRUSTED_PROXIES") or "").strip():
+            raise ConfigError(
+                f"{PREFIX}CLIENT_CERT_HEADER is believed only from {PREFIX}TRUSTED_PROXIES: "
+                "set the proxies' networks too"
+            )
+    if check_files:
+        if cert is not None and key is not None:
+            _readable("TLS_CERT_FILE", cert)
+            _readable("TLS_KEY_FILE", key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:  # a password callback, so an encrypted key never prompts on a terminal
+                context.load_cert_chain(cert, key, password=lambda: b"")
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(
+                    f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE are not a PEM certificate "
+                    f"and its unencrypted private key ({getattr(exc, 'reason', None) or exc})"
+                ) from None
+        if ca is not None:
+            from cryptography import x509
+
+            try:
+                x509.load_pem_x509_certificates(_readable("TLS_CLIENT_CA_FILE", ca))
+            except ValueError:
+                raise ConfigError(
+                    f"{PREFIX}TLS_CLIENT_CA_FILE must hold PEM certificates: {ca!r}"
+                ) from None
+    return cert, key, ca, header
+
+
 def load(
     env: Mapping[str, str] | None = None, *, dev: bool = False, signs: bool = True
 ) -> Settings:
@@ -181,6 +246,8 @@ def load(
             f"{PREFIX}TRUSTED_PROXIES must be comma-separated IP networks, got {raw_proxies!r}"
         ) from None
 
+    tls_cert, tls_key, tls_ca, cert_header = _tls(env, check_files=signs)
+
     return Settings(
         issuer=issuer,
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
@@ -205,5 +272,9 @@ def load(
         client_cache_ttl=_int(env, "CLIENT_CACHE_TTL", 30),
         log_format=log_format,  # type: ignore[arg-type]
         trusted_proxies=proxies,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_ca,
+        client_cert_header=cert_header,
         dev=dev,
     )

@@ -29,6 +29,16 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
     return any(ip in net for net in proxies)
 
 
+def is_trusted(address: str, proxies: Sequence[Network]) -> bool:
+    """Is the TCP peer `address` one of the `proxies`? An IPv4-mapped IPv6 peer
+    (`::ffff:10.0.0.1`, from a dual-stack socket) counts as its IPv4 address too."""
+    if _trusted(address, proxies):
+        return True
+    if address.startswith("::ffff:"):
+        return _trusted(address[7:], proxies)
+    return False
+
+
 def client_address(
     peer: str | None, forwarded_for: Sequence[str], proxies: Sequence[Network]
 ) -> str:

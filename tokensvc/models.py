@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from tokensvc.binding import NO_BINDING, Binding
+
 AuthMethod = Literal[
     "client_secret_basic",
     "client_secret_post",
@@ -107,6 +109,9 @@ class Grant:
     amr: tuple[str, ...] | None = None
     sid: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # What every refresh token of the grant is bound to (RFC 8705 §4, public clients only):
+    # a refresh must prove it again. `NO_BINDING` for confidential clients and unbound grants.
+    binding: Binding = NO_BINDING
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,7 @@ UPSERTS: dict[str, tuple[str, list[str]]] = {
             f"ARRAY[{NOW}]::float8[]",
             f"ARRAY[{NEW_HASH}]",
             f"ARRAY[{NOW + 3600}]::float8[]",
+            "ARRAY[NULL]::text[]",
         ],
     ),
     "revoke family": (pg._REVOKE, ["'grant-00017'", ts(NOW)]),

@@ -277,9 +277,13 @@ async def _open_login(h: Harness, backend: Backend, http: aiohttp.ClientSession)
 
 
 @asynccontextmanager
-async def _serve(backend: Backend, with_login: bool) -> AsyncIterator[tuple[Harness, Login | None]]:
+async def _serve(
+    backend: Backend, with_login: bool, settings: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[Harness, Login | None]]:
     keys = keyset_from_jwks(generate_jwks("ES256"))
-    svc = make_service(backend.stores, keys, Clock(time.time()), code_ttl=600)
+    svc = make_service(
+        backend.stores, keys, Clock(time.time()), **{"code_ttl": 600, **(settings or {})}
+    )
     async with AsyncExitStack() as stack:
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20))
         stack.push_async_callback(http.close)
@@ -300,18 +304,23 @@ async def _serve(backend: Backend, with_login: bool) -> AsyncIterator[tuple[Harn
 
 @contextmanager
 def running_stack(
-    backend: str, urls: tuple[str, str] | None, *, with_login: bool = False, log_sink: Any = None
+    backend: str,
+    urls: tuple[str, str] | None,
+    *,
+    with_login: bool = False,
+    log_sink: Any = None,
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """Start a backend, the services and the world on a loop of their own; on the way out
     stop everything and check the services' log: no credential the fuzz knew, no traceback
-    and no 5xx, whatever the module sent."""
+    and no 5xx, whatever the module sent. `settings` override the token service's."""
     mark = log_sink.mark() if log_sink is not None else 0
     with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
         exits = AsyncExitStack()
 
         async def up() -> tuple[Harness, Login | None, World]:
             store = await exits.enter_async_context(open_backend(backend, urls))
-            harness, login = await exits.enter_async_context(_serve(store, with_login))
+            harness, login = await exits.enter_async_context(_serve(store, with_login, settings))
             return harness, login, await build_world(harness)
 
         try:

@@ -33,6 +33,8 @@ SUPPORTED_METHODS: tuple[AuthMethod, ...] = (
     "none",
     "private_key_jwt",
     "federated_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
 )
 
 

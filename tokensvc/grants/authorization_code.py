@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tokensvc import pkce
+from tokensvc.binding import Binding
 from tokensvc.errors import InvalidGrant, InvalidRequest
-from tokensvc.grants.common import GrantType, token_response, user_tokens
+from tokensvc.grants.common import GrantType, bind_refresh, token_response, user_tokens
 from tokensvc.models import Client, CodeReplayed
 from tokensvc.opaque import REFRESH_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService
 
 
-async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -> bytes:
+async def handle(
+    svc: TokenService, client: Client, params: Mapping[str, str], binding: Binding
+) -> bytes:
     code = params.get("code")
     redirect_uri = params.get("redirect_uri")
     verifier = params.get("code_verifier")
@@ -38,7 +41,7 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         )
     if record is None or record.expires_at <= now:
         raise InvalidGrant("The code is invalid or expired.")
-    grant = record.grant
+    grant = bind_refresh(client, record.grant, binding)
     if grant.client_id != client.client_id:
         raise InvalidGrant("The code was issued to another client.")
     if record.redirect_uri != redirect_uri:
@@ -52,7 +55,7 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         raise InvalidGrant("PKCE verification failed.")
 
     issued_at = int(now)
-    access, id_token = user_tokens(svc, grant, grant.scope, issued_at, record.nonce)
+    access, id_token = user_tokens(svc, grant, grant.scope, issued_at, record.nonce, binding)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = new_value(REFRESH_BYTES, svc.entropy)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
+from tokensvc.binding import NO_BINDING, Binding
 from tokensvc.models import Client, Grant
 from tokensvc.service import TokenService
 
-Handler = Callable[[TokenService, Client, Mapping[str, str]], Awaitable[bytes]]
+# (service, authenticated client, the grant's parameters, what the request proved: its client
+# certificate, RFC 8705 §3; `NO_BINDING` when nothing) -> the JSON body of the response.
+Handler = Callable[[TokenService, Client, Mapping[str, str], Binding], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +48,19 @@ def token_response(
 
 
 def user_tokens(
-    svc: TokenService, grant: Grant, scope: str, now: int, nonce: str | None = None
+    svc: TokenService,
+    grant: Grant,
+    scope: str,
+    now: int,
+    nonce: str | None = None,
+    binding: Binding = NO_BINDING,
 ) -> tuple[str, str | None]:
     """The access token and, when `openid` is in `scope`, the ID token for a person's grant.
     `scope` is the one being issued (narrowed at refresh): both tokens carry it, and the ID
-    token releases only the claims it covers, as /userinfo does (OIDC Core §5.4)."""
+    token releases only the claims it covers, as /userinfo does (OIDC Core §5.4). The access
+    token is bound to `binding` (RFC 8705 §3)."""
     access = svc.minter.access_token(
-        sub=grant.sub, client_id=grant.client_id, scope=scope, now=now, grant=grant
+        sub=grant.sub, client_id=grant.client_id, scope=scope, now=now, grant=grant, binding=binding
     )
     id_token = None
     if "openid" in scope.split(" "):
@@ -59,3 +68,11 @@ def user_tokens(
             grant=grant, access_token=access, now=now, nonce=nonce, scope=scope
         )
     return access, id_token
+
+
+def bind_refresh(client: Client, grant: Grant, binding: Binding) -> Grant:
+    """The grant to store: a public client's refresh tokens are bound to what its request
+    proved (RFC 8705 §4), a confidential client's to its authentication alone."""
+    if binding is NO_BINDING or not client.public:
+        return grant
+    return replace(grant, binding=binding)

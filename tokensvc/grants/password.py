@@ -10,16 +10,19 @@ from collections.abc import Mapping
 
 from tokensvc import passwords
 from tokensvc import scope as scopes
+from tokensvc.binding import Binding
 from tokensvc.claims import released_claims
 from tokensvc.errors import InvalidGrant, InvalidRequest
-from tokensvc.grants.common import GrantType, token_response, user_tokens
+from tokensvc.grants.common import GrantType, bind_refresh, token_response, user_tokens
 from tokensvc.limits.failures import PER_USERNAME
 from tokensvc.models import Client, Grant
 from tokensvc.opaque import REFRESH_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService
 
 
-async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -> bytes:
+async def handle(
+    svc: TokenService, client: Client, params: Mapping[str, str], binding: Binding
+) -> bytes:
     username, password = params.get("username"), params.get("password")
     if username is None or password is None:
         raise InvalidRequest("username and password are required.")
@@ -46,7 +49,8 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         amr=("pwd",),
         claims=released_claims(user, scope),
     )
-    access, id_token = user_tokens(svc, grant, scope, int(now))
+    grant = bind_refresh(client, grant, binding)
+    access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding)
     refresh = (
         new_value(REFRESH_BYTES, svc.entropy) if "refresh_token" in client.grant_types else None
     )

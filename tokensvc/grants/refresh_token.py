@@ -11,10 +11,11 @@ from collections.abc import Mapping
 
 from tokensvc import opaque
 from tokensvc import scope as scopes
+from tokensvc.binding import Binding
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, token_response, user_tokens
 from tokensvc.grants.rotation import Repeated, Rotated, rotate
-from tokensvc.models import Client, RefreshState, Successor
+from tokensvc.models import Client, Grant, RefreshState, Successor
 from tokensvc.service import TokenService
 
 
@@ -24,7 +25,9 @@ def _associated(token_hash: bytes, client: Client) -> bytes:
     return token_hash + b"\0" + client.client_id.encode()
 
 
-async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -> bytes:
+async def handle(
+    svc: TokenService, client: Client, params: Mapping[str, str], binding: Binding
+) -> bytes:
     presented = params.get("refresh_token")
     if presented is None:
         raise InvalidRequest("refresh_token is required.")
@@ -38,9 +41,10 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         grant = state.grant
         if grant.client_id != client.client_id:
             raise InvalidGrant("The refresh token was issued to another client.")
+        _check_binding(state.grant, binding)
         scope = scopes.narrow(params.get("scope"), scopes.parse(grant.scope), grant.scope)
         new = opaque.new_value(opaque.REFRESH_BYTES, svc.entropy)
-        access, id_token = user_tokens(svc, grant, scope, int(now))
+        access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding)
         body = token_response(
             svc, access_token=access, scope=scope, refresh_token=new, id_token=id_token
         )
@@ -57,6 +61,8 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
         svc.metrics.rotations.labels(client.client_id).inc()
         return body
     if isinstance(outcome, Repeated):
+        if outcome.grant is not None:
+            _check_binding(outcome.grant, binding)
         repeated = opaque.unseal(presented, aad, outcome.sealed_response)
         if repeated is not None:
             svc.metrics.grace_repeats.labels(client.client_id).inc()
@@ -68,6 +74,16 @@ async def handle(svc: TokenService, client: Client, params: Mapping[str, str]) -
             "Refresh token reuse detected; the grant is revoked.", detail="refresh reuse"
         )
     raise InvalidGrant("The refresh token is invalid, expired or revoked.")
+
+
+def _check_binding(grant: Grant, binding: Binding) -> None:
+    """RFC 8705 §4: a public client's refresh token bound to a certificate is refreshed only
+    with that certificate."""
+    if not grant.binding.admits(binding):
+        raise InvalidGrant(
+            "The refresh token is bound to a client certificate this request did not present.",
+            detail="refresh binding",
+        )
 
 
 GRANT = GrantType("refresh_token", frozenset({"refresh_token", "scope"}), handle)

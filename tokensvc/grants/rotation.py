@@ -9,9 +9,9 @@ store to rotate; the store never calls back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tokensvc.models import RefreshState, Successor
+from tokensvc.models import Grant, RefreshState, Successor
 from tokensvc.storage.protocols import GrantStore
 
 
@@ -35,6 +35,8 @@ class Repeated:
     response (the same successor), creating nothing new."""
 
     sealed_response: bytes
+    # The token's grant, for checks the repeat must pass too (its binding, RFC 8705 §4).
+    grant: Grant | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,7 @@ def decide(state: RefreshState | None, now: float, grace: float) -> Decision:
     if state.retired_at is None:
         return Live(state)
     if grace > 0 and now - state.retired_at < grace and state.successor_box is not None:
-        return Repeated(state.successor_box)
+        return Repeated(state.successor_box, state.grant)
     return Rejected(reused=True)
 
 

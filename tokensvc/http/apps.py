@@ -7,8 +7,9 @@ from aiohttp import web
 
 from tokensvc.clientauth import ClientAuth
 from tokensvc.clientauth.assertion import AssertionVerifier
+from tokensvc.clientauth.mtls import CertificateMatcher
 from tokensvc.clientauth.remotekeys import RemoteKeys
-from tokensvc.http import discovery, health, internal
+from tokensvc.http import discovery, health, internal, tls
 from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, SERVICE
 from tokensvc.http.forms import MAX_BODY
 from tokensvc.http.introspect import introspect
@@ -26,6 +27,7 @@ def public_app(svc: TokenService) -> web.Application:
     app[METRICS] = svc.metrics
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
     app[CLIENT_AUTH] = client_auth(app, svc)
+    tls.configure(app, svc.settings)  # HTTPS and client certificates (RFC 8705)
     app.router.add_post("/token", token)
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)
@@ -52,7 +54,10 @@ def client_auth(app: web.Application, svc: TokenService) -> ClientAuth:
     assertions = AssertionVerifier(
         svc.settings.issuer, stores.replay, stores.federations, remote, clock=svc.clock
     )
-    return ClientAuth(stores.clients, stores.lockouts, assertions=assertions)
+    certificates = CertificateMatcher.from_file(svc.settings.tls_client_ca_file, clock=svc.clock)
+    return ClientAuth(
+        stores.clients, stores.lockouts, assertions=assertions, certificates=certificates
+    )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

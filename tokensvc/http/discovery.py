@@ -44,6 +44,8 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
+        # RFC 8705 §3.3: a request with a client certificate gets certificate-bound tokens.
+        "tls_client_certificate_bound_access_tokens": True,
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
             "iss",

@@ -22,7 +22,19 @@ from tokensvc.service import TokenService
 from tokensvc.signing.verify import InvalidToken
 
 INACTIVE: dict[str, Any] = {"active": False}
-_ACCESS_CLAIMS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "auth_time")
+# `cnf`: what the token is bound to (RFC 8705 §3.2, RFC 7662 §2.2).
+_ACCESS_CLAIMS = (
+    "scope",
+    "client_id",
+    "sub",
+    "exp",
+    "iat",
+    "iss",
+    "aud",
+    "jti",
+    "auth_time",
+    "cnf",
+)
 
 
 async def _access(svc: TokenService, token: str) -> dict[str, Any]:

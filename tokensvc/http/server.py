@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -46,6 +47,8 @@ class Lifecycle:
 
 
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# An application served over HTTPS sets this (`tokensvc.http.tls`); the others serve HTTP.
+TLS_CONTEXT = web.AppKey("tls_context", ssl.SSLContext)
 
 
 class ProtocolLog(logging.Logger):
@@ -194,7 +197,14 @@ async def serve(
             runner = app_runner(app, shutdown_timeout=shutdown_timeout)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port).start()
+            await web.TCPSite(
+                runner,
+                host,
+                port,
+                backlog=1024,
+                reuse_port=reuse_port,
+                ssl_context=app.get(TLS_CONTEXT),  # HTTPS where the app asks for it
+            ).start()
         if started is not None:
             result = started()
             if result is not None:

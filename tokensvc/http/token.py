@@ -1,8 +1,10 @@
 """`POST /token` (RFC 6749 §3.2): a flat list of steps, then the grant's own handler.
 
-read the form -> pick the grant -> authenticate the client (refused while its client_id is
-locked out) -> take one request from its rate limit, if it has one -> check it may use the
-grant -> keep only the grant's parameters -> handle. Responses carry `Cache-Control: no-store`.
+read the form -> pick the grant -> the client certificate, if the listener takes any ->
+authenticate the client (refused while its client_id is locked out) -> take one request from
+its rate limit, if it has one -> check it may use the grant -> keep only the grant's
+parameters -> handle, bound to the certificate (RFC 8705 §3: `cnf` in the access token).
+Responses carry `Cache-Control: no-store`.
 
 The rate limit is checked after authentication: a client_id is public, so a limit checked
 before would let anyone spend a client's requests by sending its id. Unauthenticated floods
@@ -15,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tokensvc import limits
+from tokensvc.binding import NO_BINDING, certificate_binding
 from tokensvc.clientauth import authenticate
 from tokensvc.errors import (
     InvalidRequest,
@@ -23,7 +26,7 @@ from tokensvc.errors import (
     UnsupportedGrantType,
 )
 from tokensvc.grants import REGISTRY
-from tokensvc.http.appkeys import CLIENT_AUTH, SERVICE
+from tokensvc.http.appkeys import CLIENT_AUTH, CLIENT_CERTS, SERVICE
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
@@ -44,9 +47,11 @@ async def token(request: web.Request) -> web.Response:
         fields["grant_type"] = "unsupported"
         raise UnsupportedGrantType()
     fields["grant_type"] = grant_type
+    certs = request.app[CLIENT_CERTS]
+    certificate = None if certs is None else certs.of(request)
     try:
         client = await authenticate(
-            request.app[CLIENT_AUTH], request.headers.get("Authorization"), params
+            request.app[CLIENT_AUTH], request.headers.get("Authorization"), params, certificate
         )
         fields["client_id"] = client.client_id
         if client.rate_limit is not None:
@@ -56,5 +61,7 @@ async def token(request: web.Request) -> web.Response:
         raise
     if grant_type not in client.grant_types:
         raise UnauthorizedClient()
-    body = await grant.handle(svc, client, {k: params[k] for k in grant.parameters & params.keys()})
+    binding = NO_BINDING if certificate is None else certificate_binding(certificate)
+    parameters = {k: params[k] for k in grant.parameters & params.keys()}
+    body = await grant.handle(svc, client, parameters, binding)
     return web.Response(body=body, headers=TOKEN_HEADERS)

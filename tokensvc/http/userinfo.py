@@ -2,7 +2,8 @@
 
 Returns `sub` and the claims released for the grant, narrowed to the token's scope. The token
 comes from the `Authorization: Bearer` header or, for POST, the `access_token` form field
-(RFC 6750 §2.2) — never both.
+(RFC 6750 §2.2) — never both. A certificate-bound token (`cnf.x5t#S256`) is accepted only
+with that client certificate (RFC 8705 §3).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokensvc import accesstoken
+from tokensvc.binding import x5t_s256
 from tokensvc.claims import claims_for_scope
-from tokensvc.http.appkeys import SERVICE
+from tokensvc.errors import InvalidRequest
+from tokensvc.http.appkeys import CLIENT_CERTS, SERVICE
 from tokensvc.http.forms import FORM, read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE, json_response
@@ -38,6 +41,16 @@ async def _presented(request: web.Request) -> tuple[str | None, bool]:
     return from_header or from_form, ambiguous
 
 
+def _holds(request: web.Request, thumbprint: object) -> bool:
+    """Did the request present the client certificate of `thumbprint` (RFC 8705 §3)?"""
+    certs = request.app[CLIENT_CERTS]
+    try:
+        certificate = None if certs is None else certs.of(request)
+    except InvalidRequest:
+        return False
+    return certificate is not None and x5t_s256(certificate) == thumbprint
+
+
 async def userinfo(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     token, ambiguous = await _presented(request)
@@ -51,6 +64,12 @@ async def userinfo(request: web.Request) -> web.Response:
         request[LOG_FIELDS]["error"] = "invalid_token"
         return _challenge(401, "invalid_token", str(exc))
     request[LOG_FIELDS]["client_id"] = checked.claims["client_id"]
+    cnf = checked.claims.get("cnf")
+    if isinstance(cnf, dict) and "x5t#S256" in cnf and not _holds(request, cnf["x5t#S256"]):
+        request[LOG_FIELDS]["error"] = "invalid_token"
+        return _challenge(
+            401, "invalid_token", "The token is bound to a client certificate not presented."
+        )
     if checked.grant is None or "openid" not in checked.scope.split(" "):
         request[LOG_FIELDS]["error"] = "insufficient_scope"
         return _challenge(403, "insufficient_scope", "The token lacks the openid scope.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tokensvc.binding import NO_BINDING, Binding
 from tokensvc.claims import claims_for_scope
 from tokensvc.models import Grant
 from tokensvc.opaque import Entropy, new_value
@@ -35,8 +36,17 @@ class TokenMinter:
         return self.keys.signer
 
     def access_token(
-        self, *, sub: str, client_id: str, scope: str, now: int, grant: Grant | None = None
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str,
+        now: int,
+        grant: Grant | None = None,
+        binding: Binding = NO_BINDING,
     ) -> str:
+        """`binding`: what the token request proved; anything but `NO_BINDING` becomes the
+        token's `cnf` (RFC 8705 §3.1, RFC 9068 §2.2.1)."""
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": sub,
@@ -54,6 +64,8 @@ class TokenMinter:
                 claims["acr"] = grant.acr
             if grant.amr:
                 claims["amr"] = list(grant.amr)
+        if binding is not NO_BINDING:
+            claims["cnf"] = binding.cnf()
         return self.keys.signer_at(now).sign(claims, "at+jwt")
 
     def id_token(
