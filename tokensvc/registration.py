@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from argon2 import PasswordHasher
 
 from tokensvc import scope as scopes
+from tokensvc import subjectdn
 from tokensvc.errors import InvalidScope
 from tokensvc.models import (
     AUTH_METHODS,
@@ -115,6 +116,13 @@ def check_credentials(method: str, credentials: Credentials) -> Credentials:
             raise RegistrationError(f"{_FLAG[field_name]} must be a non-empty name")
     if credentials.tls_san_uri is not None and not urlsplit(credentials.tls_san_uri).scheme:
         raise RegistrationError("--tls-san-uri must be an absolute URI (e.g. spiffe://...)")
+    if credentials.tls_subject_dn is not None:
+        try:  # the rule /token matches by (tokensvc.subjectdn)
+            subjectdn.parse(credentials.tls_subject_dn)
+        except subjectdn.BadDN as exc:
+            raise RegistrationError(
+                f"--tls-subject-dn must be an RFC 4514 DN such as CN=api,O=Example: {exc}"
+            ) from None
     return credentials
 
 

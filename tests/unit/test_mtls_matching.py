@@ -263,3 +263,19 @@ def _intermediate(root: Issued, cn: str) -> Issued:
         .sign(root.key, hashes.SHA256())
     )
     return Issued(cert, key)
+
+
+def test_client_add_refuses_a_dn_that_could_never_match() -> None:
+    from tokensvc.registration import RegistrationError, new_client
+
+    def register(dn: str) -> Client:
+        return new_client(
+            name="svc",
+            grant_types=["client_credentials"],
+            auth_method="tls_client_auth",
+            credentials=Credentials(tls_subject_dn=dn),
+        )[0]
+
+    assert register("CN=api, O=Example\\, Inc").credentials.tls_subject_dn
+    with pytest.raises(RegistrationError, match="--tls-subject-dn"):
+        register("CN=api;O=Example")
