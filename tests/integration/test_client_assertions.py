@@ -423,13 +423,13 @@ async def test_a_reused_workload_token_is_verified_once(
         Credentials(federated_issuer=K8S, federated_subject="system:serviceaccount:ns:app"),
     )
     verified = []
-    original = module.jwt.decode
+    original = module.jwsverify.verified_claims
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         verified.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(module.jwt, "decode", counting)
+    monkeypatch.setattr(module.jwsverify, "verified_claims", counting)
     token = workload_token(issuer_key, K8S, "system:serviceaccount:ns:app")
     for _ in range(5):
         assert (await token_with(harness, token, client.client_id)).status == 200

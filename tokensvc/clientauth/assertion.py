@@ -17,26 +17,19 @@ pays the signature check once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import orjson
-from joserfc import jwt
-from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import KeySet
-
+from tokensvc import jwsverify
 from tokensvc.clientauth.remotekeys import KeysUnavailable, RemoteKeys
 from tokensvc.errors import InvalidClient
 from tokensvc.models import Client, Federation
 from tokensvc.opaque import lookup_hash
-from tokensvc.publickeys import ASSERTION_ALGS, BadKeys, key_set
+from tokensvc.publickeys import ASSERTION_ALGS, BadKeys, PublicKey, public_keys
 from tokensvc.storage.protocols import FederationStore, ReplayStore
 
 MAX_LIFETIME = 600  # seconds an assertion may be valid ahead (SPEC; RFC 7523 §3 leaves it open)
@@ -48,7 +41,7 @@ VERIFIED_MAX = 10_000  # verified workload tokens remembered at once
 @dataclass(slots=True)
 class _Inline:
     jwks: dict[str, Any]
-    keys: KeySet
+    keys: tuple[PublicKey, ...]
 
 
 class AssertionVerifier:
@@ -82,9 +75,9 @@ class AssertionVerifier:
     # ------------------------------------------------------------------ private_key_jwt
 
     async def _private_key_jwt(self, client: Client, assertion: str) -> None:
-        header = _header(assertion)
-        keys = await self._client_keys(client, header.get("kid"))
-        claims = _verified(assertion, keys)
+        compact = _parsed(assertion)
+        keys = await self._client_keys(client, compact.header.get("kid"))
+        claims = _verified(compact, keys)
         now = self._clock()
         if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
             raise InvalidClient("The assertion's iss and sub must be the client_id.")
@@ -100,7 +93,7 @@ class AssertionVerifier:
         if not await self._replay.first_use(key, exp + LEEWAY):
             raise InvalidClient("The assertion was used before.", detail="assertion replay")
 
-    async def _client_keys(self, client: Client, kid: object) -> KeySet:
+    async def _client_keys(self, client: Client, kid: object) -> tuple[PublicKey, ...]:
         credentials = client.credentials
         if credentials.jwks_uri is not None:
             return await self._fetched(credentials.jwks_uri, kid)
@@ -109,13 +102,13 @@ class AssertionVerifier:
         cached = self._inline.get(client.client_id)
         if cached is None or cached.jwks is not credentials.jwks:
             try:
-                cached = _Inline(credentials.jwks, key_set(credentials.jwks))
+                cached = _Inline(credentials.jwks, public_keys(credentials.jwks))
             except BadKeys:
                 raise InvalidClient("The client's keys cannot be used.") from None
             self._inline[client.client_id] = cached
         return cached.keys
 
-    async def _fetched(self, url: str, kid: object) -> KeySet:
+    async def _fetched(self, url: str, kid: object) -> tuple[PublicKey, ...]:
         try:
             return await self._remote.keys(url, kid if isinstance(kid, str) else None)
         except KeysUnavailable as exc:
@@ -138,16 +131,16 @@ class AssertionVerifier:
         until = self._verified.get(remembered)
         if until is not None and until > now:
             return
-        header = _header(token)
+        compact = _parsed(token)
         if federation.jwks_uri is not None:
-            keys = await self._fetched(federation.jwks_uri, header.get("kid"))
+            keys = await self._fetched(federation.jwks_uri, compact.header.get("kid"))
         else:
             assert federation.jwks is not None
             try:
-                keys = key_set(federation.jwks)
+                keys = public_keys(federation.jwks)
             except BadKeys:
                 raise InvalidClient("The federation's keys cannot be used.") from None
-        claims = _verified(token, keys)
+        claims = _verified(compact, keys)
         if claims.get("iss") != issuer:
             raise InvalidClient("The workload token is from another issuer.")
         subject = claims.get("sub")
@@ -188,34 +181,21 @@ def subject_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("[^/:]*".join(re.escape(part) for part in pattern.split("*")))
 
 
-def _header(token: str) -> dict[str, Any]:
-    """The JOSE header, before any key is chosen; refuses what is no signed JWT here."""
-    head = token.split(".", 1)[0]
-    try:
-        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise InvalidClient("Malformed client assertion.") from None
-    if not isinstance(header, dict) or header.get("alg") not in ASSERTION_ALGS:
-        raise InvalidClient(
-            f"The assertion must be signed with one of {', '.join(ASSERTION_ALGS)}."
-        )
-    return header
-
-
-def _verified(token: str, keys: KeySet) -> dict[str, Any]:
-    """The claims, once the signature verifies with one of `keys` (joserfc; `none` and HMAC
+def _parsed(token: str) -> jwsverify.Compact:
+    """The JWS, before any key is chosen; refuses what is no signed JWT here (`none` and HMAC
     algorithms are never allowed)."""
     try:
-        with warnings.catch_warnings():
-            # joserfc warns on "EdDSA" (RFC 9864 prefers "Ed25519"); the SPEC accepts it.
-            warnings.simplefilter("ignore", SecurityWarning)
-            token_obj = jwt.decode(token, keys, algorithms=list(ASSERTION_ALGS))
-    except (JoseError, ValueError, TypeError):
+        return jwsverify.parse(token, ASSERTION_ALGS)
+    except jwsverify.BadJws as exc:
+        raise InvalidClient(str(exc)) from None
+
+
+def _verified(compact: jwsverify.Compact, keys: tuple[PublicKey, ...]) -> dict[str, Any]:
+    """The claims, once the signature verifies with one of `keys`."""
+    try:
+        return jwsverify.verified_claims(compact, keys)
+    except jwsverify.BadJws:
         raise InvalidClient("The assertion's signature does not verify.") from None
-    claims = token_obj.claims
-    if not isinstance(claims, dict):
-        raise InvalidClient("Malformed client assertion.")
-    return claims
 
 
 def _expiry(claims: dict[str, Any], now: float) -> float:

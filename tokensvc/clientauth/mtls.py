@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtensionOID
 from tokensvc import subjectdn
 from tokensvc.errors import InvalidClient
 from tokensvc.models import Client, Credentials
-from tokensvc.publickeys import BadKeys, key_set
+from tokensvc.publickeys import BadKeys, public_keys
 
 VERIFIED_TTL = 300.0  # seconds a verified chain is trusted without verifying it again
 VERIFIED_MAX = 10_000  # certificates remembered at once
@@ -222,6 +222,6 @@ def _spki(key: Any) -> bytes:
 
 def _spki_of(jwks: dict[str, Any]) -> frozenset[bytes]:
     try:
-        return frozenset(_spki(key.public_key) for key in key_set(jwks).keys)
+        return frozenset(_spki(key.key) for key in public_keys(jwks))
     except BadKeys:
         raise InvalidClient("The client's keys cannot be used.") from None

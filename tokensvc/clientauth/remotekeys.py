@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
-from joserfc.jwk import KeySet
 
-from tokensvc.publickeys import BadKeys, check_public_jwks, key_set
+from tokensvc.publickeys import BadKeys, PublicKey, public_keys
 
 MIN_TTL, DEFAULT_TTL, MAX_TTL = 60.0, 300.0, 3600.0
 REFETCH_INTERVAL = 60.0  # seconds between fetches of one URL for an unknown kid
@@ -41,7 +40,7 @@ class KeysUnavailable(Exception):
 
 @dataclass(slots=True)
 class _Entry:
-    keys: KeySet
+    keys: tuple[PublicKey, ...]
     kids: frozenset[str]
     expires: float
     fetched: float
@@ -69,7 +68,7 @@ class RemoteKeys:
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
-    async def keys(self, url: str, kid: str | None = None) -> KeySet:
+    async def keys(self, url: str, kid: str | None = None) -> tuple[PublicKey, ...]:
         """The keys at `url`: cached while fresh, fetched when stale or when `kid` is one the
         cached set lacks (at most once a minute). Raises `KeysUnavailable`."""
         entry = self._entries.get(url)
@@ -127,12 +126,11 @@ class RemoteKeys:
         if len(body) > MAX_BYTES:
             raise KeysUnavailable("the key URL sent more than 64 KiB")
         try:
-            jwks = check_public_jwks(orjson.loads(body))
-            keys = key_set(jwks)
+            keys = public_keys(orjson.loads(body))
         except (orjson.JSONDecodeError, BadKeys) as exc:
             raise KeysUnavailable(f"the key URL sent no usable JWK Set: {exc}") from None
         now = self._clock()
-        kids = frozenset(k["kid"] for k in jwks["keys"] if isinstance(k.get("kid"), str))
+        kids = frozenset(key.kid for key in keys if key.kid is not None)
         return _Entry(keys, kids, now + cache_ttl(cache_control), now)
 
     def _client(self) -> aiohttp.ClientSession:
