@@ -50,6 +50,25 @@ async def test_of_fifty_racing_uses_exactly_one_is_first(replay: Backend) -> Non
     assert won.count(True) == 1
 
 
+async def test_values_checked_together_keep_their_own_answers_and_expiries(
+    replay: Backend,
+) -> None:
+    # In one turn of the event loop: one script call on Redis, each key with its own expiry.
+    used, short, long = lookup_hash("used"), lookup_hash("short-1"), lookup_hash("long-1")
+    assert await replay.store.first_use(used, replay.now() + 60) is True
+    now = replay.now()
+    answers = await asyncio.gather(
+        replay.store.first_use(short, now + 1),
+        replay.store.first_use(used, now + 60),
+        replay.store.first_use(long, now + 60),
+        replay.store.first_use(short, now + 1),
+    )
+    assert answers == [True, False, True, False]
+    await replay.advance(2.2)
+    assert await replay.store.first_use(short, replay.now() + 1) is True
+    assert await replay.store.first_use(long, replay.now() + 60) is False
+
+
 async def test_a_value_is_remembered_until_it_expires(replay: Backend) -> None:
     key = lookup_hash("short")
     assert await replay.store.first_use(key, replay.now() + 1) is True

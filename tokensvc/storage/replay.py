@@ -2,20 +2,35 @@
 §11.1): the first use of a key wins, on every replica, until the value expires anyway.
 
 Redis when configured (`SET NX EXAT`: one atomic command, so of any number of replicas and
-requests racing one key exactly one is first); memory otherwise.
+requests racing one key exactly one is first); memory otherwise. Checks that arrive in the
+same turn of the event loop share one script call (`storage.batch`), as code exchanges do:
+one round trip for the batch, on a single server or behind Sentinel; on a cluster each key is
+its own call (a script touches one hash slot).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
 from tokensvc.inprocess import InProcess
-from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, RedisStore
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, RedisStore, is_cluster
+from tokensvc.storage.batch import Batcher
 
 KEY_PREFIX = "tokensvc:once:"
+
+# KEYS: the keys of one batch; ARGV[i]: the Unix time KEYS[i] may go. 1 where the key was
+# set (its first use), 0 where it was there already. Each SET NX is atomic on its own.
+_FIRST_USES = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'EXAT', ARGV[i]) then out[i] = 1 else out[i] = 0 end
+end
+return out
+"""
 
 
 class MemoryReplay(InProcess):
@@ -36,12 +51,22 @@ class MemoryReplay(InProcess):
 class RedisReplay(RedisStore):
     def __init__(self, client: RedisClient) -> None:
         super().__init__(client)
+        self._script: Any = client.register_script(_FIRST_USES)
+        self._submit = self._one if is_cluster(client) else Batcher(self._many).submit
 
     async def first_use(self, key: bytes, until: float) -> bool:
-        name = KEY_PREFIX + key.hex()
         # Whole seconds, rounded up: the key never goes before `until`.
         expires = max(int(until) + 1, int(time.time()) + 1)
+        return await self._submit((KEY_PREFIX + key.hex(), expires))
+
+    async def _many(self, items: list[tuple[str, int]]) -> list[bool]:
+        keys = [name for name, _ in items]
         try:
-            return bool(await self._redis.set(name, b"1", nx=True, exat=expires))
+            results = await self._script(keys=keys, args=[expires for _, expires in items])
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable("redis", exc) from exc
+        return [bool(result) for result in results]
+
+    async def _one(self, item: tuple[str, int]) -> bool:
+        (first,) = await self._many([item])
+        return first
