@@ -1,6 +1,7 @@
-"""`python -m benchmarks [soak | render] ...`: the load test (benchmarks/cli.py), the soak
-(benchmarks/soak/cli.py) or a report.json's HTML page (benchmarks/render.py). See
-benchmarks/README.md. The commands are imported here, when chosen: none imports another."""
+"""`python -m benchmarks [soak | tls | render] ...`: the load test (benchmarks/cli.py), the soak
+(benchmarks/soak/cli.py), `/token` over mutual TLS with ApacheBench (benchmarks/tls.py) or a
+report.json's HTML page (benchmarks/render.py). See benchmarks/README.md. The commands are
+imported here, when chosen: none imports another."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.soak.cli import main as soak
 
         return soak(rest)
+    if command == "tls":
+        from benchmarks.tls import main as tls
+
+        return tls(rest)
     if command == "render":
         from benchmarks.render import main as render
 

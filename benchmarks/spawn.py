@@ -7,7 +7,9 @@
   `tokensvc keys generate`;
 * `tokensvc serve token` with N workers, pinned to the service cores (default core 0), its
   JSON request log going to /dev/null;
-* the floor server (benchmarks.floor), pinned to the same cores.
+* the floor server (benchmarks.floor), pinned to the same cores;
+* with `tls=`, a second `tokensvc serve token` with the same settings serving HTTPS with
+  client certificates (`python -m benchmarks tls`), pinned to the same cores.
 
 This process (and so wrk, the Python generator, Redis and Postgres, which it starts) moves to
 the other cores first. Everything is stopped on exit, Ctrl-C included.
@@ -20,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,6 +63,18 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     redis_url: str = ""  # what the service uses (the soak reads its INFO)
     issuer: str = ""  # TOKENSVC_ISSUER (the audience of workload tokens)
+    tls_token_url: str = ""  # the HTTPS service's /token, with `tls=`
+    tls_service_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a second, HTTPS token service: its certificate and key, the CA its
+    client certificates chain to (which also signed `cert`: readiness is checked with it)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
 
 
 def _free_port() -> int:
@@ -90,9 +105,9 @@ def _wait(
     raise SpawnError(f"{what} did not {expected} within {START_TIMEOUT:.0f} s")
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=1, context=context) as resp:  # noqa: S310
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -189,8 +204,10 @@ def spawn(
     postgres_url: str | None = None,
     with_floor: bool = True,
     code_ttl: int = 3600,
+    tls: TLSFiles | None = None,
 ) -> Iterator[Stack]:
-    """Start the stack; yields it and stops everything on the way out."""
+    """Start the stack; yields it and stops everything on the way out. With `tls`, also a
+    second token service over HTTPS (`Stack.tls_token_url`), the same settings otherwise."""
     sys.path.insert(0, str(ROOT))
     from tests.servers import PostgresServer, RedisServer, create_database
 
@@ -248,6 +265,9 @@ def spawn(
         stack.callback(stop_process, service, signal.SIGINT, group=True)
         ready = f"http://127.0.0.1:{port}/readyz"
         _wait(service, errfile, "tokensvc serve token", lambda: _answers(ready), f"answer {ready}")
+        tls_url, tls_pid = "", None
+        if tls is not None:
+            tls_url, tls_pid = _start_tls_service(stack, env, tls, service_cores, workdir)
 
         floor_pid: int | None = None
         floor_url = ""
@@ -272,7 +292,38 @@ def spawn(
             notes=notes,
             redis_url=redis_url,
             issuer=issuer,
+            tls_token_url=tls_url,
+            tls_service_pid=tls_pid,
         )
+
+
+def _start_tls_service(
+    stack: ExitStack, env: dict[str, str], tls: TLSFiles, cores: list[int], workdir: Path
+) -> tuple[str, int]:
+    """`tokensvc serve token` with `env` plus the TLS settings and ports of its own, stopped
+    with `stack`: (its /token URL, pid), once its /readyz answers over verified HTTPS."""
+    port, internal_port = _free_port(), _free_port()
+    tls_env = {
+        **env,
+        "TOKENSVC_TLS_CERT_FILE": str(tls.cert),
+        "TOKENSVC_TLS_KEY_FILE": str(tls.key),
+        "TOKENSVC_TLS_CLIENT_CA_FILE": str(tls.client_ca),
+        "TOKENSVC_PORT": str(port),
+        "TOKENSVC_INTERNAL_PORT": str(internal_port),
+    }
+    errfile = workdir / "service-tls.stderr"
+    proc = _start([*tokensvc_command(), "serve", "token"], tls_env, cores, errfile)
+    stack.callback(stop_process, proc, signal.SIGINT, group=True)
+    ready = f"https://127.0.0.1:{port}/readyz"
+    context = ssl.create_default_context(cafile=str(tls.client_ca))
+    _wait(
+        proc,
+        errfile,
+        "tokensvc serve token (HTTPS)",
+        lambda: _answers(ready, context),
+        f"answer {ready}",
+    )
+    return f"https://127.0.0.1:{port}/token", proc.pid
 
 
 @contextlib.contextmanager
