@@ -35,6 +35,7 @@ STORE_BACKENDS = {
     "replay": "redis",  # private_key_jwt's jti, once
     "clients": "postgres",
     "federations": "postgres",
+    "resources": "postgres",  # behind the in-process cache: misses only
     "users": "postgres",
     "grants": "postgres",
 }

@@ -53,7 +53,7 @@ class Browser:
     history: list[Page] = field(default_factory=list)
 
     async def get(self, path: str, **params: Any) -> Page:
-        query = urlencode({k: v for k, v in params.items() if v is not None})
+        query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
         url = f"{self.base}{path}" + (f"?{query}" if query else "")
         async with self.http.get(url, allow_redirects=False) as resp:
             page = Page(resp.status, resp.headers, await resp.text())

@@ -21,11 +21,12 @@ import orjson
 from tokensvc import config, logs
 from tokensvc.digits import whole_number
 from tokensvc.errors import StoreUnavailable
-from tokensvc.models import Client, Credentials, Federation
+from tokensvc.models import Client, Credentials, Federation, Resource
 from tokensvc.registration import (
     RegistrationError,
     new_client,
     new_federation,
+    new_resource,
     new_user,
 )
 from tokensvc.signing.schedule import JWKS_MAX_AGE
@@ -77,6 +78,21 @@ async def _with_postgres(action: Callable[[Postgres], Awaitable[T]]) -> T:
         return await action(pg)
     finally:
         await pg.close()
+
+
+def _emit_listing(
+    read: Callable[[Postgres], Awaitable[Sequence[T]]], view: Callable[[T], dict[str, object]]
+) -> None:
+    """`client list`, `federation list`, `resource list`: one JSON array, oldest first."""
+    _emit([view(item) for item in _run(_with_postgres(read))])
+
+
+def _remove_one(remove: Callable[[Postgres], Awaitable[bool]], what: str, key: str) -> None:
+    """`client remove`, `federation remove`, `resource remove`: `{"removed": key}`, or exit 2
+    when there is no such `what`."""
+    if not _run(_with_postgres(remove)):
+        raise CommandError(f"no {what} {key!r}")
+    _emit({"removed": key})
 
 
 def _listen(service: Coroutine[object, object, None]) -> None:
@@ -244,12 +260,18 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         credentials=credentials,
+        resources=args.resource or (),
     )
 
     async def add(pg: Postgres) -> bool:
         issuer = client.credentials.federated_issuer
         if issuer is not None and await pg.federations.get(issuer) is None:
             raise CommandError(f"no federation {issuer!r}: add it with `tokensvc federation add`")
+        for identifier in client.resources:
+            if await pg.resources.get(identifier) is None:
+                raise CommandError(
+                    f"no resource {identifier!r}: add it with `tokensvc resource add`"
+                )
         return bool(await pg.clients.add(client))
 
     if not _run(_with_postgres(add)):
@@ -261,19 +283,11 @@ def cmd_client_add(args: argparse.Namespace) -> None:
 
 
 def cmd_client_list(args: argparse.Namespace) -> None:
-    async def listing(pg: Postgres) -> list[Client]:
-        return list(await pg.clients.list())
-
-    _emit([_client_view(c) for c in _run(_with_postgres(listing))])
+    _emit_listing(lambda pg: pg.clients.list(), _client_view)
 
 
 def cmd_client_remove(args: argparse.Namespace) -> None:
-    async def remove(pg: Postgres) -> bool:
-        return bool(await pg.clients.remove(args.client_id))
-
-    if not _run(_with_postgres(remove)):
-        raise CommandError(f"no client {args.client_id!r}")
-    _emit({"removed": args.client_id})
+    _remove_one(lambda pg: pg.clients.remove(args.client_id), "client", args.client_id)
 
 
 def _federation_view(federation: Federation) -> dict[str, object]:
@@ -297,19 +311,46 @@ def cmd_federation_add(args: argparse.Namespace) -> None:
 
 
 def cmd_federation_list(args: argparse.Namespace) -> None:
-    async def listing(pg: Postgres) -> list[Federation]:
-        return await pg.federations.list()
-
-    _emit([_federation_view(f) for f in _run(_with_postgres(listing))])
+    _emit_listing(lambda pg: pg.federations.list(), _federation_view)
 
 
 def cmd_federation_remove(args: argparse.Namespace) -> None:
-    async def remove(pg: Postgres) -> bool:
-        return await pg.federations.remove(args.issuer)
+    _remove_one(lambda pg: pg.federations.remove(args.issuer), "federation", args.issuer)
 
-    if not _run(_with_postgres(remove)):
-        raise CommandError(f"no federation {args.issuer!r}")
-    _emit({"removed": args.issuer})
+
+def _resource_view(resource: Resource) -> dict[str, object]:
+    return {
+        "identifier": resource.identifier,
+        "scopes": sorted(resource.scopes),
+        "name": resource.name,
+        "access_token_ttl": resource.access_token_ttl,
+    }
+
+
+def cmd_resource_add(args: argparse.Namespace) -> None:
+    resource = new_resource(
+        identifier=args.identifier,
+        scopes=args.scope,
+        name=args.name,
+        access_token_ttl=args.access_token_ttl,
+    )
+
+    async def add(pg: Postgres) -> bool:
+        return await pg.resources.add(resource)
+
+    if not _run(_with_postgres(add)):
+        raise CommandError(f"the resource {args.identifier!r} exists already")
+    _emit(_resource_view(resource))
+
+
+def cmd_resource_list(args: argparse.Namespace) -> None:
+    _emit_listing(lambda pg: pg.resources.list(), _resource_view)
+
+
+def cmd_resource_remove(args: argparse.Namespace) -> None:
+    """A running service stops issuing tokens for it within TOKENSVC_CLIENT_CACHE_TTL (its
+    cache). Tokens issued before are not revoked: they expire as they would have."""
+    _remove_one(lambda pg: pg.resources.remove(args.identifier), "resource", args.identifier)
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -493,6 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--tls-san-uri", "tls_client_auth: a URI of the certificate (a SPIFFE ID)"),
     ):
         add.add_argument(flag, help=meaning)
+    add.add_argument(
+        "--resource",
+        action="append",
+        metavar="URI",
+        help="a registered resource (RFC 8707) it may get tokens for; repeatable",
+    )
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
     remove = client.add_parser("remove")
@@ -512,6 +559,32 @@ def build_parser() -> argparse.ArgumentParser:
     fremove = federation.add_parser("remove")
     fremove.add_argument("issuer")
     fremove.set_defaults(func=cmd_federation_remove)
+
+    resource = sub.add_parser(
+        "resource", help="resource servers (APIs) tokens can be issued for (RFC 8707)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    radd = resource.add_parser("add", help="register a resource and the scopes it owns")
+    radd.add_argument(
+        "--identifier",
+        required=True,
+        metavar="URI",
+        help="an absolute URI without a fragment; its tokens' aud",
+    )
+    radd.add_argument("--scope", action="append", required=True, help="a scope it owns; repeatable")
+    radd.add_argument("--name", help="what people see it called")
+    radd.add_argument(
+        "--access-token-ttl",
+        type=_seconds,
+        metavar="SECONDS",
+        help="its access tokens live at most this long (default: TOKENSVC_ACCESS_TOKEN_TTL)",
+    )
+    radd.set_defaults(func=cmd_resource_add)
+    resource.add_parser("list", help="every resource, oldest first").set_defaults(
+        func=cmd_resource_list
+    )
+    rremove = resource.add_parser("remove", help="stop issuing tokens for a resource")
+    rremove.add_argument("identifier", metavar="URI")
+    rremove.set_defaults(func=cmd_resource_remove)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(
         dest="action", required=True, metavar="ACTION"

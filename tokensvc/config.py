@@ -60,6 +60,9 @@ class Settings:
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
     client_cert_header: str | None = None
+    # The trust domain transaction tokens name in `aud` (draft-ietf-oauth-transaction-tokens
+    # §4); empty: the issuer.
+    txn_token_audience: str = ""
     dev: bool = False
 
     def with_(self, **changes: object) -> Settings:
@@ -276,5 +279,18 @@ def load(
         tls_key_file=tls_key,
         tls_client_ca_file=tls_ca,
         client_cert_header=cert_header,
+        txn_token_audience=_txn_audience(env.get(PREFIX + "TXN_TOKEN_AUDIENCE")),
         dev=dev,
     )
+
+
+def _txn_audience(raw: str | None) -> str:
+    """A URI or URN naming the trust domain (no spaces or control characters)."""
+    if not raw:
+        return ""
+    if len(raw) > 2048 or any(c.isspace() or ord(c) < 0x20 for c in raw) or ":" not in raw:
+        raise ConfigError(
+            f"{PREFIX}TXN_TOKEN_AUDIENCE must be a URI or URN naming the trust domain, "
+            f"got {raw[:80]!r}"
+        )
+    return raw

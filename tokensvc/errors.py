@@ -61,6 +61,13 @@ class InvalidScope(OAuthError):
     default_description = "The requested scope is invalid or exceeds what the client may ask for."
 
 
+class InvalidTarget(OAuthError):
+    """RFC 8707 §2: a `resource` that is unknown, not the client's, or not granted."""
+
+    error = "invalid_target"
+    default_description = "The requested resource is invalid, unknown or not allowed."
+
+
 class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503

@@ -68,6 +68,8 @@ class Client:
     # What the client authenticates with when it holds no secret (keys, workload tokens,
     # certificates); empty for secret-based and public clients.
     credentials: Credentials = NO_CREDENTIALS
+    # Identifiers of the registered resources (RFC 8707) it may get access tokens for.
+    resources: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:
@@ -83,6 +85,19 @@ class Federation:
     issuer: str
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A resource server (an API, RFC 8707) access tokens can be issued for: its identifier
+    (the tokens' `aud`: an absolute URI without a fragment), the scopes that belong to it, and
+    an optional cap on its access tokens' lifetime."""
+
+    identifier: str
+    scopes: frozenset[str]
+    name: str | None = None
+    access_token_ttl: int | None = None
     created_at: float = 0.0
 
 
@@ -112,6 +127,9 @@ class Grant:
     # What every refresh token of the grant is bound to (RFC 8705 §4, public clients only):
     # a refresh must prove it again. `NO_BINDING` for confidential clients and unbound grants.
     binding: Binding = NO_BINDING
+    # The resources (RFC 8707) the person granted at /authorize: a code exchange or refresh
+    # may narrow them per request, never widen them. Empty: tokens for the issuer only.
+    resources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

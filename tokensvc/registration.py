@@ -1,5 +1,6 @@
-"""Registering clients and users: validation and credential generation shared by the CLI and
-`tokensvc dev`. Secrets are returned once to the caller and only their hashes are kept."""
+"""Registering clients, users, federations and resources: validation and credential
+generation shared by the CLI and `tokensvc dev`. Secrets are returned once to the caller and
+only their hashes are kept."""
 
 from __future__ import annotations
 
@@ -25,18 +26,28 @@ from tokensvc.models import (
     Client,
     Credentials,
     Federation,
+    Resource,
     User,
 )
 from tokensvc.opaque import SECRET_BYTES, Entropy, hash_secret, new_value
 from tokensvc.publickeys import BadKeys, check_public_jwks
+from tokensvc.scope import PERSON_SCOPES
 
 # Bounds of a client's rate limit: beyond 100 000 requests per second a limit means nothing
 # (and the Redis bucket counts in microseconds).
 MAX_RATE = 100_000
 MAX_BURST = 1_000_000
 DEFAULT_USER_SCOPES = ("openid", "profile", "email", "offline_access")
+# A resource identifier goes into every token for it (`aud`) and every request naming it.
+MAX_RESOURCE_IDENTIFIER = 2048
+# Seconds: a resource may shorten its access tokens' lifetime, never make them day-long-plus.
+MAX_RESOURCE_TOKEN_TTL = 86_400
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 3986 §2: what a URI may hold (unreserved, reserved, percent-encodings); `#` is checked
+# apart. RFC 8141 §2: a URN's namespace identifier.
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_URN = re.compile(r"urn:[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]:.+", re.IGNORECASE)
 password_hasher = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory profile
 
 
@@ -174,10 +185,13 @@ def new_client(
     rate_limit: float | None = None,
     rate_burst: int | None = None,
     credentials: Credentials = NO_CREDENTIALS,
+    resources: Iterable[str] = (),
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
-    """Validate a registration and return the client with its one-time plaintext secret."""
+    """Validate a registration and return the client with its one-time plaintext secret.
+    `resources` are identifiers (RFC 8707) the client may get tokens for; that each is
+    registered is the caller's check, against the store it writes to."""
     if not name.strip():
         raise RegistrationError("--name must not be empty")
     grants = frozenset(grant_types)
@@ -200,16 +214,12 @@ def new_client(
     uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in redirect_uris))
     if "authorization_code" in grants and not uris:
         raise RegistrationError("authorization_code needs at least one --redirect-uri")
-    try:
-        requested = [s for item in scope_list for s in scopes.parse(item)]
-    except InvalidScope:
-        raise RegistrationError(
-            f"--scope {' '.join(scope_list)!r} has characters RFC 6749 §3.3 does not allow"
-        ) from None
+    requested = list(_scope_tokens(scope_list))
     if not requested and grants & {"authorization_code", "password"}:
         requested = list(DEFAULT_USER_SCOPES)
     rate_limit, rate_burst = check_rate_limit(rate_limit, rate_burst)
     credentials = check_credentials(method, credentials)
+    allowed = tuple(dict.fromkeys(check_resource_identifier(r, "--resource") for r in resources))
     secret = new_value(SECRET_BYTES, entropy) if method in SECRET_METHODS else None
     client = Client(
         client_id=entropy(16).hex(),  # hex: never starts with "-", so always a CLI argument
@@ -224,8 +234,88 @@ def new_client(
         rate_limit=rate_limit,
         rate_burst=rate_burst,
         credentials=credentials,
+        resources=allowed,
     )
     return client, secret
+
+
+def _scope_tokens(scope_list: Iterable[str]) -> tuple[str, ...]:
+    """`--scope` values (each may hold several, space-separated) as scope tokens, in order,
+    without repeats; RFC 6749 §3.3 characters only."""
+    scope_list = list(scope_list)
+    try:
+        return tuple(dict.fromkeys(s for item in scope_list for s in scopes.parse(item)))
+    except InvalidScope:
+        raise RegistrationError(
+            f"--scope {' '.join(scope_list)!r} has characters RFC 6749 §3.3 does not allow"
+        ) from None
+
+
+def check_resource_identifier(identifier: str, what: str) -> str:
+    """RFC 8707 §2: an absolute URI (RFC 3986 §4.3) without a fragment. Ours besides: an
+    authority (`https://api.example.com`) or a URN (RFC 8141), at most 2048 characters of
+    RFC 3986, kept exactly as given, since `aud` and `resource` are compared as strings."""
+    if len(identifier) > MAX_RESOURCE_IDENTIFIER:
+        raise RegistrationError(f"{what} is longer than {MAX_RESOURCE_IDENTIFIER} characters")
+    if _CONTROL.search(identifier):
+        raise RegistrationError(f"{what} must not contain control characters")
+    if not _URI_CHARS.fullmatch(identifier):
+        raise RegistrationError(f"{what} has characters a URI cannot hold: {identifier!r}")
+    if "#" in identifier:
+        raise RegistrationError(f"{what} must have no fragment (RFC 8707 §2): {identifier!r}")
+    try:
+        parts = urlsplit(identifier)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise RegistrationError(f"{what}: malformed URI {identifier!r}") from None
+    if not (parts.scheme and parts.hostname) and not _URN.fullmatch(identifier):
+        raise RegistrationError(
+            f"{what} must be an absolute URI with a host (https://api.example.com) or a URN "
+            f"(urn:example:api), got {identifier!r}"
+        )
+    return identifier
+
+
+def new_resource(
+    *,
+    identifier: str,
+    scopes: Iterable[str],
+    name: str | None = None,
+    access_token_ttl: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Resource:
+    """A resource server (RFC 8707) and the scopes that belong to it. The issuer's own
+    scopes (OpenID Connect's and `offline_access`) are refused: they describe the person and
+    the grant, never an API, so no resource can claim them."""
+    check_resource_identifier(identifier, "--identifier")
+    tokens = _scope_tokens(scopes)
+    if not tokens:
+        raise RegistrationError("a resource needs at least one --scope")
+    theirs = [s for s in tokens if s in PERSON_SCOPES]
+    if theirs:
+        raise RegistrationError(
+            f"--scope {theirs[0]} is the issuer's (OpenID Connect), not a resource's"
+        )
+    if name is not None:
+        name = name.strip()
+        if not name or _CONTROL.search(name):
+            raise RegistrationError("--name must be non-empty, without control characters")
+    if access_token_ttl is not None and (
+        isinstance(access_token_ttl, bool)
+        or not isinstance(access_token_ttl, int)
+        or not 1 <= access_token_ttl <= MAX_RESOURCE_TOKEN_TTL
+    ):
+        raise RegistrationError(
+            f"--access-token-ttl must be whole seconds from 1 to {MAX_RESOURCE_TOKEN_TTL}, "
+            f"got {access_token_ttl!r}"
+        )
+    return Resource(
+        identifier=identifier,
+        scopes=frozenset(tokens),
+        name=name,
+        access_token_ttl=access_token_ttl,
+        created_at=clock(),
+    )
 
 
 def check_rate_limit(rate: float | None, burst: int | None) -> tuple[float | None, int | None]:

@@ -12,19 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import partial
+from typing import Any, Protocol
 
 from tokensvc.config import Settings
 from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.metrics import Metrics, time_calls
+from tokensvc.models import Client
 from tokensvc.opaque import Entropy
 from tokensvc.readiness import readiness
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
-from tokensvc.storage.cache import CachedClients
+from tokensvc.storage.cache import Cached
 from tokensvc.storage.denylist import MemoryDenyList
-from tokensvc.storage.memory import MemoryFederations
+from tokensvc.storage.memory import MemoryFederations, MemoryResources
 from tokensvc.storage.protocols import (
     ClientStore,
     CodeStore,
@@ -32,6 +34,7 @@ from tokensvc.storage.protocols import (
     FederationStore,
     GrantStore,
     ReplayStore,
+    ResourceStore,
     UserStore,
 )
 from tokensvc.storage.replay import MemoryReplay
@@ -54,6 +57,8 @@ class Stores:
     lockouts: Lockouts = field(default_factory=MemoryLockouts)
     # Trusted issuers of workload tokens (federated_jwt clients).
     federations: FederationStore = field(default_factory=MemoryFederations)
+    # Resource servers (RFC 8707) that clients may name with `resource` at /token.
+    resources: ResourceStore = field(default_factory=MemoryResources)
     # Values accepted once: the `jti`s of client assertions (Redis when configured).
     replay: ReplayStore = field(default_factory=MemoryReplay)
 
@@ -62,6 +67,13 @@ class Stores:
         return await readiness(
             {"codes": self.codes.ping, "clients": self.clients.ping, "grants": self.grants.ping}
         )
+
+
+class WorkloadTokens(Protocol):
+    """Verifies a federation issuer's token as a token-exchange subject or actor (RFC 8693):
+    `tokensvc.clientauth.assertion.AssertionVerifier`, set by the listener that owns it."""
+
+    async def workload(self, token: str) -> tuple[dict[str, Any], Client]: ...
 
 
 @dataclass(slots=True)
@@ -73,6 +85,7 @@ class TokenService:
     entropy: Entropy = secrets.token_bytes
     metrics: Metrics = field(default_factory=Metrics)
     minter: TokenMinter = field(init=False)
+    workloads: WorkloadTokens | None = None  # None: jwt subject tokens are not accepted
 
     def __post_init__(self) -> None:
         time_stores(self.stores, self.metrics)
@@ -88,10 +101,11 @@ class TokenService:
 
 def time_stores(stores: Stores, metrics: Metrics) -> None:
     """Observe each store call in `tokensvc_store_duration_seconds`, labelled with the store's
-    field name; behind the client cache only the database is timed, not the hits."""
+    field name; behind an in-process cache (clients, resources) only the database is timed,
+    not the hits."""
     for f in fields(stores):
         store = getattr(stores, f.name)
-        if isinstance(store, CachedClients):
+        if isinstance(store, Cached):
             store.instrument(partial(time_calls, store_name=f.name, metrics=metrics))
         else:
             time_calls(store, f.name, metrics)

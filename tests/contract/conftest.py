@@ -2,8 +2,8 @@
 
 * codes: memory (injected clock) and Redis (`RedisCodes`, a dedicated database flushed before
   every test, real 1 s TTLs);
-* clients, users, grants: memory and Postgres (one migrated database per test module,
-  truncated before every test);
+* clients, users, grants, federations, resources: memory and Postgres (one migrated database
+  per test module, truncated before every test);
 * the login front-end's stores: ephemeral records and the failure limiter against memory
   (injected clock) and Redis (the codes' database, flushed before every test), consents
   against memory and Postgres;
@@ -119,7 +119,7 @@ def contract_database_url(request: pytest.FixtureRequest, postgres_admin_url: st
     yield url
 
 
-_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents, federations"
+_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents, federations, resources"
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ TABLES = [
     "federations",
     "grants",
     "refresh_tokens",
+    "resources",
     "schema_migrations",
     "users",
 ]

@@ -119,6 +119,7 @@ UPSERTS: dict[str, tuple[str, list[str]]] = {
             f"ARRAY[{NEW_HASH}]",
             f"ARRAY[{NOW + 3600}]::float8[]",
             "ARRAY[NULL]::text[]",
+            """ARRAY['["https://api.example"]']::jsonb[]""",
         ],
     ),
     "revoke family": (pg._REVOKE, ["'grant-00017'", ts(NOW)]),

@@ -334,6 +334,8 @@ def test_client_add_bad_input_writes_nothing(
         ["client", "list"],
         ["client", "remove", "abc"],
         ["user", "add", "--username", "dave", "--password-stdin"],
+        ["resource", "add", "--identifier", "https://api.example.com", "--scope", "a"],
+        ["resource", "list"],
     ],
 )
 def test_store_commands_need_a_database_url(populated: Populated, args: list[str]) -> None:
@@ -873,3 +875,74 @@ def test_clients_without_a_secret_show_their_binding_never_a_key(
     for case, args in refusals.items():
         assert run(args, env).bad_input(), case
     assert len(query(db, "SELECT * FROM clients")) == 3
+
+
+# --------------------------------------------------------------------------- resources (RFC 8707)
+
+API = "https://api.example.com"
+BILLING = "urn:example:billing"
+
+
+def test_resources_are_added_listed_and_removed(env: dict[str, str], db: str) -> None:
+    add = ["resource", "add", "--identifier"]
+    orders = [*add, API, "--scope", "orders:read", "--scope", "orders:write"]
+    named = run([*orders, "--name", "Orders", "--access-token-ttl", "300"], env).ok().json()
+    assert named == {
+        "identifier": API,
+        "scopes": ["orders:read", "orders:write"],
+        "name": "Orders",
+        "access_token_ttl": 300,
+    }
+    bare = run([*add, BILLING, "--scope", "invoices"], env).ok().json()
+    assert bare == {
+        "identifier": BILLING,
+        "scopes": ["invoices"],
+        "name": None,
+        "access_token_ttl": None,
+    }
+    assert run(["resource", "list"], env).ok().json() == [named, bare]
+    # Refused, each one line and nothing written.
+    refusals = {
+        "exists": [*add, API, "--scope", "other"],
+        "fragment": [*add, "https://x.example/#v1", "--scope", "a"],
+        "relative": [*add, "/orders", "--scope", "a"],
+        "no scope": [*add, "https://x.example"],
+        "the issuer's scope": [*add, "https://x.example", "--scope", "openid"],
+        "bad scope": [*add, "https://x.example", "--scope", 'a"b'],
+        "ttl 0": [*add, "https://x.example", "--scope", "a", "--access-token-ttl", "0"],
+        "ttl too long": [*add, "https://x.example", "--scope", "a", "--access-token-ttl", "86401"],
+        "ttl not a number": [*add, "https://x.example", "--scope", "a", "--access-token-ttl", "5m"],
+        "no identifier": ["resource", "add", "--scope", "a"],
+    }
+    for case, args in refusals.items():
+        assert run(args, env).bad_input().startswith("tokensvc: "), case
+    assert [r["identifier"] for r in query(db, "SELECT identifier FROM resources")] == [
+        API,
+        BILLING,
+    ]
+    assert run(["resource", "remove", API], env).ok().json() == {"removed": API}
+    assert API in run(["resource", "remove", API], env).bad_input()
+    assert run(["resource", "list"], env).ok().json() == [bare]
+
+
+def test_client_add_names_only_registered_resources(env: dict[str, str], db: str) -> None:
+    run(["resource", "add", "--identifier", API, "--scope", "orders:read"], env).ok()
+    for unknown in (BILLING, "https://api.example.com/"):  # exact strings
+        line = add_machine_client_refused(env, "--resource", API, "--resource", unknown)
+        assert f"no resource {unknown!r}" in line
+    assert "fragment" in add_machine_client_refused(env, "--resource", API + "#x")
+    assert query(db, "SELECT client_id FROM clients") == []
+
+    out = add_machine_client(env, "--resource", API, "--resource", API)
+    assert out["resources"] == [API]
+    plain = add_machine_client(env, name="Plain")
+    assert "resources" not in plain  # shown only when a client has any
+    (row,) = query(db, "SELECT resources FROM clients WHERE client_id = $1", out["client_id"])
+    assert row["resources"] == [API]
+    listed = {c["client_id"]: c.get("resources") for c in run(["client", "list"], env).ok().json()}
+    assert listed == {out["client_id"]: [API], plain["client_id"]: None}
+
+
+def add_machine_client_refused(env: dict[str, str], *flags: str) -> str:
+    machine = ["client", "add", "--name", "svc", "--grant-type", "client_credentials"]
+    return run([*machine, *flags], env).bad_input()

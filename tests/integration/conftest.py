@@ -34,7 +34,7 @@ from tokensvc.storage.replay import RedisReplay
 from tokensvc.wiring.stores import Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
-_TABLES = "refresh_tokens, grants, consents, clients, users, federations"
+_TABLES = "refresh_tokens, grants, consents, clients, users, federations, resources"
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +104,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
             clients=memory.clients,
             users=memory.users,
             grants=memory.grants,
+            resources=memory.resources,
         )
     return Stores(
         codes=RedisCodes(real.redis),
@@ -112,6 +113,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
         grants=real.pg.grants,
         federations=real.pg.federations,
         replay=RedisReplay(real.redis),
+        resources=real.pg.resources,
     )
 
 

@@ -1,4 +1,5 @@
-"""`new_client` / `new_user`: what may be registered, and how credentials are kept."""
+"""`new_client` / `new_user` / `new_federation` / `new_resource`: what may be registered, and
+how credentials are kept."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from tokensvc.registration import (
     check_redirect_uri,
     new_client,
     new_federation,
+    new_resource,
     new_user,
 )
+from tokensvc.scope import PERSON_SCOPES
 
 CB = "https://app.example.com/cb"
 
@@ -359,3 +362,128 @@ def test_a_federation_has_one_key_source_and_a_https_issuer() -> None:
     ):
         with pytest.raises(RegistrationError, match=says):
             new_federation(**kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- resources (RFC 8707)
+
+API = "https://api.example.com"
+
+
+def resource_refused(**kwargs: object) -> str:
+    kwargs.setdefault("identifier", API)
+    kwargs.setdefault("scopes", ["orders:read"])
+    with pytest.raises(RegistrationError) as info:
+        new_resource(**kwargs)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+def test_a_resource_keeps_its_identifier_exactly_and_its_scopes() -> None:
+    resource = new_resource(
+        identifier="https://API.example.com/v1?tenant=a",  # RFC 8707 §2 allows a query
+        scopes=["orders:read orders:write", "orders:read"],
+        name="  Orders  ",
+        access_token_ttl=300,
+        clock=lambda: 1234.5,
+    )
+    assert resource.identifier == "https://API.example.com/v1?tenant=a"
+    assert resource.scopes == frozenset({"orders:read", "orders:write"})
+    assert (resource.name, resource.access_token_ttl, resource.created_at) == (
+        "Orders",
+        300,
+        1234.5,
+    )
+    bare = new_resource(identifier=API, scopes=["orders:read"])
+    assert (bare.name, bare.access_token_ttl) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        API,
+        "https://api.example.com:8443/orders/",
+        "http://127.0.0.1:9000",
+        "spiffe://example.org/ns/payments/sa/api",
+        "urn:example:billing",
+        "URN:ietf:params:oauth:some-api",
+        "https://[2001:db8::1]/api",
+        "https://api.example.com/" + "a" * (2048 - len("https://api.example.com/")),
+    ],
+)
+def test_good_resource_identifiers(identifier: str) -> None:
+    assert new_resource(identifier=identifier, scopes=["api"]).identifier == identifier
+    client, _ = new_client(name="svc", grant_types=["client_credentials"], resources=[identifier])
+    assert client.resources == (identifier,)
+
+
+@pytest.mark.parametrize(
+    ("identifier", "says"),
+    [
+        ("https://api.example.com/#", "fragment"),  # RFC 8707 §2
+        ("https://api.example.com/orders#v1", "fragment"),
+        ("/orders", "absolute URI"),
+        ("api.example.com", "absolute URI"),
+        ("//api.example.com", "absolute URI"),
+        ("https:///orders", "absolute URI"),
+        ("mailto:api@example.com", "absolute URI"),
+        ("urn:x:api", "absolute URI"),  # a namespace identifier has 2 to 32 characters
+        ("urn:example", "absolute URI"),
+        ("", "absolute URI"),
+        ("https://api.example.com:port", "malformed"),
+        ("https://api.example.com:99999", "malformed"),
+        ("https://[::1/api", "malformed"),
+        ("https://api.example.com/\norders", "control characters"),
+        ("https://api.example.com/\x00", "control characters"),
+        ("https://api.example.com/\x7f", "control characters"),
+        ("https://api.example.com/a b", "cannot hold"),
+        ("https://api.example.com/caf\u00e9", "cannot hold"),
+        ('https://api.example.com/"x"', "cannot hold"),
+        ("https://api.example.com/" + "a" * 2048, "2048"),
+    ],
+)
+def test_bad_resource_identifiers(identifier: str, says: str) -> None:
+    assert says in resource_refused(identifier=identifier)
+    assert "--identifier" in resource_refused(identifier=identifier)
+    message = rejected(grant_types=["client_credentials"], resources=[API, identifier])
+    assert says in message and "--resource" in message
+
+
+def test_a_resource_needs_a_scope() -> None:
+    assert "at least one --scope" in resource_refused(scopes=[])
+    assert "at least one --scope" in resource_refused(scopes=["  "])
+
+
+@pytest.mark.parametrize("scope", ['orders"read', "orders\\read", "caf\u00e9"])
+def test_resource_scopes_are_scope_tokens(scope: str) -> None:
+    assert "RFC 6749 §3.3" in resource_refused(scopes=["orders:read", scope])
+
+
+@pytest.mark.parametrize("scope", sorted(PERSON_SCOPES))
+def test_the_issuers_scopes_belong_to_no_resource(scope: str) -> None:
+    assert f"--scope {scope} is the issuer's" in resource_refused(scopes=["orders:read", scope])
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 86_401, True, 1.5, "300"])
+def test_resource_token_ttl_is_1_to_86400_whole_seconds(ttl: object) -> None:
+    assert "--access-token-ttl" in resource_refused(access_token_ttl=ttl)
+
+
+def test_resource_token_ttl_bounds_are_inclusive() -> None:
+    for ttl in (1, 86_400):
+        assert new_resource(identifier=API, scopes=["a"], access_token_ttl=ttl).access_token_ttl
+
+
+@pytest.mark.parametrize("name", ["", "   ", "Orders\x00"])
+def test_resource_name_is_a_name(name: str) -> None:
+    assert "--name" in resource_refused(name=name)
+
+
+def test_client_resources_collapse_in_order() -> None:
+    other = "urn:example:billing"
+    client, _ = new_client(
+        name="svc", grant_types=["client_credentials"], resources=[other, API, other]
+    )
+    assert client.resources == (other, API)
+    plain, _ = new_client(name="svc", grant_types=["client_credentials"])
+    assert plain.resources == ()

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from tokensvc import jwsverify
 from tokensvc.clientauth.remotekeys import KeysUnavailable, RemoteKeys
 from tokensvc.errors import InvalidClient
 from tokensvc.models import Client, Federation
 from tokensvc.opaque import lookup_hash
 from tokensvc.publickeys import ASSERTION_ALGS, BadKeys, PublicKey, public_keys
-from tokensvc.storage.protocols import FederationStore, ReplayStore
+from tokensvc.storage.protocols import ClientStore, FederationStore, ReplayStore
 
 MAX_LIFETIME = 600  # seconds an assertion may be valid ahead (SPEC; RFC 7523 §3 leaves it open)
 LEEWAY = 30  # seconds of clock skew allowed either way
@@ -55,6 +57,7 @@ class AssertionVerifier:
         remote: RemoteKeys,
         *,
         clock: Callable[[], float] = time.time,
+        clients: ClientStore | None = None,
     ) -> None:
         self._audiences = frozenset({issuer, issuer + "/token"})
         self._issuer = issuer
@@ -65,6 +68,8 @@ class AssertionVerifier:
         self._inline: dict[str, _Inline] = {}
         self._federation_cache: dict[str, tuple[float, Federation | None]] = {}
         self._verified: dict[bytes, float] = {}
+        self._clients = clients  # for `workload`: which clients a federation's tokens name
+        self._by_issuer: tuple[float, dict[str, list[Client]]] | None = None
 
     async def check(self, client: Client, assertion: str) -> None:
         if client.auth_method == "federated_jwt":
@@ -131,7 +136,41 @@ class AssertionVerifier:
         until = self._verified.get(remembered)
         if until is not None and until > now:
             return
+        claims = await self._workload_claims(federation, _parsed(token), now)
+        if not _subject_matches(claims, pattern):
+            raise InvalidClient("The workload token's subject is not this client's.")
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified = {k: v for k, v in self._verified.items() if v > now}
+            if len(self._verified) >= VERIFIED_MAX:
+                self._verified.pop(next(iter(self._verified)))
+        self._verified[remembered] = float(claims["exp"])
+
+    async def workload(self, token: str) -> tuple[dict[str, Any], Client]:
+        """A token of a federation issuer as a token-exchange subject or actor (RFC 8693
+        §2.1, SPEC): verified like a `federated_jwt` assertion by the federation its `iss`
+        names, and its `sub` must match a registered `federated_jwt` client of that
+        federation. The claims and that client; `InvalidClient` otherwise."""
         compact = _parsed(token)
+        try:
+            unverified = orjson.loads(compact.payload)
+        except orjson.JSONDecodeError:
+            raise InvalidClient("Malformed workload token.") from None
+        issuer = unverified.get("iss") if isinstance(unverified, dict) else None
+        federation = await self._federation(issuer) if isinstance(issuer, str) else None
+        if federation is None:
+            raise InvalidClient("The token's issuer is not a trusted federation.")
+        claims = await self._workload_claims(federation, compact, self._clock())
+        for client in await self._federated_clients(federation.issuer):
+            pattern = client.credentials.federated_subject
+            if pattern is not None and _subject_matches(claims, pattern):
+                return claims, client
+        raise InvalidClient("The token's subject is no registered workload.")
+
+    async def _workload_claims(
+        self, federation: Federation, compact: jwsverify.Compact, now: float
+    ) -> dict[str, Any]:
+        """The claims of a token the federation issued for this service: its keys verify it,
+        `iss` is the federation, `aud` names this issuer, `exp` is ahead, `nbf` behind."""
         if federation.jwks_uri is not None:
             keys = await self._fetched(federation.jwks_uri, compact.header.get("kid"))
         else:
@@ -141,19 +180,27 @@ class AssertionVerifier:
             except BadKeys:
                 raise InvalidClient("The federation's keys cannot be used.") from None
         claims = _verified(compact, keys)
-        if claims.get("iss") != issuer:
+        if claims.get("iss") != federation.issuer:
             raise InvalidClient("The workload token is from another issuer.")
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject_pattern(pattern).fullmatch(subject):
-            raise InvalidClient("The workload token's subject is not this client's.")
         self._check_audience(claims, frozenset({self._issuer}))
-        exp = _expiry(claims, now)
+        claims["exp"] = _expiry(claims, now)
         _not_before(claims, now)
-        if len(self._verified) >= VERIFIED_MAX:
-            self._verified = {k: v for k, v in self._verified.items() if v > now}
-            if len(self._verified) >= VERIFIED_MAX:
-                self._verified.pop(next(iter(self._verified)))
-        self._verified[remembered] = exp
+        return claims
+
+    async def _federated_clients(self, issuer: str) -> list[Client]:
+        """The `federated_jwt` clients bound to `issuer`, from a listing of every client kept
+        `FEDERATION_TTL` seconds (token exchange is rare next to client authentication)."""
+        if self._clients is None:
+            return []
+        now = self._clock()
+        if self._by_issuer is None or self._by_issuer[0] <= now:
+            index: dict[str, list[Client]] = {}
+            for client in await self._clients.list():
+                bound = client.credentials.federated_issuer
+                if client.auth_method == "federated_jwt" and bound is not None:
+                    index.setdefault(bound, []).append(client)
+            self._by_issuer = (now + FEDERATION_TTL, index)
+        return self._by_issuer[1].get(issuer, [])
 
     async def _federation(self, issuer: str) -> Federation | None:
         now = self._clock()
@@ -196,6 +243,11 @@ def _verified(compact: jwsverify.Compact, keys: tuple[PublicKey, ...]) -> dict[s
         return jwsverify.verified_claims(compact, keys)
     except jwsverify.BadJws:
         raise InvalidClient("The assertion's signature does not verify.") from None
+
+
+def _subject_matches(claims: dict[str, Any], pattern: str) -> bool:
+    subject = claims.get("sub")
+    return isinstance(subject, str) and subject_pattern(pattern).fullmatch(subject) is not None
 
 
 def _expiry(claims: dict[str, Any], now: float) -> float:

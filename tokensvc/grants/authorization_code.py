@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tokensvc import pkce
+from tokensvc import scope as scopes
 from tokensvc.binding import Binding
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, bind_refresh, token_response, user_tokens
+from tokensvc.grants.target import scope_for, target
 from tokensvc.models import Client, CodeReplayed
 from tokensvc.opaque import REFRESH_BYTES, lookup_hash, new_value
 from tokensvc.service import TokenService
@@ -54,8 +56,11 @@ async def handle(
     elif verifier is None or not pkce.verify(verifier, record.code_challenge):
         raise InvalidGrant("PKCE verification failed.")
 
+    # RFC 8707 §2.2: `resource` here picks among the resources granted at /authorize.
+    to = await target(svc, client, params, granted=grant.resources)
+    scope = await scope_for(svc, client, to, None, scopes.parse(grant.scope), person=True)
     issued_at = int(now)
-    access, id_token = user_tokens(svc, grant, grant.scope, issued_at, record.nonce, binding)
+    access, id_token = user_tokens(svc, grant, scope, issued_at, record.nonce, binding, to)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = new_value(REFRESH_BYTES, svc.entropy)
@@ -69,10 +74,15 @@ async def handle(
         now,
     )
     return token_response(
-        svc, access_token=access, scope=grant.scope, refresh_token=refresh, id_token=id_token
+        svc,
+        access_token=access,
+        scope=scope,
+        refresh_token=refresh,
+        id_token=id_token,
+        expires_in=to.lifetime(svc.minter.access_ttl),
     )
 
 
 GRANT = GrantType(
-    "authorization_code", frozenset({"code", "redirect_uri", "code_verifier"}), handle
+    "authorization_code", frozenset({"code", "redirect_uri", "code_verifier", "resource"}), handle
 )

@@ -12,6 +12,7 @@ from tokensvc import scope as scopes
 from tokensvc.binding import Binding
 from tokensvc.errors import InvalidScope
 from tokensvc.grants.common import GrantType, token_response
+from tokensvc.grants.target import scope_for, target
 from tokensvc.models import Client
 from tokensvc.service import TokenService
 
@@ -19,19 +20,23 @@ from tokensvc.service import TokenService
 async def handle(
     svc: TokenService, client: Client, params: Mapping[str, str], binding: Binding
 ) -> bytes:
-    machine_scopes = client.scopes - scopes.PERSON_SCOPES
     requested = params.get("scope")
     if requested is not None and "openid" in scopes.parse(requested):
         raise InvalidScope("openid needs a person; client_credentials has none.")
-    scope = scopes.narrow(requested, machine_scopes, " ".join(sorted(machine_scopes)))
+    to = await target(svc, client, params)
+    allowed = tuple(sorted(client.scopes - scopes.PERSON_SCOPES))
+    scope = await scope_for(svc, client, to, requested, allowed, person=False)
+    ttl = to.lifetime(svc.minter.access_ttl)
     access = svc.minter.access_token(
         sub=client.client_id,
         client_id=client.client_id,
         scope=scope,
         now=int(svc.clock()),
         binding=binding,
+        audience=to.audience(svc.minter.audience),
+        ttl=ttl,
     )
-    return token_response(svc, access_token=access, scope=scope)
+    return token_response(svc, access_token=access, scope=scope, expires_in=ttl)
 
 
-GRANT = GrantType("client_credentials", frozenset({"scope"}), handle)
+GRANT = GrantType("client_credentials", frozenset({"scope", "resource"}), handle)

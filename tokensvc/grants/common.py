@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import orjson
 
 from tokensvc.binding import NO_BINDING, Binding
+from tokensvc.grants.target import ISSUER, Target
 from tokensvc.models import Client, Grant
 from tokensvc.service import TokenService
 
@@ -33,11 +34,13 @@ def token_response(
     scope: str,
     refresh_token: str | None = None,
     id_token: str | None = None,
+    expires_in: int | None = None,
 ) -> bytes:
+    """`expires_in`: the access token's lifetime when a resource capped it (RFC 8707)."""
     body: dict[str, object] = {
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": svc.settings.access_token_ttl,
+        "expires_in": svc.settings.access_token_ttl if expires_in is None else expires_in,
         "scope": scope,
     }
     if refresh_token is not None:
@@ -54,13 +57,21 @@ def user_tokens(
     now: int,
     nonce: str | None = None,
     binding: Binding = NO_BINDING,
+    to: Target = ISSUER,
 ) -> tuple[str, str | None]:
     """The access token and, when `openid` is in `scope`, the ID token for a person's grant.
     `scope` is the one being issued (narrowed at refresh): both tokens carry it, and the ID
     token releases only the claims it covers, as /userinfo does (OIDC Core §5.4). The access
-    token is bound to `binding` (RFC 8705 §3)."""
+    token is bound to `binding` (RFC 8705 §3) and for `to` (RFC 8707)."""
     access = svc.minter.access_token(
-        sub=grant.sub, client_id=grant.client_id, scope=scope, now=now, grant=grant, binding=binding
+        sub=grant.sub,
+        client_id=grant.client_id,
+        scope=scope,
+        now=now,
+        grant=grant,
+        binding=binding,
+        audience=to.audience(svc.minter.audience),
+        ttl=to.lifetime(svc.minter.access_ttl),
     )
     id_token = None
     if "openid" in scope.split(" "):

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tokensvc import passwords
-from tokensvc import scope as scopes
 from tokensvc.binding import Binding
 from tokensvc.claims import released_claims
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, bind_refresh, token_response, user_tokens
+from tokensvc.grants.target import scope_for, target
 from tokensvc.limits.failures import PER_USERNAME
 from tokensvc.models import Client, Grant
 from tokensvc.opaque import REFRESH_BYTES, lookup_hash, new_value
@@ -26,7 +26,9 @@ async def handle(
     username, password = params.get("username"), params.get("password")
     if username is None or password is None:
         raise InvalidRequest("username and password are required.")
-    scope = scopes.narrow(params.get("scope"), client.scopes, " ".join(sorted(client.scopes)))
+    to = await target(svc, client, params)
+    allowed = tuple(sorted(client.scopes))
+    scope = await scope_for(svc, client, to, params.get("scope"), allowed, person=True)
     checks = [(PER_USERNAME, username.casefold())]
     wait = await svc.stores.failures.retry_after(checks)
     if wait > 0:
@@ -48,9 +50,10 @@ async def handle(
         auth_time=int(now),
         amr=("pwd",),
         claims=released_claims(user, scope),
+        resources=to.identifiers,
     )
     grant = bind_refresh(client, grant, binding)
-    access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding)
+    access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding, to=to)
     refresh = (
         new_value(REFRESH_BYTES, svc.entropy) if "refresh_token" in client.grant_types else None
     )
@@ -58,8 +61,13 @@ async def handle(
         grant, lookup_hash(refresh) if refresh else None, now + svc.settings.refresh_token_ttl, now
     )
     return token_response(
-        svc, access_token=access, scope=scope, refresh_token=refresh, id_token=id_token
+        svc,
+        access_token=access,
+        scope=scope,
+        refresh_token=refresh,
+        id_token=id_token,
+        expires_in=to.lifetime(svc.minter.access_ttl),
     )
 
 
-GRANT = GrantType("password", frozenset({"username", "password", "scope"}), handle)
+GRANT = GrantType("password", frozenset({"username", "password", "scope", "resource"}), handle)

@@ -15,6 +15,7 @@ from tokensvc.binding import Binding
 from tokensvc.errors import InvalidGrant, InvalidRequest
 from tokensvc.grants.common import GrantType, token_response, user_tokens
 from tokensvc.grants.rotation import Repeated, Rotated, rotate
+from tokensvc.grants.target import scope_for, target
 from tokensvc.models import Client, Grant, RefreshState, Successor
 from tokensvc.service import TokenService
 
@@ -36,17 +37,26 @@ async def handle(
     now = svc.clock()
     body = b""
 
-    def successor(state: RefreshState) -> Successor:
+    async def successor(state: RefreshState) -> Successor:
         nonlocal body
         grant = state.grant
         if grant.client_id != client.client_id:
             raise InvalidGrant("The refresh token was issued to another client.")
         _check_binding(state.grant, binding)
-        scope = scopes.narrow(params.get("scope"), scopes.parse(grant.scope), grant.scope)
+        # RFC 8707 §2.2: `resource` narrows the grant's resources for this access token; the
+        # refresh token keeps them all (and its whole scope, RFC 6749 §6).
+        to = await target(svc, client, params, granted=grant.resources)
+        allowed = scopes.parse(grant.scope)
+        scope = await scope_for(svc, client, to, params.get("scope"), allowed, person=True)
         new = opaque.new_value(opaque.REFRESH_BYTES, svc.entropy)
-        access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding)
+        access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding, to=to)
         body = token_response(
-            svc, access_token=access, scope=scope, refresh_token=new, id_token=id_token
+            svc,
+            access_token=access,
+            scope=scope,
+            refresh_token=new,
+            id_token=id_token,
+            expires_in=to.lifetime(svc.minter.access_ttl),
         )
         return Successor(
             token_hash=opaque.lookup_hash(new),
@@ -86,4 +96,4 @@ def _check_binding(grant: Grant, binding: Binding) -> None:
         )
 
 
-GRANT = GrantType("refresh_token", frozenset({"refresh_token", "scope"}), handle)
+GRANT = GrantType("refresh_token", frozenset({"refresh_token", "scope", "resource"}), handle)

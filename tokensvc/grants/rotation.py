@@ -8,7 +8,7 @@ store to rotate; the store never calls back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tokensvc.models import Grant, RefreshState, Successor
@@ -78,16 +78,20 @@ async def rotate(
     token_hash: bytes,
     now: float,
     grace: float,
-    successor: Callable[[RefreshState], Successor],
+    successor: Callable[[RefreshState], Successor | Awaitable[Successor]],
 ) -> Outcome:
     """Present `token_hash`: read its state, decide, and for a live token build the successor
-    (`successor` may raise to refuse; nothing is written then) and rotate. Of any number of
+    (`successor`, plain or a coroutine function, may raise to refuse; nothing is written then)
+    and rotate. Of any number of
     racing calls exactly one rotates; the others are decided on the state the winner left
     (`Repeated` within the grace window, reuse otherwise). Reuse revokes the family here."""
     state = await grants.inspect(token_hash)
     decision = decide(state, now, grace)
     if isinstance(decision, Live):
-        if await grants.rotate(token_hash, successor(decision.state), now):
+        built = successor(decision.state)
+        if not isinstance(built, Successor):
+            built = await built
+        if await grants.rotate(token_hash, built, now):
             return Rotated(decision.state)
         # Lost a race (or the grant was revoked meanwhile): decide on the row as it is now.
         state = await grants.inspect(token_hash)

@@ -52,8 +52,14 @@ def client_auth(app: web.Application, svc: TokenService) -> ClientAuth:
     app.on_cleanup.append(close)
     stores = svc.stores
     assertions = AssertionVerifier(
-        svc.settings.issuer, stores.replay, stores.federations, remote, clock=svc.clock
+        svc.settings.issuer,
+        stores.replay,
+        stores.federations,
+        remote,
+        clock=svc.clock,
+        clients=stores.clients,
     )
+    svc.workloads = assertions  # federation tokens as token-exchange subjects (RFC 8693)
     certificates = CertificateMatcher.from_file(svc.settings.tls_client_ca_file, clock=svc.clock)
     return ClientAuth(
         stores.clients, stores.lockouts, assertions=assertions, certificates=certificates

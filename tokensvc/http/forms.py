@@ -2,7 +2,10 @@
 form decoder of every listener (`/token`, `/introspect`, `/revoke`, `/userinfo`, and the login
 front-end's `/login` and `/consent`).
 
-Parameters without a value count as omitted; a parameter sent twice is an error; the body must
+Parameters without a value count as omitted; a parameter sent twice is an error, except those
+that may repeat (`resource`, RFC 8707 §2; `audience`, RFC 8693 §2.1): their values are joined
+with NUL (`tokensvc.repeated`), which no parameter can hold, so a value can never be mistaken
+for two. The body must
 be UTF-8 (after whatever `Content-Encoding` aiohttp undid: a body still compressed, as with
 `gzip, gzip`, is not UTF-8 form data) and hold no NUL. Every failure is `InvalidRequest`,
 never a decoding exception. The body size limit is the application's `client_max_size`.
@@ -15,6 +18,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from tokensvc.errors import InvalidRequest
+from tokensvc.repeated import MULTI, REPEATABLE
 
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
@@ -56,6 +60,9 @@ async def read_form(request: web.Request, max_fields: int = MAX_FIELDS) -> dict[
         if not value:
             continue
         if name in params:
+            if name in REPEATABLE:
+                params[name] += MULTI + value
+                continue
             which = name if name in _NAMED else "A"
             raise InvalidRequest(f"{which} parameter must not be repeated.".capitalize())
         params[name] = value

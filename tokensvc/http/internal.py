@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 from tokensvc import pkce
 from tokensvc import scope as scopes
 from tokensvc.errors import InvalidRequest, OAuthError, UnauthorizedClient
+from tokensvc.grants.target import ISSUER, resolve, scope_for
 from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import json_response
@@ -54,6 +55,8 @@ def client_view(client: Client) -> dict[str, Any]:
         "require_consent": client.require_consent,
         "token_endpoint_auth_method": client.auth_method,
         **credentials_view(client),
+        # The resources (RFC 8707) it may get tokens for; like its binding, only when it has any.
+        **({"resources": list(client.resources)} if client.resources else {}),
     }
 
 
@@ -109,13 +112,31 @@ def _text(body: dict[str, Any], name: str, *, required: bool = True) -> str | No
     return value
 
 
-def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> CodeRecord:
+def _resources(body: dict[str, Any]) -> tuple[str, ...]:
+    value = body.get("resource")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
+        raise InvalidRequest("resource must be a list of resource identifiers.")
+    return tuple(value)
+
+
+async def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> CodeRecord:
     redirect_uri = _text(body, "redirect_uri")
     if redirect_uri not in client.redirect_uris:
         raise InvalidRequest("redirect_uri is not registered for this client.")
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient("The client may not use the authorization code grant.")
-    scope = scopes.narrow(_text(body, "scope"), client.scopes, "")
+    # RFC 8707 §2.1: the resources of the authorization request, each the client's; the scope
+    # must then belong to them (or be a person scope).
+    to = await resolve(svc, client, _resources(body)) if body.get("resource") else ISSUER
+    requested = _text(body, "scope") or ""
+    allowed = tuple(sorted(client.scopes))
+    scope = (
+        await scope_for(svc, client, to, requested, allowed, person=True)
+        if scopes.parse(requested)
+        else ""  # what was asked for, nothing more
+    )
     sub = _text(body, "sub")
     auth_time = body.get("auth_time")
     if (
@@ -158,6 +179,7 @@ def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) -> Cod
         amr=tuple(amr) if amr is not None else None,
         sid=_text(body, "sid", required=False),
         claims=claims,
+        resources=to.identifiers,
     )
     return CodeRecord(
         grant=grant,
@@ -185,7 +207,7 @@ async def mint_code(request: web.Request) -> web.Response:
     if client is None:
         raise InvalidInternalClient()
     request[LOG_FIELDS]["client_id"] = client_id  # registered: not a string anyone chose
-    record = _code_record(svc, client, body)
+    record = await _code_record(svc, client, body)
     code = new_value(CODE_BYTES, svc.entropy)
     await svc.stores.codes.put(lookup_hash(code), record, svc.settings.code_ttl)
     return json_response(
@@ -202,4 +224,9 @@ async def get_client(request: web.Request) -> web.Response:
     if client is None:
         return json_response({"error": "not_found", "error_description": "Unknown client."}, 404)
     request[LOG_FIELDS]["client_id"] = client_id
-    return json_response(client_view(client))
+    view = client_view(client)
+    if client.resources:  # for the consent screen: the APIs by name (RFC 8707)
+        resources = request.app[SERVICE].stores.resources
+        named = {r: found.name for r in client.resources if (found := await resources.get(r))}
+        view["resource_names"] = {r: name for r, name in named.items() if name}
+    return json_response(view)

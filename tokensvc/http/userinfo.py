@@ -2,7 +2,8 @@
 
 Returns `sub` and the claims released for the grant, narrowed to the token's scope. The token
 comes from the `Authorization: Bearer` header or, for POST, the `access_token` form field
-(RFC 6750 §2.2) — never both. A certificate-bound token (`cnf.x5t#S256`) is accepted only
+(RFC 6750 §2.2) — never both. A token for a resource (RFC 8707 `aud`) is refused: this
+endpoint is the issuer's. A certificate-bound token (`cnf.x5t#S256`) is accepted only
 with that client certificate (RFC 8705 §3).
 """
 
@@ -64,6 +65,11 @@ async def userinfo(request: web.Request) -> web.Response:
         request[LOG_FIELDS]["error"] = "invalid_token"
         return _challenge(401, "invalid_token", str(exc))
     request[LOG_FIELDS]["client_id"] = checked.claims["client_id"]
+    aud = checked.claims.get("aud")
+    if aud != svc.minter.audience and not (isinstance(aud, list) and svc.minter.audience in aud):
+        # RFC 8707: a token for another API is not one for /userinfo, the issuer's own.
+        request[LOG_FIELDS]["error"] = "invalid_token"
+        return _challenge(401, "invalid_token", "The token is for another resource.")
     cnf = checked.claims.get("cnf")
     if isinstance(cnf, dict) and "x5t#S256" in cnf and not _holds(request, cnf["x5t#S256"]):
         request[LOG_FIELDS]["error"] = "invalid_token"

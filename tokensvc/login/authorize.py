@@ -66,13 +66,23 @@ class AuthorizationRequest:
     code_challenge_method: str | None = None
     prompt: tuple[str, ...] = ()
     max_age: int | None = None
+    # RFC 8707 §2: the resources (APIs) asked for, and what the consent screen calls each.
+    resources: tuple[str, ...] = ()
+    apis: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuthorizationRequest:
-        return cls(**{**data, "prompt": tuple(data.get("prompt") or ())})
+        tuples = {k: tuple(data.get(k) or ()) for k in ("prompt", "resources", "apis")}
+        return cls(**{**data, **tuples})
+
+    @property
+    def consent_items(self) -> set[str]:
+        """What a person's consent covers: the scopes, and each resource marked with a `"`,
+        a character no scope token holds (RFC 6749 §3.3), so neither passes for the other."""
+        return set(self.scope.split(" ")) | {f'"{r}' for r in self.resources}
 
 
 def redirect_url(redirect_uri: str, params: dict[str, str | None]) -> str:
@@ -147,6 +157,7 @@ def _validate(
     if "none" in prompt and len(prompt) > 1:
         raise AuthorizeError("invalid_request", "prompt=none cannot be combined.")
     max_age = _max_age(params.get("max_age"))
+    resources = _resources(params.getall("resource", []), client)
     return AuthorizationRequest(
         client_id=client_id,
         redirect_uri=redirect_uri,
@@ -157,7 +168,23 @@ def _validate(
         code_challenge_method=method,
         prompt=prompt,
         max_age=max_age,
+        resources=resources,
+        apis=tuple(
+            f"{client.resource_names[r]} ({r})" if r in client.resource_names else r
+            for r in resources
+        ),
     )
+
+
+def _resources(values: list[str], client: ClientInfo) -> tuple[str, ...]:
+    """RFC 8707 §2: each an absolute URI without a fragment that the client may ask for;
+    anything else is `invalid_target`. The token service checks them again when it mints."""
+    for value in values:
+        if not urlsplit(value).scheme or "#" in value:
+            raise AuthorizeError("invalid_target", "A resource must be an absolute URI.")
+        if value not in client.resources:
+            raise AuthorizeError("invalid_target", f"The client may not ask for {value}.")
+    return tuple(dict.fromkeys(values))
 
 
 def _scope(raw: str | None, client: ClientInfo) -> str:

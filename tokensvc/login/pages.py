@@ -3,6 +3,7 @@ stylesheet served by the service itself; every interpolated value is HTML-escape
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 SCOPE_TEXT = {
@@ -72,15 +73,25 @@ def login_page(
     )
 
 
-def consent_page(*, client_name: str, scopes: list[str], interaction: str, csrf: str) -> str:
+def consent_page(
+    *, client_name: str, scopes: list[str], interaction: str, csrf: str, apis: Sequence[str] = ()
+) -> str:
+    """`apis`: the resources (RFC 8707) the tokens will be for, by name where they have one."""
     items = "\n".join(f"<li>{escape(SCOPE_TEXT.get(s, f'Access: {s}'))}</li>" for s in scopes)
+    targets = (
+        '\n<p class="lead">on your behalf at:</p>\n<ul class="apis">\n'
+        + "\n".join(f"<li>{escape(api)}</li>" for api in apis)
+        + "\n</ul>"
+        if apis
+        else ""
+    )
     return _layout(
         f"Allow {client_name}?",
         f"""<h1>Allow access?</h1>
 <p class="lead"><span class="client">{escape(client_name)}</span> would like to:</p>
 <ul class="scopes">
 {items}
-</ul>
+</ul>{targets}
 <form method="post" action="/consent">
 {_hidden(interaction, csrf)}<div class="actions">
 <button type="submit" name="decision" value="deny" class="secondary">Deny</button>

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +43,10 @@ class ClientInfo:
     scopes: frozenset[str]
     grant_types: frozenset[str]
     require_consent: bool = False
+    # The resources (RFC 8707) it may ask tokens for, and the display names of those that
+    # have one (`tokensvc resource add --name`), for the consent screen.
+    resources: tuple[str, ...] = ()
+    resource_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClientInfo:
@@ -54,6 +58,8 @@ class ClientInfo:
             scopes=frozenset(data["scopes"]),
             grant_types=frozenset(data["grant_types"]),
             require_consent=bool(data.get("require_consent", False)),
+            resources=tuple(data.get("resources") or ()),
+            resource_names=dict(data.get("resource_names") or {}),
         )
 
 

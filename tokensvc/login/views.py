@@ -135,7 +135,7 @@ async def _needs_consent(
     if not client.require_consent:
         return False
     granted = await ctx.consents.granted(sub, client.client_id)
-    return not set(areq.scope.split(" ")) <= granted
+    return not areq.consent_items <= granted
 
 
 async def _issue_code(
@@ -153,6 +153,7 @@ async def _issue_code(
         "amr": list(session.amr),
         "sid": session.sid,
         "claims": released_claims(user, areq.scope),
+        "resource": list(areq.resources) or None,
     }
     try:
         code = await ctx.api.mint_code({k: v for k, v in payload.items() if v is not None})
@@ -215,6 +216,7 @@ def _consent(key: str, interaction: Interaction) -> web.Response:
         pages.consent_page(
             client_name=interaction.client_name,
             scopes=interaction.request.scope.split(" "),
+            apis=list(interaction.request.apis),
             interaction=key,
             csrf=interaction.csrf,
         )
@@ -322,7 +324,7 @@ async def consent(request: web.Request) -> web.Response:
         return _redirect(
             ctx, areq, error="access_denied", error_description="The user denied the request."
         )
-    await ctx.consents.grant(user.sub, areq.client_id, areq.scope.split(" "))
+    await ctx.consents.grant(user.sub, areq.client_id, areq.consent_items)
     return await _issue_code(ctx, areq, user, session)
 
 

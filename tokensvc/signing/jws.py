@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
-TYPES = ("at+jwt", "JWT")
+# Access tokens (RFC 9068), ID tokens, transaction tokens (draft-ietf-oauth-transaction-tokens).
+TYPES = ("at+jwt", "JWT", "txntoken+jwt")
 
 # The order n of P-256's base point (SEC 2 v2 §2.4.2).
 P256_ORDER = 0xFFFFFFFF_00000000_FFFFFFFF_FFFFFFFF_BCE6FAAD_A7179E84_F3B9CAC2_FC632551

@@ -44,14 +44,19 @@ class TokenMinter:
         now: int,
         grant: Grant | None = None,
         binding: Binding = NO_BINDING,
+        audience: str | list[str] | None = None,
+        ttl: int | None = None,
+        act: dict[str, Any] | None = None,
     ) -> str:
         """`binding`: what the token request proved; anything but `NO_BINDING` becomes the
-        token's `cnf` (RFC 8705 §3.1, RFC 9068 §2.2.1)."""
+        token's `cnf` (RFC 8705 §3.1, RFC 9068 §2.2.1). `audience`: the resources the token is
+        for (RFC 8707; default the issuer), `ttl` its lifetime (default the service's), `act`
+        who acts for `sub` (RFC 8693 §4.1, token exchange)."""
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": sub,
-            "aud": self.audience,
-            "exp": now + self.access_ttl,
+            "aud": self.audience if audience is None else audience,
+            "exp": now + (self.access_ttl if ttl is None else ttl),
             "iat": now,
             "jti": new_value(16, self._entropy),
             "client_id": client_id,
@@ -66,7 +71,40 @@ class TokenMinter:
                 claims["amr"] = list(grant.amr)
         if binding is not NO_BINDING:
             claims["cnf"] = binding.cnf()
+        if act is not None:
+            claims["act"] = act
         return self.keys.signer_at(now).sign(claims, "at+jwt")
+
+    def txn_token(
+        self,
+        *,
+        sub: str,
+        audience: str,
+        scope: str,
+        requester: str,
+        now: int,
+        ttl: int,
+        request_context: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """A transaction token (draft-ietf-oauth-transaction-tokens-10 §4): `txn` a fresh
+        transaction id, `req_wl` the requesting workload, `rctx` / `tctx` the request and
+        transaction context it was given; `typ: txntoken+jwt`."""
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "iat": now,
+            "exp": now + ttl,
+            "aud": audience,
+            "txn": new_value(16, self._entropy),
+            "sub": sub,
+            "scope": scope,
+            "req_wl": requester,
+        }
+        if request_context:
+            claims["rctx"] = request_context
+        if details:
+            claims["tctx"] = details
+        return self.keys.signer_at(now).sign(claims, "txntoken+jwt")
 
     def id_token(
         self,

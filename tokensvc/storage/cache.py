@@ -1,26 +1,53 @@
-"""An in-process cache in front of a `ClientStore`, for the `/token` hot path.
+"""An in-process cache in front of a store read on the `/token` hot path: clients (every
+request) and resources (every request that names one, RFC 8707 §2).
 
-Staleness is bounded by `ttl` seconds: a client changed or removed through another process is
-seen by this one at most `ttl` seconds later (`TOKENSVC_CLIENT_CACHE_TTL`, default 30).
-Unknown ids are remembered for at most 5 s, and the cache holds at most `maxsize` entries, so
-random client ids cannot grow it without bound or hammer the database.
+Staleness is bounded by `ttl` seconds: a record changed or removed through another process is
+seen by this one at most `ttl` seconds later (`TOKENSVC_CLIENT_CACHE_TTL`, default 30, for
+both). Unknown keys are remembered for at most 5 s, and the cache holds at most `maxsize`
+entries, so random client ids or resource URIs cannot grow it without bound or hammer the
+database.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from tokensvc.models import Client
-from tokensvc.storage.protocols import ClientStore
+from tokensvc.models import Client, Resource
 
 NEGATIVE_TTL = 5.0
 
+V = TypeVar("V")
 
-class CachedClients:
+
+class Keyed(Protocol[V]):
+    """What the cache needs of the store behind it: records under one string key, as
+    `ClientStore` and `ResourceStore` keep them. Not a store contract of its own (those are
+    in `storage.protocols`), only their common shape."""
+
+    async def get(self, key: str, /) -> V | None: ...
+
+    async def add(self, record: V, /) -> bool: ...
+
+    async def list(self) -> list[V]: ...
+
+    async def remove(self, key: str, /) -> bool: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Cached(ABC, Generic[V]):
+    """`get` served from memory for `ttl` seconds (misses for at most `NEGATIVE_TTL`); `add`
+    and `remove` forget the key here at once, other replicas within `ttl`; `list` always
+    reads the store (the CLI, never the hot path)."""
+
     def __init__(
         self,
-        inner: ClientStore,
+        inner: Keyed[V],
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         maxsize: int = 10_000,
@@ -29,37 +56,51 @@ class CachedClients:
         self._ttl = ttl
         self._clock = clock
         self._maxsize = maxsize
-        self._entries: dict[str, tuple[float, Client | None]] = {}
+        self._entries: dict[str, tuple[float, V | None]] = {}
 
-    def instrument(self, wrap: Callable[[ClientStore], ClientStore]) -> None:
+    @abstractmethod
+    def _key(self, record: V) -> str:
+        """The key `get` and `remove` take for `record`."""
+
+    def instrument(self, wrap: Callable[[Keyed[V]], Keyed[V]]) -> None:
         """Wrap the store behind the cache (e.g. to time its calls); hits stay untouched."""
         self._inner = wrap(self._inner)
 
-    async def get(self, client_id: str) -> Client | None:
-        entry = self._entries.get(client_id)
+    async def get(self, key: str) -> V | None:
+        entry = self._entries.get(key)
         now = self._clock()
         if entry is not None and entry[0] > now:
             return entry[1]
-        client = await self._inner.get(client_id)
+        record = await self._inner.get(key)
         if len(self._entries) >= self._maxsize:
             self._entries.pop(next(iter(self._entries)))
-        ttl = self._ttl if client is not None else min(self._ttl, NEGATIVE_TTL)
-        self._entries[client_id] = (now + ttl, client)
-        return client
+        ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_TTL)
+        self._entries[key] = (now + ttl, record)
+        return record
 
-    async def add(self, client: Client) -> bool:
-        self._entries.pop(client.client_id, None)
-        return await self._inner.add(client)
+    async def add(self, record: V) -> bool:
+        self._entries.pop(self._key(record), None)
+        return await self._inner.add(record)
 
-    async def list(self) -> list[Client]:
+    async def list(self) -> list[V]:
         return await self._inner.list()
 
-    async def remove(self, client_id: str) -> bool:
-        self._entries.pop(client_id, None)
-        return await self._inner.remove(client_id)
+    async def remove(self, key: str) -> bool:
+        self._entries.pop(key, None)
+        return await self._inner.remove(key)
 
     async def ping(self) -> None:
         await self._inner.ping()
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class CachedClients(Cached[Client]):
+    def _key(self, record: Client) -> str:
+        return record.client_id
+
+
+class CachedResources(Cached[Resource]):
+    def _key(self, record: Resource) -> str:
+        return record.identifier

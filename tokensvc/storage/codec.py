@@ -20,6 +20,7 @@ def grant_to_dict(grant: Grant) -> dict[str, Any]:
         "amr": list(grant.amr) if grant.amr is not None else None,
         "sid": grant.sid,
         "claims": grant.claims,
+        **({"resources": list(grant.resources)} if grant.resources else {}),
     }
 
 
@@ -35,6 +36,7 @@ def grant_from_dict(data: dict[str, Any]) -> Grant:
         amr=tuple(amr) if amr is not None else None,
         sid=data.get("sid"),
         claims=data.get("claims") or {},
+        resources=tuple(data.get("resources") or ()),
     )
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tokensvc.inprocess import InProcess
-from tokensvc.models import Client, Federation, Grant, RefreshState, Successor, User
+from tokensvc.models import Client, Federation, Grant, RefreshState, Resource, Successor, User
 
 
 class MemoryClients(InProcess):
@@ -37,24 +38,42 @@ class MemoryClients(InProcess):
         return removed
 
 
-class MemoryFederations(InProcess):
-    def __init__(self) -> None:
-        self._federations: dict[str, Federation] = {}
+R = TypeVar("R", Federation, Resource)
 
-    async def add(self, federation: Federation) -> bool:
-        if federation.issuer in self._federations:
+
+class _Registry(InProcess, Generic[R]):
+    """Records registered once under one identifying string and listed oldest first: the
+    shape `FederationStore` and `ResourceStore` share."""
+
+    def __init__(self, key: Callable[[R], str]) -> None:
+        self._key: Callable[[R], str] = key
+        self._records: dict[str, R] = {}
+
+    async def add(self, record: R) -> bool:
+        key = self._key(record)
+        if key in self._records:
             return False
-        self._federations[federation.issuer] = federation
+        self._records[key] = record
         return True
 
-    async def get(self, issuer: str) -> Federation | None:
-        return self._federations.get(issuer)
+    async def get(self, key: str) -> R | None:
+        return self._records.get(key)
 
-    async def list(self) -> list[Federation]:
-        return sorted(self._federations.values(), key=lambda f: (f.created_at, f.issuer))
+    async def list(self) -> list[R]:
+        return sorted(self._records.values(), key=lambda r: (r.created_at, self._key(r)))
 
-    async def remove(self, issuer: str) -> bool:
-        return self._federations.pop(issuer, None) is not None
+    async def remove(self, key: str) -> bool:
+        return self._records.pop(key, None) is not None
+
+
+class MemoryFederations(_Registry[Federation]):
+    def __init__(self) -> None:
+        super().__init__(lambda f: f.issuer)
+
+
+class MemoryResources(_Registry[Resource]):
+    def __init__(self) -> None:
+        super().__init__(lambda r: r.identifier)
 
 
 class MemoryUsers(InProcess):

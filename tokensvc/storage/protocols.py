@@ -9,6 +9,7 @@ complete and that each protocol has its suite.
 * `GrantStore`, grants and refresh-token families: memory, Postgres (`test_grants.py`)
 * `FederationStore`, trusted issuers of workload tokens: memory, Postgres
   (`test_federations.py`)
+* `ResourceStore`, resource servers (RFC 8707): memory, Postgres (`test_resources.py`)
 * `DenyList`, revoked access tokens: memory, Redis, Redis Cluster (`test_denylist.py`)
 * `ReplayStore`, values accepted once (assertion `jti`s): memory, Redis, Redis Cluster
   (`test_replay.py`)
@@ -44,6 +45,7 @@ from tokensvc.models import (
     Federation,
     Grant,
     RefreshState,
+    Resource,
     Successor,
     User,
 )
@@ -103,6 +105,26 @@ class FederationStore(Protocol):
 
     async def remove(self, issuer: str) -> bool:
         """Stop trusting an issuer; its clients then fail to authenticate."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ResourceStore(Protocol):
+    """Resource servers (RFC 8707) access tokens can be issued for, read on every token request
+    that names one; implementations may cache reads like `ClientStore.get`."""
+
+    async def add(self, resource: Resource) -> bool:
+        """Register a resource; `False` (and nothing written) if its identifier exists."""
+
+    async def get(self, identifier: str) -> Resource | None: ...
+
+    async def list(self) -> list[Resource]:
+        """Every resource, oldest first."""
+
+    async def remove(self, identifier: str) -> bool:
+        """Remove a resource: no new token names it (within the cache's staleness)."""
 
     async def ping(self) -> None: ...
 

@@ -5,7 +5,7 @@ Redis when configured (`SET NX EXAT`: one atomic command, so of any number of re
 requests racing one key exactly one is first); memory otherwise. Checks that arrive in the
 same turn of the event loop share one script call (`storage.batch`), as code exchanges do:
 one round trip for the batch, on a single server or behind Sentinel; on a cluster each key is
-its own call (a script touches one hash slot).
+its own `SET NX` (a script may touch only one hash slot).
 """
 
 from __future__ import annotations
@@ -68,5 +68,9 @@ class RedisReplay(RedisStore):
         return [bool(result) for result in results]
 
     async def _one(self, item: tuple[str, int]) -> bool:
-        (first,) = await self._many([item])
-        return first
+        """One key, one plain command: what a cluster gets (no script to load on each node)."""
+        name, expires = item
+        try:
+            return bool(await self._redis.set(name, b"1", nx=True, exat=expires))
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable("redis", exc) from exc

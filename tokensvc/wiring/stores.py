@@ -11,7 +11,7 @@ from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.service import Stores
-from tokensvc.storage.cache import CachedClients
+from tokensvc.storage.cache import CachedClients, CachedResources
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
@@ -22,6 +22,7 @@ from tokensvc.storage.protocols import (
     FederationStore,
     GrantStore,
     ReplayStore,
+    ResourceStore,
     UserStore,
 )
 from tokensvc.storage.replay import MemoryReplay
@@ -42,6 +43,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     users: UserStore = memory.users
     grants: GrantStore = memory.grants
     federations: FederationStore = memory.federations
+    resources: ResourceStore = memory.resources
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         revoked: DenyList = MemoryDenyList()
@@ -73,7 +75,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             # database is still down, and recovers by itself when it comes up.
             pg = await Postgres.connect(settings.database_url, min_size=0, max_size=20)
             closers.append(pg.close)
+            # Read on every /token request (clients) or every one naming a resource: both
+            # through the in-process cache, stale by at most TOKENSVC_CLIENT_CACHE_TTL.
             clients = CachedClients(pg.clients, settings.client_cache_ttl)
+            resources = CachedResources(pg.resources, settings.client_cache_ttl)
             users, grants, federations = pg.users, pg.grants, pg.federations
         yield Stores(
             codes=codes,
@@ -85,6 +90,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             rates=rates,
             lockouts=lockouts,
             federations=federations,
+            resources=resources,
             replay=replay,
         )
     finally:

@@ -1,5 +1,6 @@
-"""Clients, users, grants and refresh-token families in Postgres: one shared pool (`pool`)
-and a module per store (`clients`, `users`, `grants`)."""
+"""Clients, users, grants and refresh-token families, federations and resources in Postgres:
+one shared pool (`pool`) and a module per store (`clients`, `users`, `grants`, `federations`,
+`resources`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tokensvc.storage.postgres.clients import PostgresClients
 from tokensvc.storage.postgres.federations import PostgresFederations
 from tokensvc.storage.postgres.grants import PostgresGrants
 from tokensvc.storage.postgres.pool import DRIVER_ERRORS, STORE, Pool, split_pgbouncer
+from tokensvc.storage.postgres.resources import PostgresResources
 from tokensvc.storage.postgres.users import PostgresUsers
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "PostgresClients",
     "PostgresFederations",
     "PostgresGrants",
+    "PostgresResources",
     "PostgresUsers",
     "split_pgbouncer",
 ]
@@ -32,3 +35,4 @@ class Postgres(Pool):
         self.users = PostgresUsers(self)
         self.grants = PostgresGrants(self)
         self.federations = PostgresFederations(self)
+        self.resources = PostgresResources(self)

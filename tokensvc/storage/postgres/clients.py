@@ -29,6 +29,7 @@ _COLUMNS = (
     "tls_subject_dn",
     "tls_san_dns",
     "tls_san_uri",
+    "resources",
 )
 _CLIENT_COLUMNS = ", ".join(_COLUMNS)
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
@@ -65,6 +66,7 @@ def _client(row: asyncpg.Record) -> Client:
             tls_san_dns=row["tls_san_dns"],
             tls_san_uri=row["tls_san_uri"],
         ),
+        resources=tuple(row["resources"]),
     )
 
 
@@ -105,6 +107,7 @@ class PostgresClients(PoolStore):
                 client.credentials.tls_subject_dn,
                 client.credentials.tls_san_dns,
                 client.credentials.tls_san_uri,
+                list(client.resources),  # an array, in the order registered
             )
         return status == "INSERT 0 1"
 
