@@ -63,6 +63,12 @@ class Metrics:
         self.rotations = Counter(
             "tokensvc_refresh_rotations", "Refresh tokens rotated.", ["client_id"], registry=r
         )
+        self.exchanges = Counter(
+            "tokensvc_token_exchanges",
+            "Tokens issued by token exchange (RFC 8693), by the exchanging client and the kind.",
+            ["client_id", "issued"],
+            registry=r,
+        )
         self.grace_repeats = Counter(
             "tokensvc_refresh_grace_repeats",
             "Repeated refreshes answered with the same successor within the grace window.",

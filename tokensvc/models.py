@@ -25,7 +25,13 @@ SECRET_METHODS: frozenset[AuthMethod] = frozenset({"client_secret_basic", "clien
 # RFC 7523 §2.2 assertions in the body: `client_assertion_type` and `client_assertion`.
 ASSERTION_METHODS: frozenset[AuthMethod] = frozenset({"private_key_jwt", "federated_jwt"})
 TLS_METHODS: frozenset[AuthMethod] = frozenset({"tls_client_auth", "self_signed_tls_client_auth"})
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
+GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "urn:ietf:params:oauth:grant-type:token-exchange",  # RFC 8693
+)
 
 
 @dataclass(frozen=True, slots=True)

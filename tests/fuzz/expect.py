@@ -22,6 +22,7 @@ TOKEN_ERRORS = frozenset(
         "unauthorized_client",
         "unsupported_grant_type",
         "invalid_scope",
+        "invalid_target",  # RFC 8707 §2
         "slow_down",
     }
 )
@@ -33,6 +34,7 @@ INTERNAL_ERRORS = frozenset(
         "invalid_client",
         "unauthorized_client",
         "invalid_scope",
+        "invalid_target",  # /internal/codes with a resource (RFC 8707)
         "not_found",
         "method_not_allowed",
     }
@@ -45,6 +47,7 @@ AUTHORIZE_ERRORS = frozenset(
         "access_denied",
         "unsupported_response_type",
         "invalid_scope",
+        "invalid_target",
         "server_error",
         "temporarily_unavailable",
         "login_required",

@@ -18,48 +18,18 @@ import pytest
 from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tests.harness import Harness
 from tests.integration.conftest import ServiceFactory
+from tests.jose import ISSUER, assertion, keypair, public_jwks, workload_token
 from tokensvc.clientauth.presented import JWT_BEARER
 from tokensvc.models import Client, Credentials
 from tokensvc.registration import new_client, new_federation
 
 pytestmark = pytest.mark.asyncio
 
-ISSUER = "http://127.0.0.1:8080"  # the harness's issuer
 K8S = "https://kubernetes.default.svc.cluster.local"
 SPIFFE = "https://oidc-discovery.example.org"
-
-
-def keypair(alg: str = "ES256", kid: str | None = None) -> Any:
-    if alg == "ES256":
-        key: Any = ECKey.generate_key("P-256", private=True)
-    elif alg == "ES384":
-        key = ECKey.generate_key("P-384", private=True)
-    elif alg == "EdDSA":
-        key = OKPKey.generate_key("Ed25519", private=True)
-    else:
-        key = RSAKey.generate_key(2048, private=True)
-    key.ensure_kid() if kid is None else None
-    if kid is not None:
-        key = type(key).import_key({**key.as_dict(private=True), "kid": kid})
-    return key
-
-
-def public_jwks(*keys: Any) -> dict[str, Any]:
-    return {"keys": [k.as_dict(private=False) for k in keys]}
-
-
-def assertion(key: Any, alg: str = "ES256", **claims: Any) -> str:
-    header = {"alg": alg, "typ": "JWT"}
-    if key.kid:
-        header["kid"] = key.kid
-    payload = {k: v for k, v in claims.items() if v is not None}
-    with warnings.catch_warnings():  # joserfc warns on "EdDSA" and "none", which we send
-        warnings.simplefilter("ignore", SecurityWarning)
-        return jwt.encode(header, payload, key, algorithms=[alg])
 
 
 def client_claims(client: Client, **changes: Any) -> dict[str, Any]:
@@ -348,12 +318,6 @@ async def test_a_broken_jwks_uri_is_invalid_client_not_a_server_error(
 
 
 # --------------------------------------------------------------------------- federated_jwt
-
-
-def workload_token(key: Any, issuer: str, sub: str, **changes: Any) -> str:
-    now = int(time.time())
-    claims = {"iss": issuer, "sub": sub, "aud": [ISSUER], "exp": now + 3600, "iat": now}
-    return assertion(key, **{**claims, **changes})
 
 
 async def federate(harness: Harness, issuer: str, **keys: Any) -> None:

@@ -32,6 +32,7 @@ async def test_discovery_documents(harness: Harness) -> None:
             "refresh_token",
             "client_credentials",
             "password",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
         }
         assert "ES256" in meta["id_token_signing_alg_values_supported"]
 

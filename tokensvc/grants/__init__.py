@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tokensvc.grants import authorization_code, client_credentials, password, refresh_token
+from tokensvc.grants import (
+    authorization_code,
+    client_credentials,
+    password,
+    refresh_token,
+    token_exchange,
+)
 from tokensvc.grants.common import GrantType
 
 REGISTRY: dict[str, GrantType] = {
@@ -12,5 +18,6 @@ REGISTRY: dict[str, GrantType] = {
         refresh_token.GRANT,
         client_credentials.GRANT,
         password.GRANT,
+        token_exchange.GRANT,
     )
 }

@@ -22,7 +22,7 @@ from tokensvc.service import TokenService
 from tokensvc.signing.verify import InvalidToken
 
 INACTIVE: dict[str, Any] = {"active": False}
-# `cnf`: what the token is bound to (RFC 8705 §3.2, RFC 7662 §2.2).
+# `cnf`: what the token is bound to (RFC 8705 §3.2, RFC 7662 §2.2); `act`: who acts for `sub`.
 _ACCESS_CLAIMS = (
     "scope",
     "client_id",
@@ -34,6 +34,7 @@ _ACCESS_CLAIMS = (
     "jti",
     "auth_time",
     "cnf",
+    "act",  # RFC 8693 §4.1, tokens from token exchange
 )
 
 
