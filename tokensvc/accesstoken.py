@@ -10,7 +10,7 @@ from typing import Any
 
 from tokensvc.models import Grant
 from tokensvc.service import TokenService
-from tokensvc.signing.verify import InvalidToken, verify_access_token
+from tokensvc.signing.verify import InvalidToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class AccessToken:
 
 async def check(svc: TokenService, token: str) -> AccessToken:
     """The live token's claims and grant; `InvalidToken` otherwise."""
-    claims = verify_access_token(token, svc.keys, svc.settings.issuer, svc.clock())
+    claims = svc.verified.claims(token, svc.keys, svc.settings.issuer, svc.clock())
     gid = claims.get("gid")
     if isinstance(gid, str):
         denied, grant = await asyncio.gather(

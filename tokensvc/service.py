@@ -24,6 +24,7 @@ from tokensvc.opaque import Entropy
 from tokensvc.readiness import readiness
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
+from tokensvc.signing.verify import VerifiedTokens
 from tokensvc.storage.cache import Cached
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.memory import MemoryFederations, MemoryResources
@@ -86,6 +87,8 @@ class TokenService:
     metrics: Metrics = field(default_factory=Metrics)
     minter: TokenMinter = field(init=False)
     workloads: WorkloadTokens | None = None  # None: jwt subject tokens are not accepted
+    # Our access tokens whose signature verified (introspection, userinfo, token exchange).
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     def __post_init__(self) -> None:
         time_stores(self.stores, self.metrics)

@@ -19,8 +19,11 @@ import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from tokensvc.opaque import lookup_hash
 from tokensvc.signing.jws import ECDSA, RSA
 from tokensvc.signing.keys import KeySet
+
+VERIFIED_MAX = 10_000  # tokens whose signature check is remembered at once
 
 
 class InvalidToken(Exception):
@@ -81,3 +84,34 @@ def verify_access_token(token: str, keys: KeySet, issuer: str, now: float) -> di
     if not all(isinstance(claims.get(c), str) for c in ("sub", "jti", "client_id")):
         raise InvalidToken("The token is malformed.")
     return claims
+
+
+class VerifiedTokens:
+    """Access tokens whose signature verified, remembered until they expire, so that a token
+    presented again (a resource server introspecting each call, a subject token exchanged for
+    every hop) costs a hash and a lookup instead of a signature check. Only what the signature
+    proves is remembered: expiry is checked at each use, and so is the signing key, which must
+    still be published (a key withdrawn early takes its tokens with it). Revocation is not
+    decided here (`tokensvc.accesstoken` asks the stores every time)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[dict[str, Any], str]] = {}
+
+    def claims(self, token: str, keys: KeySet, issuer: str, now: float) -> dict[str, Any]:
+        """`verify_access_token`'s answer (a copy of the claims), from memory when it can."""
+        key = lookup_hash(token)
+        entry = self._entries.get(key)
+        if entry is not None:
+            claims, kid = entry
+            if claims["exp"] > now and kid in keys.at(now).verify_keys:
+                return dict(claims)
+            del self._entries[key]
+        claims = verify_access_token(token, keys, issuer, now)
+        if len(self._entries) >= VERIFIED_MAX:
+            self._entries = {k: v for k, v in self._entries.items() if v[0]["exp"] > now}
+            if len(self._entries) >= VERIFIED_MAX:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (claims, _header(token)["kid"])
+        return dict(claims)
