@@ -20,7 +20,7 @@ resource's `access_token_ttl`, and `expires_in` says so.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from tokensvc import scope as scopes
@@ -32,30 +32,34 @@ from tokensvc.service import TokenService
 MAX_RESOURCES = 10  # per request: an API call chain names a few, never dozens
 
 
-@dataclass(frozen=True, slots=True)
 class Target:
-    """What a token is for: `resources` (empty: the issuer)."""
+    """What a token is for: `resources` (empty: the issuer). What every token for it shares
+    (`aud`, the union of the scopes, the lifetime cap) is worked out once, when it is built."""
 
-    resources: tuple[Resource, ...] = ()
+    __slots__ = ("_aud", "_cap", "_own", "identifiers", "resources")
 
-    @property
-    def identifiers(self) -> tuple[str, ...]:
-        return tuple(r.identifier for r in self.resources)
+    def __init__(self, resources: tuple[Resource, ...] = ()) -> None:
+        self.resources = resources
+        self.identifiers = tuple(r.identifier for r in resources)
+        self._aud: str | list[str] | None = (
+            None
+            if not resources
+            else self.identifiers[0]
+            if len(resources) == 1
+            else list(self.identifiers)
+        )
+        self._own: frozenset[str] = frozenset().union(*(r.scopes for r in resources))
+        caps = [r.access_token_ttl for r in resources if r.access_token_ttl]
+        self._cap = min(caps) if caps else None
 
     def audience(self, default: str) -> str | list[str]:
         """The token's `aud` (RFC 9068 §3): one identifier as a string, several as a list;
         `default` (the issuer) for none."""
-        if not self.resources:
-            return default
-        if len(self.resources) == 1:
-            return self.resources[0].identifier
-        return list(self.identifiers)
+        return default if self._aud is None else self._aud
 
     def lifetime(self, default: int) -> int:
         """Seconds the access token lives: capped by each resource's `access_token_ttl`."""
-        if not self.resources:
-            return default
-        return min([default, *(r.access_token_ttl for r in self.resources if r.access_token_ttl)])
+        return default if self._cap is None or self._cap > default else self._cap
 
     def scope(
         self, requested: str | None, allowed: Iterable[str], hidden: frozenset[str], person: bool
@@ -66,7 +70,7 @@ class Target:
         scopes may appear."""
         allowed = tuple(allowed)
         if self.resources:
-            own = frozenset().union(*(r.scopes for r in self.resources))
+            own = self._own
             permitted = [s for s in allowed if s in own or (person and s in scopes.PERSON_SCOPES)]
         else:
             permitted = [s for s in allowed if s not in hidden]
@@ -86,6 +90,7 @@ class Target:
 ISSUER = Target()
 
 
+@lru_cache(maxsize=1024)
 def _check_identifier(identifier: str) -> None:
     """RFC 8707 §2: an absolute URI without a fragment."""
     try:
@@ -124,7 +129,7 @@ async def resolve(
     if len(identifiers) > MAX_RESOURCES:
         raise InvalidTarget(f"At most {MAX_RESOURCES} resources per request.")
     found: list[Resource] = []
-    for identifier in dict.fromkeys(identifiers):
+    for identifier in dict.fromkeys(identifiers) if len(identifiers) > 1 else identifiers:
         _check_identifier(identifier)
         if identifier not in client.resources:
             raise InvalidTarget(f"The client may not get tokens for {identifier}.")
