@@ -24,14 +24,17 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks import assertions, attribution, common, cpu, plot, report, spawn
+from benchmarks import assertions, attribution, common, cpu, plot, report, resources, spawn
 from benchmarks.assertions import ASSERTION_LIFETIME, AssertionClients
 from benchmarks.common import UsageError
 from benchmarks.generators.wrk import wrk_version
 from benchmarks.live import Live
 from benchmarks.prepare import (
     CLIENT_AUTH,
+    FOR_RESOURCE,
     GRANTS,
+    OPT_IN,
+    REGISTERED,
     Client,
     Issuer,
     Line,
@@ -46,9 +49,10 @@ from benchmarks.prepare import (
     refresh_line,
     register_clients,
 )
+from benchmarks.resources import ResourceClients
 from benchmarks.runner import PhaseResult, Runner
 
-MIXABLE = (*GRANTS, *CLIENT_AUTH)
+MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE)
 WORKLOADS = (*MIXABLE, "mix")
 
 
@@ -77,9 +81,11 @@ def _parser() -> argparse.ArgumentParser:
         "--grants",
         default=None,
         help="comma-separated workloads: "
-        f"{', '.join(WORKLOADS)} (default: all with --spawn or --internal-url, the "
-        "client-auth ones (cc_*) only where clients can be registered: --spawn or "
-        "--database-url; else client_credentials)",
+        f"{', '.join(WORKLOADS)} (default: all"
+        + (f" but {', '.join(OPT_IN)}" if OPT_IN else "")
+        + " with --spawn or --internal-url, those the kit registers clients for (cc_*, "
+        "token_exchange) only "
+        "where it can: --spawn or --database-url; else client_credentials)",
     )
     load.add_argument("--duration", type=int, default=15, help="timed seconds per workload (15)")
     load.add_argument("--warmup", type=int, default=2, help="untimed seconds before each (2)")
@@ -200,7 +206,7 @@ def _workloads(text: str | None, full: bool, can_register: bool) -> list[str]:
     if text is None:
         if not full:
             return ["client_credentials"]
-        return [w for w in WORKLOADS if can_register or w not in CLIENT_AUTH]
+        return [w for w in WORKLOADS if w not in OPT_IN and (can_register or w not in REGISTERED)]
     names = [common.ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
@@ -299,10 +305,11 @@ def _main(args: argparse.Namespace) -> int:
     )
     needs_codes = bool(in_use & {"authorization_code", "refresh_token"})
     needs_assertions = bool(in_use & set(CLIENT_AUTH))
-    if needs_assertions and args.target and not args.database_url:
+    needs_resource = bool(in_use & set(FOR_RESOURCE))
+    if in_use & set(REGISTERED) and args.target and not args.database_url:
         raise UsageError(
-            f"{', '.join(sorted(in_use & set(CLIENT_AUTH)))} against --target need "
-            "--database-url (the kit registers its federation issuer and clients)"
+            f"{', '.join(w for w in REGISTERED if w in in_use)} against --target need "
+            "--database-url (the kit registers its federation issuer, resource and clients)"
         )
     phase_s = args.duration + args.warmup + 5
     if "cc_private_key_jwt" in in_use and phase_s > ASSERTION_LIFETIME // 2:
@@ -419,12 +426,18 @@ def _main(args: argparse.Namespace) -> int:
             live.say("registering the kit's federation issuer and assertion clients ...")
             assert database_url is not None  # --spawn, or --database-url (checked above)
             assertion_clients = assertions.register(database_url, issuer_url, workdir)
+        resource_clients = None
+        if needs_resource:
+            live.say(f"registering the kit's resource {resources.RESOURCE} and its clients ...")
+            assert database_url is not None  # --spawn, or --database-url (checked above)
+            resource_clients = resources.register(database_url, "token_exchange" in in_use)
         issuer = Issuer(token_url, internal_url, internal_token)
         pools = _pools(
             issuer,
             machine_client,
             web_client,
             assertion_clients,
+            resource_clients,
             _params(args.param),
             weights,
             live,
@@ -585,6 +598,7 @@ def _pools(
     machine_client: Client,
     web_client: Client | None,
     assertion_clients: AssertionClients | None,
+    resource_clients: ResourceClients | None,
     params: dict[str, str],
     weights: dict[str, float],
     live: Live,
@@ -635,6 +649,16 @@ def _pools(
             announce,
             max_age=lambda: max_age(ASSERTION_LIFETIME),
         )
+    if resource_clients is not None:
+        pools["cc_resource"] = StaticPool("cc_resource", resource_clients.resource_line())
+    if resource_clients is not None and resource_clients.exchanger is not None:
+        # not spent by an exchange: the one subject token is sent again and again
+        subject = asyncio.run(
+            issuer.sample("token_exchange (its subject token)", resource_clients.subject_line())
+        )
+        pools["token_exchange"] = StaticPool(
+            "token_exchange", resource_clients.exchange_line(subject["access_token"])
+        )
     parts = {g: (pools[g], w) for g, w in weights.items() if g in pools and w > 0}
     pools["mix"] = MixPool(parts)
     return pools
@@ -648,8 +672,8 @@ def _samples(
     live: Live,
 ) -> dict[str, dict[str, Any]]:
     """One request per workload before anything is timed: checks the set-up (a 200 with an
-    access token) and shows which JWTs a response carries (for the signing share). Spends one
-    credential each."""
+    access token, for a resource where it should be: resources.CHECKS) and shows which JWTs a
+    response carries (for the signing share). Spends one credential each."""
     wanted = set(workloads) - {"mix"}
     if "mix" in workloads:
         wanted |= {g for g, w in weights.items() if w > 0}
@@ -661,6 +685,9 @@ def _samples(
         if not line:
             raise PrepareError(f"could not prepare a {grant} request")
         body = asyncio.run(issuer.sample(grant, line[0]))
+        check = resources.CHECKS.get(grant)
+        if check is not None:
+            check(grant, body)
         tokens[grant] = attribution.jwts_in(body)
         live.say(
             f"   {grant}: a request works ({', '.join(tokens[grant]) or 'no JWT'} in the response)"

@@ -34,6 +34,8 @@ ALIASES = {
     "refresh": "refresh_token",
     "federated_jwt": "cc_federated_jwt",
     "private_key_jwt": "cc_private_key_jwt",
+    "resource": "cc_resource",
+    "exchange": "token_exchange",
 }
 BACKGROUND_BUSY = 0.15  # a core busier than this before the start gets a note
 SECRET_OPTIONS = (

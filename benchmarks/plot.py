@@ -17,6 +17,8 @@ COLOURS = {
     "mix": "#9467bd",
     "cc_federated_jwt": "#17becf",
     "cc_private_key_jwt": "#bcbd22",
+    "cc_resource": "#e377c2",
+    "token_exchange": "#c49c94",
 }
 W, H = 780, 340
 LEFT, RIGHT, TOP, BOTTOM = 64, 210, 34, 44
@@ -360,7 +362,7 @@ def page(report: dict[str, Any], table_text: str) -> str:
             phases,
             "vs_client_credentials",
             ("target_vs_client_credentials", "rps_at_least"),
-            "client_credentials with its secret",
+            "client_credentials of the same run",
         ),
         timeline_chart(closed, "rps", "throughput per second, closed loop", "requests / s"),
         timeline_chart(phases, "p99_ms", "p99 per second", "ms"),

@@ -1,6 +1,6 @@
 """The work a run needs, prepared before anything is timed: clients, authorization codes and
-refresh tokens (and client assertions: benchmarks/assertions.py), each handed to exactly one
-request.
+refresh tokens (and client assertions: benchmarks/assertions.py; the clients of a registered API:
+benchmarks/resources.py), each handed to exactly one request.
 
 * Clients are registered with `tokensvc client add` against the target's database (when we
   spawned the stack or were given `--database-url`), or taken from the command line.
@@ -39,6 +39,12 @@ GRANTS = ("client_credentials", "authorization_code", "refresh_token")
 # client_credentials by clients without a secret (benchmarks/assertions.py), each measured
 # against `client_credentials` itself, the client-secret baseline
 CLIENT_AUTH = ("cc_federated_jwt", "cc_private_key_jwt")
+# requests for a registered API (benchmarks/resources.py), also against `client_credentials`
+FOR_RESOURCE = ("cc_resource", "token_exchange")
+# workloads whose clients the kit registers: --spawn, or --target with --database-url
+REGISTERED = (*CLIENT_AUTH, *FOR_RESOURCE)
+# selectable with --grants, not in the default run (RFC 8693 is not in the service yet)
+OPT_IN: tuple[str, ...] = ()  # workloads left out of the default run (none today)
 PERSON_SCOPE = "openid profile email offline_access"
 REDIRECT_URI = "https://bench.example/cb"
 PREP_CONCURRENCY = 32

@@ -4,6 +4,7 @@ and the plain table printed at the end of a run."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import attribution
@@ -15,15 +16,54 @@ GRANT_ORDER = ("floor", "client_credentials", "authorization_code", "refresh_tok
 # Issue 5's targets: closed-loop throughput as a fraction of the floor; open-loop p99 at half
 # the closed-loop peak.
 TARGET_VS_FLOOR = {"client_credentials": 0.50, "authorization_code": 0.20, "refresh_token": 0.15}
-# Workload identity's targets: client_credentials by a client without a secret, closed-loop
-# throughput as a fraction of `client_credentials` with its secret (BASELINE) in the same run.
 BASELINE = "client_credentials"
-TARGET_VS_SECRET = {"cc_federated_jwt": 0.80, "cc_private_key_jwt": 0.50}
-CLIENT_AUTH = {
-    BASELINE: "client secret (client_secret_basic)",
-    "cc_federated_jwt": "federated_jwt: one workload token, reused",
-    "cc_private_key_jwt": "private_key_jwt: a fresh assertion per request",
-}
+
+
+@dataclass(frozen=True)
+class Versus:
+    """Workloads that change one thing about `client_credentials` (BASELINE), each measured as
+    closed-loop throughput against BASELINE of the same run (`vs_client_credentials`, and its
+    target: `target_vs_client_credentials`), in a table of their own: `ratio` names their
+    ratio's column, `what` its last column, and `rows` says what each row changes (BASELINE's
+    first)."""
+
+    title: str
+    ratio: str
+    what: str
+    rows: dict[str, str]
+    targets: dict[str, float]
+    footnote: str
+
+
+CLIENT_AUTHENTICATION = Versus(  # workload identity's: clients without a secret
+    title="client authentication, closed loop: against client_credentials with its secret",
+    ratio="x secret",
+    what="client authentication",
+    rows={
+        BASELINE: "client secret (client_secret_basic)",
+        "cc_federated_jwt": "federated_jwt: one workload token, reused",
+        "cc_private_key_jwt": "private_key_jwt: a fresh assertion per request",
+    },
+    targets={"cc_federated_jwt": 0.80, "cc_private_key_jwt": 0.50},
+    footnote="(target: the issue's minimum ratio to client_credentials with a secret; '!' = not "
+    "met)",
+)
+RESOURCES = Versus(  # RFC 8707 and RFC 8693: tokens for a registered API
+    title="resources, closed loop: against client_credentials for the issuer",
+    ratio="x cc",
+    what="the token",
+    rows={
+        BASELINE: "for the issuer (no resource)",
+        "cc_resource": "client_credentials with resource: for the API",
+        "token_exchange": "RFC 8693: a subject token exchanged for the API",
+    },
+    targets={"cc_resource": 0.95, "token_exchange": 0.80},
+    footnote="(target: the issue's minimum ratio to client_credentials; '!' = not met)",
+)
+COMPARISONS = (CLIENT_AUTHENTICATION, RESOURCES)
+TARGET_VS_CLIENT_CREDENTIALS = {w: t for c in COMPARISONS for w, t in c.targets.items()}
+# the client-auth comparison's names from before it was generalised
+TARGET_VS_SECRET, CLIENT_AUTH = CLIENT_AUTHENTICATION.targets, CLIENT_AUTHENTICATION.rows
 TARGET_P99_MS = 25.0
 SATURATED = 0.85  # a CPU busy this much of its capacity is the bottleneck
 
@@ -157,7 +197,7 @@ def phase_json(
         goal = TARGET_VS_FLOOR.get(phase.name)
         if goal is not None and "vs_floor" in data:
             data["target"] = {"rps_vs_floor_at_least": goal, "met": data["vs_floor"]["rps"] >= goal}
-        goal = TARGET_VS_SECRET.get(phase.name)
+        goal = TARGET_VS_CLIENT_CREDENTIALS.get(phase.name)
         if goal is not None and baseline is not None and baseline.outcome.completed:
             versus = _versus(phase, baseline, ("p50", "p99"))
             data["vs_client_credentials"] = versus
@@ -174,7 +214,8 @@ def phase_json(
         }
         behind = lag[99] > 5000 or (phase.rate and o.scheduled < 0.97 * phase.rate * o.seconds)
         data["open_loop"]["generator_kept_up"] = not behind
-        if phase.name in TARGET_VS_FLOOR or phase.name in TARGET_VS_SECRET or phase.name == "mix":
+        targeted = phase.name in TARGET_VS_FLOOR or phase.name in TARGET_VS_CLIENT_CREDENTIALS
+        if targeted or phase.name == "mix":
             data["target"] = {"p99_ms_below": TARGET_P99_MS, "met": lat["p99"] < TARGET_P99_MS}
     if phase.name != "floor":
         service = ctx.get("service_measured", False)
@@ -279,17 +320,17 @@ def _mark(target: dict[str, Any] | None, goal: str) -> str:
     return f"{target[goal]:.2f}{'' if target['met'] else '!'}"
 
 
-def _client_auth_table(closed: list[dict[str, Any]], add: Callable[[str], None]) -> None:
-    """The client-auth workloads against the client-secret baseline (nothing without them)."""
-    rows = [p for p in closed if "vs_client_credentials" in p]
+def _versus_table(versus: Versus, closed: list[dict[str, Any]], add: Callable[[str], None]) -> None:
+    """`versus`'s workloads against BASELINE of the same run (nothing without them)."""
+    rows = [p for p in closed if p["name"] in versus.rows and "vs_client_credentials" in p]
     baseline = next((p for p in closed if p["name"] == BASELINE), None)
     if not rows or baseline is None:
         return
     add("")
-    add("client authentication, closed loop: against client_credentials with its secret")
+    add(versus.title)
     add(
-        f"{'workload':20} {'req/s':>9} {'x secret':>9} {'target':>7} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'x p50':>6} {'x p99':>6}  client authentication"
+        f"{'workload':20} {'req/s':>9} {versus.ratio:>9} {'target':>7} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'x p50':>6} {'x p99':>6}  {versus.what}"
     )
     ones = {"rps": 1.0, "p50": 1.0, "p99": 1.0}
     for p in [baseline, *rows]:
@@ -298,8 +339,8 @@ def _client_auth_table(closed: list[dict[str, Any]], add: Callable[[str], None])
         lat = p["latency_ms"]
         cells = [f"{lat['p50']:>8.2f}", f"{lat['p99']:>8.2f}"]
         cells += [f"{_f(vs[k], '{:.2f}'):>6}" for k in ("p50", "p99")]
-        add(_row(p, vs["rps"], 9, mark, cells, CLIENT_AUTH.get(p["name"], "")))
-    add("(target: the issue's minimum ratio to client_credentials with a secret; '!' = not met)")
+        add(_row(p, vs["rps"], 9, mark, cells, versus.rows[p["name"]]))
+    add(versus.footnote)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -331,7 +372,8 @@ def table(report: dict[str, Any]) -> str:
             cells += [f"{lat['p99.9']:>9.2f}", f"{p['errors']['total']:>7}"]
             add(_row(p, vs, 8, mark, cells, p.get("bound", "")))
         add("(target: the issue's minimum ratio to the floor; '!' = not met)")
-        _client_auth_table(closed, add)
+        for versus in COMPARISONS:
+            _versus_table(versus, closed, add)
     if opened:
         add("")
         add(

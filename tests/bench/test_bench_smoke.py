@@ -2,7 +2,8 @@
 stack (the session's Redis and Postgres, a fresh database), closed loop (wrk when installed,
 else the Python generator) and open loop (the Python generator). Every workload of the default
 run, the client-authentication ones included (a reused federated workload token, a fresh
-private_key_jwt assertion per request), and a mix of all of them. It asserts that nothing
+private_key_jwt assertion per request) and client_credentials for a registered API
+(cc_resource), and a mix of all of them. It asserts that nothing
 failed (every answer a 200, the sample of each a token) and that the report is well formed,
 never how fast anything was."""
 
@@ -16,8 +17,9 @@ from tests.bench.kit import run_kit, spawned
 
 GRANTS = ("client_credentials", "authorization_code", "refresh_token")
 CLIENT_AUTH = ("cc_federated_jwt", "cc_private_key_jwt")
-WORKLOADS = (*GRANTS, *CLIENT_AUTH, "mix")
-MIX = "cc=40,refresh=20,code=10,federated_jwt=15,private_key_jwt=15"  # the aliases work too
+VERSUS_CC = (*CLIENT_AUTH, "cc_resource")  # each against client_credentials of the same run
+WORKLOADS = (*GRANTS, *VERSUS_CC, "mix")
+MIX = "cc=35,refresh=20,code=10,federated_jwt=15,private_key_jwt=10,resource=10"  # aliases
 PERCENTILES = ("p50", "p90", "p99", "p99.9", "max")
 
 
@@ -63,14 +65,16 @@ def test_every_grant_runs_without_errors_and_reports(
             assert phase["time_per_request_us"]["requests"] > 0, where
         if mode == "open":
             assert phase["open_loop"]["scheduled"] > 0, where
-    for name in (*GRANTS, *CLIENT_AUTH):  # the sample answer of each carried an access token
+    for name in (*GRANTS, *VERSUS_CC):  # the sample answer of each carried an access token
         assert report["jwts_per_response"][name].get("access_token") == 1, name
-    assert set(report["config"]["mix"]) == {*GRANTS, *CLIENT_AUTH}
-    for name in CLIENT_AUTH:  # against the client-secret baseline of the same run
+    assert set(report["config"]["mix"]) == {*GRANTS, *VERSUS_CC}
+    for name in VERSUS_CC:  # against client_credentials of the same run
         phase = phases[(name, "closed")]
         assert phase["vs_client_credentials"]["rps"] > 0, name
         assert set(phase["target_vs_client_credentials"]) == {"rps_at_least", "met"}, name
-    assert "client authentication, closed loop" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "client authentication, closed loop" in summary
+    assert "resources, closed loop" in summary
     assert report["generator"]["floor_rps"] > 0
     assert report["engines"]["closed"] and report["engines"]["open"]
     assert (out / "summary.txt").read_text().startswith("tokensvc /token benchmark")
