@@ -149,7 +149,7 @@ async def handle(
         else None
     )
     now = svc.clock()
-    remaining = int(subject.exp - now)
+    remaining = int(subject.exp) - int(now)  # whole seconds from the new token's iat
     if remaining < 1:
         raise InvalidRequest("The subject_token has expired.")
     if requested == TXN_TOKEN:
