@@ -19,6 +19,7 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import KeySet as JoseKeySet
 from joserfc.jwt import JWTClaimsRegistry
+from multidict import CIMultiDict
 
 from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
@@ -152,10 +153,10 @@ class Harness:
         data: dict[str, str] | Iterable[tuple[str, str]] | bytes | str,
         *,
         basic: tuple[str, str] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
         path: str = "/token",
     ) -> Reply:
-        hdrs = dict(headers or {})
+        hdrs: CIMultiDict[str] = CIMultiDict(headers or {})  # a list: a header may repeat
         if basic is not None:
             raw = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
             hdrs["Authorization"] = "Basic " + base64.b64encode(raw).decode()

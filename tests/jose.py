@@ -5,6 +5,7 @@ token, a SPIFFE JWT-SVID)."""
 from __future__ import annotations
 
 import time
+import uuid
 import warnings
 from typing import Any
 
@@ -48,3 +49,32 @@ def workload_token(key: Any, issuer: str, sub: str, **changes: Any) -> str:
     now = int(time.time())
     claims = {"iss": issuer, "sub": sub, "aud": [ISSUER], "exp": now + 3600, "iat": now}
     return assertion(key, **{**claims, **changes})
+
+
+def dpop_proof(
+    key: Any,
+    htu: str,
+    htm: str = "POST",
+    *,
+    alg: str = "ES256",
+    header: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    """A DPoP proof (RFC 9449 §4.2) signed by `key`, its public JWK in the header; `claims`
+    override or add to htm, htu, iat and a fresh jti (None removes one)."""
+    body = {"htm": htm, "htu": htu, "iat": int(time.time()), "jti": uuid.uuid4().hex}
+    body.update(claims)
+    head = {"typ": "dpop+jwt", "alg": alg, "jwk": key.as_dict(private=False), **(header or {})}
+    with warnings.catch_warnings():  # joserfc warns on "EdDSA" and "none"
+        warnings.simplefilter("ignore", SecurityWarning)
+        return jwt.encode(
+            {k: v for k, v in head.items() if v is not None},
+            {k: v for k, v in body.items() if v is not None},
+            key,
+            algorithms=[alg],
+        )
+
+
+def jwk_thumbprint(key: Any) -> str:
+    """RFC 7638, as joserfc computes it (independently of the service)."""
+    return str(key.thumbprint())

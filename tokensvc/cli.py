@@ -261,6 +261,8 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         rate_burst=args.rate_burst,
         credentials=credentials,
         resources=args.resource or (),
+        dpop_bound=args.dpop_bound,
+        require_par=args.require_par,
     )
 
     async def add(pg: Postgres) -> bool:
@@ -511,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-consent",
         action="store_true",
         help="ask people to consent before the client gets their data",
+    )
+    add.add_argument(
+        "--dpop-bound",
+        action="store_true",
+        help="every token request must carry a DPoP proof (RFC 9449 §5.2)",
+    )
+    add.add_argument(
+        "--require-par",
+        action="store_true",
+        help="authorization requests only through /par (RFC 9126 §6)",
     )
     add.add_argument(
         "--rate-limit",

@@ -63,6 +63,8 @@ class Settings:
     # The trust domain transaction tokens name in `aud` (draft-ietf-oauth-transaction-tokens
     # §4); empty: the issuer.
     txn_token_audience: str = ""
+    # RFC 9449 §8: every DPoP proof at /token must carry a current server nonce.
+    dpop_nonce: bool = False
     dev: bool = False
 
     def with_(self, **changes: object) -> Settings:
@@ -280,8 +282,17 @@ def load(
         tls_client_ca_file=tls_ca,
         client_cert_header=cert_header,
         txn_token_audience=_txn_audience(env.get(PREFIX + "TXN_TOKEN_AUDIENCE")),
+        dpop_nonce=_flag(env, "DPOP_NONCE"),
         dev=dev,
     )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """`1` or `0` (unset: 0)."""
+    raw = env.get(PREFIX + name, "0") or "0"
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{PREFIX}{name} must be 0 or 1, got {raw[:20]!r}")
+    return raw == "1"
 
 
 def _txn_audience(raw: str | None) -> str:

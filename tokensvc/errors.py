@@ -18,6 +18,7 @@ class OAuthError(Exception):
     def __init__(self, description: str | None = None, *, detail: str | None = None) -> None:
         self.description = description or self.default_description
         self.detail = detail
+        self.headers: dict[str, str] = {}  # sent with the error response (e.g. DPoP-Nonce)
         super().__init__(self.description)
 
 
@@ -66,6 +67,24 @@ class InvalidTarget(OAuthError):
 
     error = "invalid_target"
     default_description = "The requested resource is invalid, unknown or not allowed."
+
+
+class InvalidDpopProof(OAuthError):
+    """RFC 9449 §7.1: the DPoP proof is missing where required, malformed or invalid."""
+
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid."
+
+
+class UseDpopNonce(OAuthError):
+    """RFC 9449 §8: the proof must carry the server nonce sent in `DPoP-Nonce`."""
+
+    error = "use_dpop_nonce"
+    default_description = "The DPoP proof must carry the nonce in the DPoP-Nonce header."
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__()
+        self.headers["DPoP-Nonce"] = nonce
 
 
 class TemporarilyUnavailable(OAuthError):

@@ -76,6 +76,10 @@ class Client:
     credentials: Credentials = NO_CREDENTIALS
     # Identifiers of the registered resources (RFC 8707) it may get access tokens for.
     resources: tuple[str, ...] = ()
+    # RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request must carry a DPoP proof.
+    dpop_bound: bool = False
+    # RFC 9126 §6 `require_pushed_authorization_requests`: /authorize only through /par.
+    require_par: bool = False
 
     @property
     def public(self) -> bool:
@@ -148,6 +152,8 @@ class CodeRecord:
     nonce: str | None = None
     code_challenge: str | None = None
     code_challenge_method: str | None = None
+    # RFC 9449 §10: the thumbprint of the DPoP key the code's exchange must prove.
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

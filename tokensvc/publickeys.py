@@ -103,6 +103,37 @@ def check_public_jwks(jwks: object) -> dict[str, Any]:
     return jwks
 
 
+def public_key(jwk: object) -> PublicKey:
+    """One public JWK as a verification key (a set's member, or a DPoP proof's `jwk` header,
+    RFC 9449 §4.2); `BadKeys` for anything the module docstring refuses."""
+    if not isinstance(jwk, dict):
+        raise BadKeys("every key of a JWK Set is a JSON object")
+    kty = jwk.get("kty")
+    if kty not in ("EC", "RSA", "OKP"):
+        raise BadKeys(f"only EC, RSA and OKP keys are accepted, not kty {kty!r}")
+    if _PRIVATE & jwk.keys():
+        raise BadKeys("the JWK Set holds private key material: register public keys only")
+    if kty in _CURVES and jwk.get("crv") not in _CURVES[kty]:
+        raise BadKeys(f"unsupported curve {jwk.get('crv')!r} for kty {kty}")
+    alg = jwk.get("alg")
+    if alg is not None and alg not in ASSERTION_ALGS:
+        raise BadKeys(f"unsupported alg {alg!r}; choose from {', '.join(ASSERTION_ALGS)}")
+    if jwk.get("use", "sig") != "sig":
+        raise BadKeys('a key\'s "use" must be "sig"')
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        raise BadKeys('a key\'s "key_ops" must include "verify"')
+    kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise BadKeys("every kid must be a string, unique within the set")
+    key, algs = _import(jwk)
+    if alg is not None:
+        if alg not in algs:
+            raise BadKeys(f"alg {alg!r} does not fit a {kty} key")
+        algs = frozenset({alg})
+    return PublicKey(kid, algs, key)
+
+
 def public_keys(jwks: object) -> tuple[PublicKey, ...]:
     """The verification keys of a JWK Set (see the module docstring); `BadKeys` if it is not
     one that may be registered."""
@@ -114,32 +145,10 @@ def public_keys(jwks: object) -> tuple[PublicKey, ...]:
     kids: set[str] = set()
     imported: list[PublicKey] = []
     for jwk in keys:
-        if not isinstance(jwk, dict):
-            raise BadKeys("every key of a JWK Set is a JSON object")
-        kty = jwk.get("kty")
-        if kty not in ("EC", "RSA", "OKP"):
-            raise BadKeys(f"only EC, RSA and OKP keys are accepted, not kty {kty!r}")
-        if _PRIVATE & jwk.keys():
-            raise BadKeys("the JWK Set holds private key material: register public keys only")
-        if kty in _CURVES and jwk.get("crv") not in _CURVES[kty]:
-            raise BadKeys(f"unsupported curve {jwk.get('crv')!r} for kty {kty}")
-        alg = jwk.get("alg")
-        if alg is not None and alg not in ASSERTION_ALGS:
-            raise BadKeys(f"unsupported alg {alg!r}; choose from {', '.join(ASSERTION_ALGS)}")
-        if jwk.get("use", "sig") != "sig":
-            raise BadKeys('a key\'s "use" must be "sig"')
-        ops = jwk.get("key_ops")
-        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-            raise BadKeys('a key\'s "key_ops" must include "verify"')
-        kid = jwk.get("kid")
-        if kid is not None:
-            if not isinstance(kid, str) or kid in kids:
+        key = public_key(jwk)
+        if key.kid is not None:
+            if key.kid in kids:
                 raise BadKeys("every kid must be a string, unique within the set")
-            kids.add(kid)
-        key, algs = _import(jwk)
-        if alg is not None:
-            if alg not in algs:
-                raise BadKeys(f"alg {alg!r} does not fit a {kty} key")
-            algs = frozenset({alg})
-        imported.append(PublicKey(kid, algs, key))
+            kids.add(key.kid)
+        imported.append(key)
     return tuple(imported)

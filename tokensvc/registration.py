@@ -186,6 +186,8 @@ def new_client(
     rate_burst: int | None = None,
     credentials: Credentials = NO_CREDENTIALS,
     resources: Iterable[str] = (),
+    dpop_bound: bool = False,
+    require_par: bool = False,
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
@@ -235,6 +237,8 @@ def new_client(
         rate_burst=rate_burst,
         credentials=credentials,
         resources=allowed,
+        dpop_bound=dpop_bound,
+        require_par=require_par,
     )
     return client, secret
 

@@ -120,6 +120,7 @@ UPSERTS: dict[str, tuple[str, list[str]]] = {
             f"ARRAY[{NOW + 3600}]::float8[]",
             "ARRAY[NULL]::text[]",
             """ARRAY['["https://api.example"]']::jsonb[]""",
+            "ARRAY[NULL]::text[]",
         ],
     ),
     "revoke family": (pg._REVOKE, ["'grant-00017'", ts(NOW)]),

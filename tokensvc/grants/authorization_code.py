@@ -55,6 +55,9 @@ async def handle(
             raise InvalidGrant("PKCE is required for public clients.")
     elif verifier is None or not pkce.verify(verifier, record.code_challenge):
         raise InvalidGrant("PKCE verification failed.")
+    if record.dpop_jkt is not None and binding.jkt != record.dpop_jkt:
+        # RFC 9449 §10: the code is bound to the key named by dpop_jkt at /authorize.
+        raise InvalidGrant("The code is bound to a DPoP key this request did not prove.")
 
     # RFC 8707 §2.2: `resource` here picks among the resources granted at /authorize.
     to = await target(svc, client, params, granted=grant.resources)
@@ -75,6 +78,7 @@ async def handle(
     )
     return token_response(
         svc,
+        token_type=binding.token_type,
         access_token=access,
         scope=scope,
         refresh_token=refresh,

@@ -36,7 +36,9 @@ async def handle(
         audience=to.audience(svc.minter.audience),
         ttl=ttl,
     )
-    return token_response(svc, access_token=access, scope=scope, expires_in=ttl)
+    return token_response(
+        svc, token_type=binding.token_type, access_token=access, scope=scope, expires_in=ttl
+    )
 
 
 GRANT = GrantType("client_credentials", frozenset({"scope", "resource"}), handle)

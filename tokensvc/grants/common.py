@@ -35,11 +35,13 @@ def token_response(
     refresh_token: str | None = None,
     id_token: str | None = None,
     expires_in: int | None = None,
+    token_type: str = "Bearer",  # noqa: S107 - a token type, not a secret
 ) -> bytes:
-    """`expires_in`: the access token's lifetime when a resource capped it (RFC 8707)."""
+    """`expires_in`: the access token's lifetime when a resource capped it (RFC 8707);
+    `token_type`: DPoP for a DPoP-bound token (RFC 9449 §5, `Binding.token_type`)."""
     body: dict[str, object] = {
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": svc.settings.access_token_ttl if expires_in is None else expires_in,
         "scope": scope,
     }

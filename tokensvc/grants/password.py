@@ -62,6 +62,7 @@ async def handle(
     )
     return token_response(
         svc,
+        token_type=binding.token_type,
         access_token=access,
         scope=scope,
         refresh_token=refresh,

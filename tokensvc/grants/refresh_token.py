@@ -52,6 +52,7 @@ async def handle(
         access, id_token = user_tokens(svc, grant, scope, int(now), binding=binding, to=to)
         body = token_response(
             svc,
+            token_type=binding.token_type,
             access_token=access,
             scope=scope,
             refresh_token=new,

@@ -174,7 +174,7 @@ async def handle(
         act=_actor(subject, actor.sub if actor is not None else client.client_id),
     )
     svc.metrics.exchanges.labels(client.client_id, "access_token").inc()
-    return _response(access, ACCESS_TOKEN, "Bearer", ttl, scope)
+    return _response(access, ACCESS_TOKEN, binding.token_type, ttl, scope)
 
 
 def _transaction_token(

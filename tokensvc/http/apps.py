@@ -10,7 +10,8 @@ from tokensvc.clientauth.assertion import AssertionVerifier
 from tokensvc.clientauth.mtls import CertificateMatcher
 from tokensvc.clientauth.remotekeys import RemoteKeys
 from tokensvc.http import discovery, health, internal, tls
-from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, SERVICE
+from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, DPOP, SERVICE
+from tokensvc.http.dpop import Dpop
 from tokensvc.http.forms import MAX_BODY
 from tokensvc.http.introspect import introspect
 from tokensvc.http.middleware import METRICS, canonical
@@ -28,6 +29,7 @@ def public_app(svc: TokenService) -> web.Application:
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
     app[CLIENT_AUTH] = client_auth(app, svc)
     tls.configure(app, svc.settings)  # HTTPS and client certificates (RFC 8705)
+    app[DPOP] = Dpop.from_settings(svc.settings)
     app.router.add_post("/token", token)
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tokensvc.clientauth import SUPPORTED_METHODS
+from tokensvc.dpopproof import ALGS as DPOP_ALGS
 from tokensvc.grants import REGISTRY
 from tokensvc.http.appkeys import DISCOVERY, SERVICE
 from tokensvc.publickeys import ASSERTION_ALGS
@@ -46,6 +47,8 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         # RFC 8705 §3.3: a request with a client certificate gets certificate-bound tokens.
         "tls_client_certificate_bound_access_tokens": True,
+        # RFC 9449 §5.1: DPoP proofs are accepted at /token (and bound tokens at /userinfo).
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [
             "iss",

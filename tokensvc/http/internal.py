@@ -8,6 +8,7 @@ on: the client, its exact redirect URI, the scope and PKCE.
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 import orjson
@@ -57,6 +58,9 @@ def client_view(client: Client) -> dict[str, Any]:
         **credentials_view(client),
         # The resources (RFC 8707) it may get tokens for; like its binding, only when it has any.
         **({"resources": list(client.resources)} if client.resources else {}),
+        # RFC 9449 §5.2 and RFC 9126 §6, as discovery and registration metadata name them.
+        **({"dpop_bound_access_tokens": True} if client.dpop_bound else {}),
+        **({"require_pushed_authorization_requests": True} if client.require_par else {}),
     }
 
 
@@ -110,6 +114,10 @@ def _text(body: dict[str, Any], name: str, *, required: bool = True) -> str | No
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"{name} must be a non-empty string.")
     return value
+
+
+# RFC 9449 §10: a JWK SHA-256 thumbprint, base64url without padding.
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _resources(body: dict[str, Any]) -> tuple[str, ...]:
@@ -181,6 +189,9 @@ async def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) 
         claims=claims,
         resources=to.identifiers,
     )
+    jkt = _text(body, "dpop_jkt", required=False)
+    if jkt is not None and not _JKT.fullmatch(jkt):
+        raise InvalidRequest("dpop_jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url).")
     return CodeRecord(
         grant=grant,
         redirect_uri=redirect_uri or "",
@@ -188,6 +199,7 @@ async def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) 
         nonce=_text(body, "nonce", required=False),
         code_challenge=challenge,
         code_challenge_method=method,
+        dpop_jkt=jkt,
     )
 
 

@@ -44,9 +44,11 @@ async def _access(svc: TokenService, token: str) -> dict[str, Any]:
     except InvalidToken:
         return INACTIVE
     claims = checked.claims
+    cnf = claims.get("cnf")
     return {
         "active": True,
-        "token_type": "Bearer",
+        # RFC 9449 §6.2: a DPoP-bound token is of type DPoP.
+        "token_type": "DPoP" if isinstance(cnf, dict) and "jkt" in cnf else "Bearer",
         **{c: claims[c] for c in _ACCESS_CLAIMS if c in claims},
     }
 

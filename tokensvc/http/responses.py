@@ -29,6 +29,7 @@ def oauth_error(exc: OAuthError) -> web.Response:
         headers["Retry-After"] = "1"
     elif isinstance(exc, SlowDown):
         headers["Retry-After"] = str(exc.retry_after)
+    headers.update(exc.headers)
     return json_response(
         {"error": exc.error, "error_description": exc.description}, exc.status, headers
     )

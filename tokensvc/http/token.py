@@ -2,9 +2,11 @@
 
 read the form -> pick the grant -> the client certificate, if the listener takes any ->
 authenticate the client (refused while its client_id is locked out) -> take one request from
-its rate limit, if it has one -> check it may use the grant -> keep only the grant's
-parameters -> handle, bound to the certificate (RFC 8705 §3: `cnf` in the access token).
-Responses carry `Cache-Control: no-store`.
+its rate limit, if it has one -> check it may use the grant -> the DPoP proof, if one came
+(RFC 9449 §4.3; required of `--dpop-bound` clients) -> keep only the grant's parameters ->
+handle, bound to the certificate and the DPoP key (`cnf` in the access token: RFC 8705 §3,
+RFC 9449 §6). Responses carry `Cache-Control: no-store`, and with server nonces on, every
+response (errors too) carries the next `DPoP-Nonce`.
 
 The rate limit is checked after authentication: a client_id is public, so a limit checked
 before would let anyone spend a client's requests by sending its id. Unauthenticated floods
@@ -17,16 +19,18 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tokensvc import limits
-from tokensvc.binding import NO_BINDING, certificate_binding
+from tokensvc.binding import NO_BINDING, Binding, certificate_binding
 from tokensvc.clientauth import authenticate
 from tokensvc.errors import (
     InvalidRequest,
+    OAuthError,
     SlowDown,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
 from tokensvc.grants import REGISTRY
-from tokensvc.http.appkeys import CLIENT_AUTH, CLIENT_CERTS, SERVICE
+from tokensvc.http.appkeys import CLIENT_AUTH, CLIENT_CERTS, DPOP, SERVICE
+from tokensvc.http.dpop import HEADER, proof_of
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
@@ -36,6 +40,21 @@ TOKEN_HEADERS = CIMultiDict({**NO_STORE, "Content-Type": "application/json"})
 
 
 async def token(request: web.Request) -> web.Response:
+    dpop = request.app[DPOP]
+    if dpop.nonces is None:
+        return await _token(request)
+    # RFC 9449 §8: the next nonce on every answer, so a client never needs a failed request.
+    nonce = dpop.nonces.current(request.app[SERVICE].clock())
+    try:
+        response = await _token(request)
+    except OAuthError as exc:
+        exc.headers.setdefault("DPoP-Nonce", nonce)
+        raise
+    response.headers["DPoP-Nonce"] = nonce
+    return response
+
+
+async def _token(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     params = await read_form(request)
     fields = request[LOG_FIELDS]
@@ -62,6 +81,13 @@ async def token(request: web.Request) -> web.Response:
     if grant_type not in client.grant_types:
         raise UnauthorizedClient()
     binding = NO_BINDING if certificate is None else certificate_binding(certificate)
+    if HEADER in request.headers:
+        dpop = request.app[DPOP]
+        proof = await proof_of(request, svc, dpop, dpop.token_url)
+        if proof is not None:
+            binding = Binding(x5t_s256=binding.x5t_s256, jkt=proof.jkt)
+    elif client.dpop_bound:
+        raise InvalidRequest("This client's token requests must carry a DPoP proof.")
     parameters = {k: params[k] for k in grant.parameters & params.keys()}
     body = await grant.handle(svc, client, parameters, binding)
     return web.Response(body=body, headers=TOKEN_HEADERS)

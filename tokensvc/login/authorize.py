@@ -32,7 +32,9 @@ _SINGLE = (
     "prompt",
     "max_age",
     "response_mode",
+    "dpop_jkt",
 )
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # RFC 9449 §10: an RFC 7638 SHA-256 thumbprint
 
 
 class UnsafeRequest(Exception):
@@ -69,6 +71,8 @@ class AuthorizationRequest:
     # RFC 8707 §2: the resources (APIs) asked for, and what the consent screen calls each.
     resources: tuple[str, ...] = ()
     apis: tuple[str, ...] = ()
+    # RFC 9449 §10: the DPoP key the code's exchange must prove.
+    dpop_jkt: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +162,9 @@ def _validate(
         raise AuthorizeError("invalid_request", "prompt=none cannot be combined.")
     max_age = _max_age(params.get("max_age"))
     resources = _resources(params.getall("resource", []), client)
+    dpop_jkt = params.get("dpop_jkt") or None
+    if dpop_jkt is not None and not _JKT.fullmatch(dpop_jkt):
+        raise AuthorizeError("invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint.")
     return AuthorizationRequest(
         client_id=client_id,
         redirect_uri=redirect_uri,
@@ -169,6 +176,7 @@ def _validate(
         prompt=prompt,
         max_age=max_age,
         resources=resources,
+        dpop_jkt=dpop_jkt,
         apis=tuple(
             f"{client.resource_names[r]} ({r})" if r in client.resource_names else r
             for r in resources

@@ -154,6 +154,7 @@ async def _issue_code(
         "sid": session.sid,
         "claims": released_claims(user, areq.scope),
         "resource": list(areq.resources) or None,
+        "dpop_jkt": areq.dpop_jkt,
     }
     try:
         code = await ctx.api.mint_code({k: v for k, v in payload.items() if v is not None})

@@ -49,6 +49,7 @@ def dump_code(record: CodeRecord) -> bytes:
             "nonce": record.nonce,
             "code_challenge": record.code_challenge,
             "code_challenge_method": record.code_challenge_method,
+            **({"dpop_jkt": record.dpop_jkt} if record.dpop_jkt else {}),
         }
     )
 
@@ -62,4 +63,5 @@ def load_code(raw: bytes) -> CodeRecord:
         nonce=data.get("nonce"),
         code_challenge=data.get("code_challenge"),
         code_challenge_method=data.get("code_challenge_method"),
+        dpop_jkt=data.get("dpop_jkt"),
     )

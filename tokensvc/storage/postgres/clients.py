@@ -30,6 +30,8 @@ _COLUMNS = (
     "tls_san_dns",
     "tls_san_uri",
     "resources",
+    "dpop_bound",
+    "require_par",
 )
 _CLIENT_COLUMNS = ", ".join(_COLUMNS)
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
@@ -67,6 +69,8 @@ def _client(row: asyncpg.Record) -> Client:
             tls_san_uri=row["tls_san_uri"],
         ),
         resources=tuple(row["resources"]),
+        dpop_bound=row["dpop_bound"],
+        require_par=row["require_par"],
     )
 
 
@@ -108,6 +112,8 @@ class PostgresClients(PoolStore):
                 client.credentials.tls_san_dns,
                 client.credentials.tls_san_uri,
                 list(client.resources),  # an array, in the order registered
+                client.dpop_bound,
+                client.require_par,
             )
         return status == "INSERT 0 1"
 

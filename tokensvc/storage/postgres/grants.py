@@ -33,7 +33,8 @@ WHERE grants.revoked_at IS NULL
 """
 
 _LIVE_GRANT = """
-SELECT client_id, sub, scope, auth_time, acr, amr, sid, claims, cnf_x5t, resources FROM grants
+SELECT client_id, sub, scope, auth_time, acr, amr, sid, claims, cnf_x5t, resources, cnf_jkt
+FROM grants
 WHERE grant_id = $1 AND revoked_at IS NULL AND client_id IS NOT NULL
 """
 
@@ -48,26 +49,26 @@ _ISSUE_MANY = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                          $6::text[], $7::jsonb[], $8::text[], $9::jsonb[], $10::float8[],
-                         $11::bytea[], $12::float8[], $13::text[], $14::jsonb[])
+                         $11::bytea[], $12::float8[], $13::text[], $14::jsonb[], $15::text[])
         AS e(grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims, created_epoch,
-             token_hash, expires_epoch, cnf_x5t, resources)
+             token_hash, expires_epoch, cnf_x5t, resources, cnf_jkt)
     -- times travel as epoch seconds (float8): cheaper to encode than timestamptz values
     CROSS JOIN LATERAL (SELECT to_timestamp(created_epoch) AS created_at,
                                to_timestamp(expires_epoch) AS expires_at) AS t
 ), grant_rows AS (
     INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, acr, amr, sid, claims,
-                        created_at, cnf_x5t, resources)
+                        created_at, cnf_x5t, resources, cnf_jkt)
     SELECT grant_id, client_id, sub, scope, auth_time, acr,
            CASE WHEN amr IS NULL THEN NULL
                 ELSE ARRAY(SELECT jsonb_array_elements_text(amr)) END,
            sid, claims, created_at, cnf_x5t,
-           ARRAY(SELECT jsonb_array_elements_text(resources))
+           ARRAY(SELECT jsonb_array_elements_text(resources)), cnf_jkt
     FROM input
     ON CONFLICT (grant_id) DO UPDATE
     SET client_id = EXCLUDED.client_id, sub = EXCLUDED.sub, scope = EXCLUDED.scope,
         auth_time = EXCLUDED.auth_time, acr = EXCLUDED.acr, amr = EXCLUDED.amr,
         sid = EXCLUDED.sid, claims = EXCLUDED.claims, cnf_x5t = EXCLUDED.cnf_x5t,
-        resources = EXCLUDED.resources
+        resources = EXCLUDED.resources, cnf_jkt = EXCLUDED.cnf_jkt
     RETURNING grant_id, revoked_at
 ), token_rows AS (
     INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at)
@@ -82,7 +83,7 @@ _TOKEN_STATES = """
 SELECT t.token_hash, t.grant_id, t.expires_at, t.retired_at, t.successor_box,
        g.revoked_at IS NOT NULL AS revoked,
        g.client_id, g.sub, g.scope, g.auth_time, g.acr, g.amr, g.sid, g.claims, g.cnf_x5t,
-       g.resources
+       g.resources, g.cnf_jkt
 FROM refresh_tokens t JOIN grants g ON g.grant_id = t.grant_id
 WHERE t.token_hash = ANY($1::bytea[])
 """
@@ -116,7 +117,7 @@ RETURNING token_hash
 
 
 def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
-    amr, x5t = row["amr"], row["cnf_x5t"]
+    amr, x5t, jkt = row["amr"], row["cnf_x5t"], row["cnf_jkt"]
     return Grant(
         grant_id=grant_id,
         client_id=row["client_id"],
@@ -127,7 +128,7 @@ def _grant(grant_id: str, row: asyncpg.Record) -> Grant:
         amr=tuple(amr) if amr is not None else None,
         sid=row["sid"],
         claims=orjson.loads(row["claims"]),
-        binding=NO_BINDING if x5t is None else Binding(x5t_s256=x5t),
+        binding=NO_BINDING if x5t is None and jkt is None else Binding(x5t_s256=x5t, jkt=jkt),
         resources=tuple(row["resources"] or ()),
     )
 
@@ -166,6 +167,7 @@ class PostgresGrants(PoolStore):
                 expires_at,
                 grant.binding.x5t_s256,
                 orjson.dumps(list(grant.resources)).decode(),
+                grant.binding.jkt,
             )
         )
 
