@@ -70,6 +70,15 @@ async def test_many_concurrent_revocations_all_hold(denylist: Backend) -> None:
     assert await asyncio.gather(*(denylist.store.contains(j) for j in jtis)) == [True] * 50
 
 
+async def test_lookups_made_together_each_get_their_own_answer(denylist: Backend) -> None:
+    # One turn of the event loop: one MGET on Redis, answered key by key.
+    await denylist.store.add("in-1", denylist.now() + 60)
+    await denylist.store.add("in-2", denylist.now() + 60)
+    asked = ["in-1", "out-1", "in-2", "out-2", "in-1"]
+    answers = await asyncio.gather(*(denylist.store.contains(j) for j in asked))
+    assert answers == [True, False, True, False, True]
+
+
 async def test_a_revocation_on_one_replica_holds_on_another(shared_url: str) -> None:
     """Two replicas, each with its own connection: what one revokes the other refuses."""
     one, two = connect(shared_url), connect(shared_url)

@@ -2,7 +2,10 @@
 
 An entry lives exactly as long as the token it blocks would have (until its `exp`), so the list
 never holds more than the revoked tokens still alive. Redis when configured, so that every
-replica refuses a revoked token; memory otherwise.
+replica refuses a revoked token; memory otherwise. In Redis the lookups of one turn of the event
+loop share one `MGET` (`storage.batch`: a resource server introspecting, or a service
+exchanging tokens, asks for many at once); on a cluster each is its own `EXISTS` (keys of one
+command must share a hash slot).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from tokensvc.errors import StoreUnavailable
-from tokensvc.redis_client import DRIVER_ERRORS, RedisClient
+from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, is_cluster
+from tokensvc.storage.batch import Batcher
 
 KEY_PREFIX = "tokensvc:revoked:"
 
@@ -36,6 +40,7 @@ class MemoryDenyList:
 class RedisDenyList:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
+        self._contains = self._one if is_cluster(client) else Batcher(self._many).submit
 
     async def add(self, jti: str, until: float) -> None:
         if until <= time.time():
@@ -46,7 +51,17 @@ class RedisDenyList:
             raise StoreUnavailable("redis", exc) from exc
 
     async def contains(self, jti: str) -> bool:
+        return await self._contains(KEY_PREFIX + jti)
+
+    async def _many(self, keys: list[str]) -> list[bool]:
         try:
-            return bool(await self._redis.exists(KEY_PREFIX + jti))
+            values = await self._redis.mget(keys)
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailable("redis", exc) from exc
+        return [value is not None for value in values]
+
+    async def _one(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.exists(key))
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable("redis", exc) from exc
