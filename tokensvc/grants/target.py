@@ -28,6 +28,7 @@ from tokensvc.errors import InvalidScope, InvalidTarget
 from tokensvc.models import Client, Resource
 from tokensvc.repeated import values
 from tokensvc.service import TokenService
+from tokensvc.storage.cache import Cached
 
 MAX_RESOURCES = 10  # per request: an API call chain names a few, never dozens
 
@@ -36,10 +37,11 @@ class Target:
     """What a token is for: `resources` (empty: the issuer). What every token for it shares
     (`aud`, the union of the scopes, the lifetime cap) is worked out once, when it is built."""
 
-    __slots__ = ("_aud", "_cap", "_own", "identifiers", "resources")
+    __slots__ = ("_aud", "_cap", "_own", "_scopes", "identifiers", "resources")
 
     def __init__(self, resources: tuple[Resource, ...] = ()) -> None:
         self.resources = resources
+        self._scopes: dict[tuple[object, ...], str] = {}  # `scope`'s answers, remembered
         self.identifiers = tuple(r.identifier for r in resources)
         self._aud: str | list[str] | None = (
             None
@@ -67,8 +69,20 @@ class Target:
         """The scope to issue: `requested` (or, when absent, everything permitted) within
         `allowed` (the client's or the grant's), cut to this target. `hidden`: scopes of the
         client's resources, never in a token for the issuer; `person`: whether the person
-        scopes may appear."""
+        scopes may appear. A target reused for one client (`resolve`) answers a repeated
+        question from memory (refusals are not remembered)."""
         allowed = tuple(allowed)
+        question = (requested, allowed, hidden, person)
+        answer = self._scopes.get(question)
+        if answer is None:
+            answer = self._scope(requested, allowed, hidden, person)
+            if len(self._scopes) < 16:
+                self._scopes[question] = answer
+        return answer
+
+    def _scope(
+        self, requested: str | None, allowed: tuple[str, ...], hidden: frozenset[str], person: bool
+    ) -> str:
         if self.resources:
             own = self._own
             permitted = [s for s in allowed if s in own or (person and s in scopes.PERSON_SCOPES)]
@@ -125,9 +139,12 @@ async def resolve(
     identifiers: tuple[str, ...],
     granted: tuple[str, ...] | None = None,
 ) -> Target:
-    """`identifiers` as registered resources, checked as `target` says."""
+    """`identifiers` as registered resources, checked as `target` says. The same request of
+    the same client gets the same `Target` back while every resource in it is the record the
+    store still serves (so a removal or change is seen exactly as without it)."""
     if len(identifiers) > MAX_RESOURCES:
         raise InvalidTarget(f"At most {MAX_RESOURCES} resources per request.")
+    store = svc.stores.resources
     found: list[Resource] = []
     for identifier in dict.fromkeys(identifiers) if len(identifiers) > 1 else identifiers:
         _check_identifier(identifier)
@@ -135,11 +152,31 @@ async def resolve(
             raise InvalidTarget(f"The client may not get tokens for {identifier}.")
         if granted is not None and identifier not in granted:
             raise InvalidTarget(f"{identifier} was not granted.")
-        resource = await svc.stores.resources.get(identifier)
+        fresh, resource = store.peek(identifier) if isinstance(store, Cached) else (False, None)
+        if not fresh:
+            resource = await store.get(identifier)
         if resource is None:
             raise InvalidTarget(f"{identifier} is not a registered resource.")
         found.append(resource)
-    return Target(tuple(found))
+    key = (client.client_id, identifiers)
+    known = _TARGETS.get(key)
+    if (
+        known is not None
+        and len(known.resources) == len(found)
+        and all(a is b for a, b in zip(known.resources, found, strict=True))
+    ):
+        return known
+    made = Target(tuple(found))
+    if len(_TARGETS) >= MAX_TARGETS:
+        _TARGETS.clear()
+    _TARGETS[key] = made
+    return made
+
+
+# Targets already resolved, by (client, resources asked for): the hot path of a client asking
+# for the same API again and again reuses its Target and the scopes it worked out.
+MAX_TARGETS = 4096
+_TARGETS: dict[tuple[str, tuple[str, ...]], Target] = {}
 
 
 async def scope_for(

@@ -5,11 +5,13 @@ Staleness is bounded by `ttl` seconds: a record changed or removed through anoth
 seen by this one at most `ttl` seconds later (`TOKENSVC_CLIENT_CACHE_TTL`, default 30, for
 both). Unknown keys are remembered for at most 5 s, and the cache holds at most `maxsize`
 entries, so random client ids or resource URIs cannot grow it without bound or hammer the
-database.
+database. When an entry expires under load, the requests that find it expired share one read
+(measured: without that, 32 concurrent requests each queued a database read every `ttl`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -57,6 +59,7 @@ class Cached(ABC, Generic[V]):
         self._clock = clock
         self._maxsize = maxsize
         self._entries: dict[str, tuple[float, V | None]] = {}
+        self._inflight: dict[str, asyncio.Future[V | None]] = {}
 
     @abstractmethod
     def _key(self, record: V) -> str:
@@ -66,20 +69,54 @@ class Cached(ABC, Generic[V]):
         """Wrap the store behind the cache (e.g. to time its calls); hits stay untouched."""
         self._inner = wrap(self._inner)
 
+    def peek(self, key: str) -> tuple[bool, V | None]:
+        """(fresh, record) from memory only: a caller on the hot path skips a coroutine when
+        `fresh`, and calls `get` otherwise."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return True, entry[1]
+        return False, None
+
     async def get(self, key: str) -> V | None:
         entry = self._entries.get(key)
         now = self._clock()
         if entry is not None and entry[0] > now:
             return entry[1]
-        record = await self._inner.get(key)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled
+                # the reader was cancelled: read here instead
+        return await self._read(key, now)
+
+    async def _read(self, key: str, now: float) -> V | None:
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            record = await self._inner.get(key)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no warning when nobody else waited
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
         if len(self._entries) >= self._maxsize:
             self._entries.pop(next(iter(self._entries)))
         ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_TTL)
         self._entries[key] = (now + ttl, record)
+        future.set_result(record)
         return record
 
     async def add(self, record: V) -> bool:
         self._entries.pop(self._key(record), None)
+        self._inflight.pop(self._key(record), None)
         return await self._inner.add(record)
 
     async def list(self) -> list[V]:
@@ -87,6 +124,7 @@ class Cached(ABC, Generic[V]):
 
     async def remove(self, key: str) -> bool:
         self._entries.pop(key, None)
+        self._inflight.pop(key, None)
         return await self._inner.remove(key)
 
     async def ping(self) -> None:
