@@ -13,6 +13,7 @@ never a decoding exception. The body size limit is the application's `client_max
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
 from aiohttp import web
@@ -86,9 +87,32 @@ def _pairs(text: str, max_fields: int = MAX_FIELDS) -> list[tuple[str, str]]:
             continue
         name, _, value = part.partition("=")
         if "%" in part or "+" in part:
-            name = unquote_plus(name, errors="strict")
-            value = unquote_plus(value, errors="strict")
+            name = _unquoted(name)
+            value = _unquoted(value) if name in _REPEATED_VALUES else _unquote(value)
             if "\x00" in name or "\x00" in value:
                 raise InvalidRequest(_NUL)
         pairs.append((name, value))
     return pairs
+
+
+def _unquote(text: str) -> str:
+    return unquote_plus(text, errors="strict")
+
+
+# Names, and the values of parameters that are the same in request after request (URNs of
+# grant and token types, resource URIs, scopes): decoded once. Never a credential's value.
+_REPEATED_VALUES = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "resource",
+        "audience",
+        "subject_token_type",
+        "actor_token_type",
+        "requested_token_type",
+        "client_assertion_type",
+        "token_type_hint",
+        "redirect_uri",
+    }
+)
+_unquoted = lru_cache(maxsize=512)(_unquote)
