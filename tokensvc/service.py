@@ -27,11 +27,13 @@ from tokensvc.signing.tokens import TokenMinter
 from tokensvc.signing.verify import VerifiedTokens
 from tokensvc.storage.cache import Cached
 from tokensvc.storage.denylist import MemoryDenyList
+from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryFederations, MemoryResources
 from tokensvc.storage.protocols import (
     ClientStore,
     CodeStore,
     DenyList,
+    EphemeralStore,
     FederationStore,
     GrantStore,
     ReplayStore,
@@ -62,6 +64,8 @@ class Stores:
     resources: ResourceStore = field(default_factory=MemoryResources)
     # Values accepted once: the `jti`s of client assertions (Redis when configured).
     replay: ReplayStore = field(default_factory=MemoryReplay)
+    # Pushed authorization requests (RFC 9126), one use each, for a minute.
+    pushed: EphemeralStore = field(default_factory=MemoryEphemeral)
 
     async def readiness(self) -> dict[str, bool]:
         """Which backends answer (for `/readyz`)."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -304,3 +306,33 @@ async def test_consent_is_asked_remembered_and_can_be_denied(
     assert query["state"] == denied.state
     assert query["iss"] == stack.issuer
     assert "code" not in query
+
+
+async def test_a_pushed_request_signs_in_and_its_code_is_accepted(
+    stack: Stack, context: BrowserContext
+) -> None:
+    """RFC 9126: the client pushes its parameters to `/par` (client-authenticated), then sends
+    the browser to `/authorize` with only `client_id` and the `request_uri` it got back."""
+    client, secret = await stack.register_client("Pushed Photos")
+    user, password = await stack.register_user("ida", name="Ida Rhodes", email="ida@example.com")
+    request = stack.new_request(client)
+    params = dict(parse_qsl(urlsplit(request.url).query))
+    pushed = await stack.harness.post_token(params, basic=(client.client_id, secret), path="/par")
+    assert pushed.status == 201, pushed.body
+    request_uri = pushed.body["request_uri"]
+    stack.harness.remember(request_uri)
+    query = urlencode({"client_id": client.client_id, "request_uri": request_uri})
+    by_reference = replace(request, url=f"{stack.login_url}/authorize?{query}")
+    page = await context.new_page()
+    await open_login(page, by_reference)
+    await expect(page.locator(".client")).to_have_text(client.name)
+    await submit_credentials(page, "ida", password)
+    callback = await stack.wait_for_callback(page)
+    assert set(callback) == {"code", "state", "iss"} and callback["state"] == request.state
+    claims = await _id_claims(stack, request, secret, callback["code"])
+    assert claims["sub"] == user.sub and claims["nonce"] == request.nonce
+
+    # One use: the same link again is an error page, not a redirect.
+    again = await page.goto(by_reference.url)
+    assert again is not None and again.status == 400
+    assert not stack.on_callback(page)

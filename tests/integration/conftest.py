@@ -31,7 +31,7 @@ from tokensvc.storage.migrate import migrate
 from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.redis_codes import RedisCodes
 from tokensvc.storage.replay import RedisReplay
-from tokensvc.wiring.stores import Stores, memory_stores
+from tokensvc.wiring.stores import PUSHED_PREFIX, Stores, memory_stores
 
 INTEGRATION_REDIS_DB = 1
 _TABLES = "refresh_tokens, grants, consents, clients, users, federations, resources"
@@ -105,6 +105,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
             users=memory.users,
             grants=memory.grants,
             resources=memory.resources,
+            pushed=MemoryEphemeral(clock),
         )
     return Stores(
         codes=RedisCodes(real.redis),
@@ -114,6 +115,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
         federations=real.pg.federations,
         replay=RedisReplay(real.redis),
         resources=real.pg.resources,
+        pushed=RedisEphemeral(real.redis, PUSHED_PREFIX),
     )
 
 

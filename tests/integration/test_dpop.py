@@ -233,3 +233,22 @@ async def test_discovery_lists_the_dpop_algorithms(harness: Harness) -> None:
         "PS256",
         "EdDSA",
     }
+
+
+async def test_dpop_jkt_at_authorize_binds_the_code_through_the_login_front_end(
+    harness: Harness, login: Any
+) -> None:
+    from tokensvc.registration import new_user
+
+    assert await harness.stores.users.add(new_user(username="ada", password="correct horse"))
+    client, key, url = await public_client(harness), keypair(), token_url(harness)
+    for proof_key, status in ((keypair(), 400), (key, 200)):
+        browser, form = await login.authorize(client, scope="openid", dpop_jkt=jwk_thumbprint(key))
+        done = await browser.sign_in(form, "ada", "correct horse")
+        assert done.status == 302 and "code" in done.query, done.text
+        reply = await redeem(
+            harness, client, done.query["code"], login.verifiers[-1], dpop_proof(proof_key, url)
+        )
+        assert reply.status == status, reply.body
+    browser, page = await login.authorize(client, scope="openid", dpop_jkt="not a thumbprint")
+    assert page.status == 302 and page.query["error"] == "invalid_request"

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.redis_client",
         "tokensvc.registration",
         "tokensvc.passwords",
+        "tokensvc.authzrequest",
     ),
     ("tokensvc.storage", "tokensvc.limits", "tokensvc.signing"),
     ("tokensvc.service",),

@@ -15,6 +15,7 @@ from tokensvc.http.dpop import Dpop
 from tokensvc.http.forms import MAX_BODY
 from tokensvc.http.introspect import introspect
 from tokensvc.http.middleware import METRICS, canonical
+from tokensvc.http.par import par
 from tokensvc.http.revoke import revoke
 from tokensvc.http.token import token
 from tokensvc.http.userinfo import userinfo
@@ -38,6 +39,7 @@ def public_app(svc: TokenService) -> web.Application:
     app.router.add_route("POST", "/userinfo", userinfo)
     app.router.add_post("/introspect", introspect)
     app.router.add_post("/revoke", revoke)
+    app.router.add_post("/par", par)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -81,4 +83,5 @@ def internal_app(svc: TokenService) -> web.Application:
     app[METRICS] = svc.metrics
     app.router.add_post("/internal/codes", internal.mint_code)
     app.router.add_get("/internal/clients/{client_id}", internal.get_client)
+    app.router.add_post("/internal/pushed", internal.take_pushed)
     return app

@@ -30,6 +30,10 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "userinfo_endpoint": issuer + "/userinfo",
         "introspection_endpoint": issuer + "/introspect",
         "revocation_endpoint": issuer + "/revoke",
+        # RFC 9126 §5: pushed requests are accepted, and required only of clients registered
+        # with --require-par (their metadata says so, §6).
+        "pushed_authorization_request_endpoint": issuer + "/par",
+        "require_pushed_authorization_requests": False,
         # Introspection is for confidential clients only (README).
         "introspection_endpoint_auth_methods_supported": [
             m for m in SUPPORTED_METHODS if m != "none"

@@ -2,7 +2,8 @@
 
 Every request must carry `Authorization: Bearer $TOKENSVC_INTERNAL_TOKEN` (compared in constant
 time). `POST /internal/codes` mints a code only after checking what the token endpoint will rely
-on: the client, its exact redirect URI, the scope and PKCE.
+on: the client, its exact redirect URI, the scope and PKCE. `POST /internal/pushed` hands out a
+pushed authorization request once (RFC 9126 §4).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tokensvc import pkce
 from tokensvc import scope as scopes
 from tokensvc.errors import InvalidRequest, OAuthError, UnauthorizedClient
 from tokensvc.grants.target import ISSUER, resolve, scope_for
+from tokensvc.http import par
 from tokensvc.http.appkeys import SERVICE
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import json_response
@@ -43,6 +45,11 @@ MAX_BODY_VALUES = MAX_CLAIMS_VALUES + 64
 class InvalidInternalClient(OAuthError):
     error = "invalid_client"
     default_description = "Unknown client."
+
+
+class InvalidRequestUri(OAuthError):
+    error = "invalid_request_uri"  # RFC 9126 §7.3
+    default_description = "The request_uri is unknown, expired, used or another client's."
 
 
 def client_view(client: Client) -> dict[str, Any]:
@@ -242,3 +249,19 @@ async def get_client(request: web.Request) -> web.Response:
         named = {r: found.name for r in client.resources if (found := await resources.get(r))}
         view["resource_names"] = {r: name for r, name in named.items() if name}
     return json_response(view)
+
+
+async def take_pushed(request: web.Request) -> web.Response:
+    """`{"client_id", "request_uri"}`: the request that client pushed there, exactly once."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    client_id, request_uri = _text(body, "client_id") or "", _text(body, "request_uri") or ""
+    pushed = await par.take(request.app[SERVICE], client_id, request_uri)
+    if pushed is None:
+        raise InvalidRequestUri()
+    request[LOG_FIELDS]["client_id"] = client_id  # the one that pushed it: a registered one
+    return json_response(pushed, 200, {"Cache-Control": "no-store"})

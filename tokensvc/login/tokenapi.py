@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
+from tokensvc.authzrequest import AuthorizationRequest, ClientDescription
 
 CLIENT_CACHE_TTL = 10.0
 NEGATIVE_TTL = 2.0
@@ -34,19 +36,13 @@ class CodeRefused(Exception):
         self.description = description
 
 
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientInfo(ClientDescription):
+    """The internal API's client view: what validation needs, and what the pages show."""
+
     client_id: str
     name: str
-    redirect_uris: tuple[str, ...]
-    public: bool
-    scopes: frozenset[str]
-    grant_types: frozenset[str]
     require_consent: bool = False
-    # The resources (RFC 8707) it may ask tokens for, and the display names of those that
-    # have one (`tokensvc resource add --name`), for the consent screen.
-    resources: tuple[str, ...] = ()
-    resource_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClientInfo:
@@ -60,6 +56,7 @@ class ClientInfo:
             require_consent=bool(data.get("require_consent", False)),
             resources=tuple(data.get("resources") or ()),
             resource_names=dict(data.get("resource_names") or {}),
+            require_par=bool(data.get("require_pushed_authorization_requests", False)),
         )
 
 
@@ -111,6 +108,17 @@ class TokenAPI:
             return str(body["code"])
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             raise CodeRefused(body["error"], str(body.get("error_description", "")))
+        raise TokenServiceUnavailable(f"internal API answered {status}")
+
+    async def pushed(self, client_id: str, request_uri: str) -> AuthorizationRequest | None:
+        """The request `client_id` pushed under `request_uri` (RFC 9126 §4), taken: None when
+        it is unknown, expired, used or another client's."""
+        body = {"client_id": client_id, "request_uri": request_uri}
+        status, reply = await self._call("POST", "/internal/pushed", body)
+        if status == 200 and isinstance(reply, dict):
+            return AuthorizationRequest.from_dict(reply)
+        if status == 400:
+            return None
         raise TokenServiceUnavailable(f"internal API answered {status}")
 
     async def ping(self) -> bool:

@@ -13,12 +13,14 @@ from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.service import Stores
 from tokensvc.storage.cache import CachedClients, CachedResources
 from tokensvc.storage.denylist import MemoryDenyList
+from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
 from tokensvc.storage.memory_codes import MemoryCodes
 from tokensvc.storage.protocols import (
     ClientStore,
     CodeStore,
     DenyList,
+    EphemeralStore,
     FederationStore,
     GrantStore,
     ReplayStore,
@@ -26,6 +28,9 @@ from tokensvc.storage.protocols import (
     UserStore,
 )
 from tokensvc.storage.replay import MemoryReplay
+
+# The Redis keyspace of pushed authorization requests (`tokensvc:par:…`, RFC 9126).
+PUSHED_PREFIX = "par"
 
 
 def memory_stores() -> Stores:
@@ -51,12 +56,14 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         rates: RateLimiter = MemoryBuckets()
         lockouts: Lockouts = MemoryLockouts()
         replay: ReplayStore = MemoryReplay()
+        pushed: EphemeralStore = MemoryEphemeral()
         if settings.redis_url:
             from tokensvc.limits.buckets import RedisBuckets
             from tokensvc.limits.failures import RedisFailureLimiter
             from tokensvc.limits.lockout import RedisLockouts
             from tokensvc.redis_client import connect
             from tokensvc.storage.denylist import RedisDenyList
+            from tokensvc.storage.ephemeral import RedisEphemeral
             from tokensvc.storage.redis_codes import RedisCodes
             from tokensvc.storage.replay import RedisReplay
 
@@ -68,6 +75,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             await shared_lockouts.start()
             closers.append(shared_lockouts.close)
             rates, lockouts, replay = RedisBuckets(redis), shared_lockouts, RedisReplay(redis)
+            pushed = RedisEphemeral(redis, PUSHED_PREFIX)
         if settings.database_url:
             from tokensvc.storage.postgres import Postgres
 
@@ -92,6 +100,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             federations=federations,
             resources=resources,
             replay=replay,
+            pushed=pushed,
         )
     finally:
         for close in reversed(closers):
