@@ -20,17 +20,19 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks import assertions, attribution, common, cpu, plot, report, resources, spawn
+from benchmarks import assertions, attribution, common, cpu, dpop, plot, report, resources, spawn
 from benchmarks.assertions import ASSERTION_LIFETIME, AssertionClients
 from benchmarks.common import UsageError
 from benchmarks.generators.wrk import wrk_version
 from benchmarks.live import Live
 from benchmarks.prepare import (
     CLIENT_AUTH,
+    DPOP,
     FOR_RESOURCE,
     GRANTS,
     OPT_IN,
@@ -52,7 +54,7 @@ from benchmarks.prepare import (
 from benchmarks.resources import ResourceClients
 from benchmarks.runner import PhaseResult, Runner
 
-MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE)
+MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE, *DPOP)
 WORKLOADS = (*MIXABLE, "mix")
 
 
@@ -318,6 +320,12 @@ def _main(args: argparse.Namespace) -> int:
             f"{ASSERTION_LIFETIME // 2 - 5} s (assertions expire {ASSERTION_LIFETIME} s "
             "after they are signed)"
         )
+    if "cc_dpop" in in_use and args.duration + args.warmup > dpop.max_phase():
+        raise UsageError(
+            f"cc_dpop: --duration + --warmup must be at most {dpop.max_phase()} s (the service "
+            f"accepts a DPoP proof up to {dpop.IAT_WINDOW} s after its iat, and proofs are "
+            "signed before each phase); leave cc_dpop out of --grants for longer phases"
+        )
     if args.target and needs_codes and not args.internal_url:
         raise UsageError(
             "authorization_code / refresh_token against --target need "
@@ -432,8 +440,10 @@ def _main(args: argparse.Namespace) -> int:
             assert database_url is not None  # --spawn, or --database-url (checked above)
             resource_clients = resources.register(database_url, "token_exchange" in in_use)
         issuer = Issuer(token_url, internal_url, internal_token)
+        prover = dpop.DpopProver(issuer_url + "/token")
         pools = _pools(
             issuer,
+            prover,
             machine_client,
             web_client,
             assertion_clients,
@@ -443,7 +453,8 @@ def _main(args: argparse.Namespace) -> int:
             live,
             args,
         )
-        tokens = _samples(issuer, pools, workloads, weights, live)
+        checks = {**resources.CHECKS, "cc_dpop": dpop.check_dpop_bound(prover)}
+        tokens = _samples(issuer, pools, workloads, weights, live, checks)
 
         live.say("timing the service's signer ...")
         signing = attribution.signing_cost(keys_file, service_cores)
@@ -595,6 +606,7 @@ def _external_clients(args: argparse.Namespace) -> tuple[Client, Client | None]:
 
 def _pools(
     issuer: Issuer,
+    prover: dpop.DpopProver,
     machine_client: Client,
     web_client: Client | None,
     assertion_clients: AssertionClients | None,
@@ -608,6 +620,7 @@ def _pools(
         "authorization_code": "authorization codes",
         "refresh_token": "refresh tokens",
         "cc_private_key_jwt": "private_key_jwt assertions",
+        "cc_dpop": "DPoP proofs",
     }
 
     def announce(name: str, count: int, seconds: float) -> None:
@@ -633,7 +646,15 @@ def _pools(
         return None if ttl is None else ttl - (args.duration + args.warmup + 5)
 
     cc = StaticPool("client_credentials", client_credentials_line(machine_client, params))
-    pools: dict[str, Pool] = {"client_credentials": cc}
+    pools: dict[str, Pool] = {
+        "client_credentials": cc,
+        "cc_dpop": PreparedPool(
+            "cc_dpop",
+            lambda n: dpop.dpop_lines(machine_client, prover, n, params),
+            announce,
+            max_age=lambda: max_age(dpop.IAT_WINDOW),
+        ),
+    }
     if web_client is not None:
         pools["authorization_code"] = PreparedPool(
             "authorization_code", codes, announce, max_age=lambda: max_age(issuer.code_ttl)
@@ -670,9 +691,11 @@ def _samples(
     workloads: list[str],
     weights: dict[str, float],
     live: Live,
+    checks: dict[str, Callable[[str, dict[str, Any]], None]],
 ) -> dict[str, dict[str, Any]]:
     """One request per workload before anything is timed: checks the set-up (a 200 with an
-    access token, for a resource where it should be: resources.CHECKS) and shows which JWTs a
+    access token, and what `checks` of its workload want: for a resource where it should be,
+    resources.CHECKS; DPoP-bound to the kit's key, dpop.check_dpop_bound) and shows which JWTs a
     response carries (for the signing share). Spends one credential each."""
     wanted = set(workloads) - {"mix"}
     if "mix" in workloads:
@@ -685,7 +708,7 @@ def _samples(
         if not line:
             raise PrepareError(f"could not prepare a {grant} request")
         body = asyncio.run(issuer.sample(grant, line[0]))
-        check = resources.CHECKS.get(grant)
+        check = checks.get(grant)
         if check is not None:
             check(grant, body)
         tokens[grant] = attribution.jwts_in(body)

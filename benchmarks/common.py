@@ -36,6 +36,7 @@ ALIASES = {
     "private_key_jwt": "cc_private_key_jwt",
     "resource": "cc_resource",
     "exchange": "token_exchange",
+    "dpop": "cc_dpop",
 }
 BACKGROUND_BUSY = 0.15  # a core busier than this before the start gets a note
 SECRET_OPTIONS = (

@@ -19,6 +19,7 @@ COLOURS = {
     "cc_private_key_jwt": "#bcbd22",
     "cc_resource": "#e377c2",
     "token_exchange": "#c49c94",
+    "cc_dpop": "#ff7f0e",
 }
 W, H = 780, 340
 LEFT, RIGHT, TOP, BOTTOM = 64, 210, 34, 44

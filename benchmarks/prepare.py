@@ -9,8 +9,9 @@ benchmarks/resources.py), each handed to exactly one request.
 * Refresh tokens come from exchanging such codes at `/token` (authorization_code grant).
 
 A request line is `(basic, body)`: the Base64 `client_id:secret` for HTTP Basic (empty for
-`client_secret_post`, whose credentials are in the body) and the form body. Pools hand lines
-out once; lines a run did not send go back to the pool.
+`client_secret_post`, whose credentials are in the body) and the form body; `cc_dpop`'s lines
+carry a third field, the `DPoP` header's proof (benchmarks/dpop.py). Pools hand lines out
+once; lines a run did not send go back to the pool.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-Line = tuple[str, str]
+FormLine = tuple[str, str]  # (basic, body): what a client's own credentials make
+# ... or (basic, body, DPoP proof): every generator sends the third as a header
+Line = FormLine | tuple[str, str, str]
 GRANTS = ("client_credentials", "authorization_code", "refresh_token")
 # client_credentials by clients without a secret (benchmarks/assertions.py), each measured
 # against `client_credentials` itself, the client-secret baseline
 CLIENT_AUTH = ("cc_federated_jwt", "cc_private_key_jwt")
 # requests for a registered API (benchmarks/resources.py), also against `client_credentials`
 FOR_RESOURCE = ("cc_resource", "token_exchange")
+# client_credentials with a fresh DPoP proof per request (benchmarks/dpop.py), against
+# `client_credentials` too; the machine client's, so nothing to register
+DPOP = ("cc_dpop",)
 # workloads whose clients the kit registers: --spawn, or --target with --database-url
 REGISTERED = (*CLIENT_AUTH, *FOR_RESOURCE)
 # selectable with --grants, not in the default run (RFC 8693 is not in the service yet)
@@ -73,7 +79,7 @@ class Client:
             return ""
         return "&" + urlencode({"client_id": self.client_id, "client_secret": self.secret})
 
-    def line(self, params: dict[str, str]) -> Line:
+    def line(self, params: dict[str, str]) -> FormLine:
         return self.basic(), urlencode(params) + self.body_credentials()
 
 
@@ -175,11 +181,11 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def client_credentials_line(client: Client, extra: dict[str, str] | None = None) -> Line:
+def client_credentials_line(client: Client, extra: dict[str, str] | None = None) -> FormLine:
     return client.line({"grant_type": "client_credentials", **(extra or {})})
 
 
-def floor_line() -> Line:
+def floor_line() -> FormLine:
     """Shaped like an authorization_code request (the largest body we send), never consumed."""
     fake = Client("floor-client", secrets.token_urlsafe(32))
     verifier, _ = pkce_pair()
@@ -265,10 +271,12 @@ class Issuer:
 
     async def sample(self, grant: str, line: Line) -> dict[str, Any]:
         """Send one request (its credential is spent) and keep the 200 body."""
-        auth, body = line
+        auth, body, *dpop = line
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if auth:
             headers["Authorization"] = f"Basic {auth}"
+        if dpop:
+            headers["DPoP"] = dpop[0]
         async with (
             aiohttp.ClientSession() as http,
             http.post(self.token_url, data=body.encode(), headers=headers) as resp,
@@ -282,7 +290,7 @@ class Issuer:
             return dict(data)
 
 
-def code_line(client: Client, code: str, verifier: str) -> Line:
+def code_line(client: Client, code: str, verifier: str) -> FormLine:
     return client.line(
         {
             "grant_type": "authorization_code",
@@ -293,7 +301,7 @@ def code_line(client: Client, code: str, verifier: str) -> Line:
     )
 
 
-def refresh_line(client: Client, token: str) -> Line:
+def refresh_line(client: Client, token: str) -> FormLine:
     return client.line({"grant_type": "refresh_token", "refresh_token": token})
 
 

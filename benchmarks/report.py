@@ -60,7 +60,18 @@ RESOURCES = Versus(  # RFC 8707 and RFC 8693: tokens for a registered API
     targets={"cc_resource": 0.95, "token_exchange": 0.80},
     footnote="(target: the issue's minimum ratio to client_credentials; '!' = not met)",
 )
-COMPARISONS = (CLIENT_AUTHENTICATION, RESOURCES)
+DPOP = Versus(  # RFC 9449: sender-constrained tokens
+    title="DPoP, closed loop: against client_credentials without a proof",
+    ratio="x cc",
+    what="the request",
+    rows={
+        BASELINE: "no proof: a Bearer token",
+        "cc_dpop": "a fresh ES256 DPoP proof per request: a DPoP-bound token",
+    },
+    targets={"cc_dpop": 0.60},
+    footnote="(target: the minimum ratio to client_credentials without a proof; '!' = not met)",
+)
+COMPARISONS = (CLIENT_AUTHENTICATION, RESOURCES, DPOP)
 TARGET_VS_CLIENT_CREDENTIALS = {w: t for c in COMPARISONS for w, t in c.targets.items()}
 # the client-auth comparison's names from before it was generalised
 TARGET_VS_SECRET, CLIENT_AUTH = CLIENT_AUTHENTICATION.targets, CLIENT_AUTHENTICATION.rows

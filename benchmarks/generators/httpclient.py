@@ -46,12 +46,15 @@ class Endpoint:
         ).encode()
 
 
-def build_request(head: bytes, auth: str, body: str) -> bytes:
-    """One POST from the pre-encoded head, a Basic credential (or "") and a form body."""
+def build_request(head: bytes, auth: str, body: str, dpop: str = "") -> bytes:
+    """One POST from the pre-encoded head, a Basic credential (or ""), a form body and a DPoP
+    proof (or ""): a request line's fields (benchmarks.prepare.Line)."""
     data = body.encode()
     parts = [head]
     if auth:
         parts.append(b"Authorization: Basic " + auth.encode() + b"\r\n")
+    if dpop:
+        parts.append(b"DPoP: " + dpop.encode() + b"\r\n")
     parts.append(b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
     return b"".join(parts)
 

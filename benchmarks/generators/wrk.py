@@ -87,7 +87,7 @@ class Wrk:
         prefix = self.workdir / "lines-"
         for i, chunk in enumerate(lines, start=1):
             with open(f"{prefix}{i}.txt", "w") as out:
-                out.writelines(f"{basic}\t{body}\n" for basic, body in chunk)
+                out.writelines("\t".join(line) + "\n" for line in chunk)
         argv = [
             self.binary,
             "-t",

@@ -4,7 +4,9 @@
 --
 --   wrk -t T -c C -d 1s -s wrk_token.lua URL -- PREFIX [repeat]
 --
--- Thread i reads PREFIX<i>.txt; a line is "<Basic credentials or empty>\t<form body>". A thread
+-- Thread i reads PREFIX<i>.txt; a line is "<Basic credentials or empty>\t<form body>", with
+-- "\t<DPoP proof>" after it for cc_dpop (sent as a `DPoP:` header; a form body and a JWT
+-- never hold a tab). A thread
 -- that runs out of lines stops sending (and says so): a line is never sent twice. With
 -- "repeat" (client_credentials with a secret or with a reused workload token, the floor:
 -- nothing is spent) the first line is sent each time. `done` prints, on lines starting with
@@ -33,7 +35,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local file, with_auth, without_auth
+local file, with_auth, without_auth, head, form
 
 local repeated = nil  -- "repeat" mode: one line, sent again and again (nothing to spend)
 
@@ -45,8 +47,8 @@ function init(args)
   started_us = now_us()
   exhausted_us = -1
   local host = wrk.headers["Host"]
-  local head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n"
-  local form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+  head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n"
+  form = "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
   with_auth = head .. "Authorization: Basic "
   without_auth = head .. form
   form_after_auth = "\r\n" .. form
@@ -58,6 +60,12 @@ end
 function build(line)
   local tab = line:find("\t", 1, true)
   local auth, body = line:sub(1, tab - 1), line:sub(tab + 1)
+  local proof = body:find("\t", 1, true)
+  if proof then  -- cc_dpop: the baseline's request plus the proof's header
+    body, proof = body:sub(1, proof - 1), body:sub(proof + 1)
+    local start = auth == "" and head or (with_auth .. auth .. "\r\n")
+    return start .. "DPoP: " .. proof .. "\r\n" .. form .. #body .. "\r\n\r\n" .. body
+  end
   if auth == "" then
     return without_auth .. #body .. "\r\n\r\n" .. body
   end

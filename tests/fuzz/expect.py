@@ -1,8 +1,9 @@
 """What every reply to hostile input must look like: never a 5xx, always a well-formed error.
 
-The error vocabularies are RFC 6749 §5.2 (+ `slow_down`, RFC 8628 §3.5, for the abuse limits)
-at the client-authenticated endpoints, the error middleware's codes for routing failures
-(`method_not_allowed`, `not_found`), and the internal API's own `unauthorized` and `not_found`.
+The error vocabularies are RFC 6749 §5.2 (+ `slow_down`, RFC 8628 §3.5, for the abuse limits,
+and RFC 9449's `invalid_dpop_proof` and `use_dpop_nonce`) at the client-authenticated
+endpoints, the error middleware's codes for routing failures (`method_not_allowed`,
+`not_found`), and the internal API's own `unauthorized` and `not_found`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ TOKEN_ERRORS = frozenset(
         "invalid_scope",
         "invalid_target",  # RFC 8707 §2
         "slow_down",
+        "invalid_dpop_proof",  # RFC 9449 §5
+        "use_dpop_nonce",  # RFC 9449 §8
     }
 )
 ROUTING_ERRORS = frozenset({"method_not_allowed", "not_found"})
@@ -112,11 +115,12 @@ def error_reply(
 
 
 def token_reply(reply: Reply) -> str | None:
-    """`/token`: tokens (RFC 6749 §5.1) or an error (§5.2); never cacheable."""
+    """`/token`: tokens (RFC 6749 §5.1; DPoP-bound ones, RFC 9449 §5, say so in their
+    `token_type`) or an error (§5.2); never cacheable."""
     if reply.status != 200:
         return error_reply(reply, TOKEN_ERRORS | ROUTING_ERRORS)
     body = json_body(reply)
-    assert body["token_type"] == "Bearer" and isinstance(body["access_token"], str), reply
+    assert body["token_type"] in ("Bearer", "DPoP") and isinstance(body["access_token"], str), reply
     assert isinstance(body["expires_in"], int) and isinstance(body["scope"], str), reply
     assert reply.headers["Cache-Control"] == "no-store", reply
     return None

@@ -38,23 +38,36 @@ __all__ = [
     "live_harness",
     "module_database",
     "real_backend",
+    "service_settings",
     "stores",
 ]
 
 
 @pytest.fixture
+def service_settings() -> dict[str, Any]:
+    """Settings of the live service beyond the harness's (none); a test module overrides this
+    fixture to run its tests against another configuration (server DPoP nonces, say)."""
+    return {}
+
+
+@pytest.fixture
 async def live_harness(
-    stores: Stores, es256_keys: KeySet, clock: Clock, log_sink: Any
+    stores: Stores,
+    es256_keys: KeySet,
+    clock: Clock,
+    log_sink: Any,
+    service_settings: dict[str, Any],
 ) -> AsyncIterator[Harness]:
-    """A token service on loopback whose issuer is `harness.public_url` (plain http); the logs
-    are checked for the secrets it handled at the end, as the integration suite does."""
+    """A token service on loopback whose issuer is `harness.public_url` (plain http), with
+    `service_settings`; the logs are checked for the secrets it handled at the end, as the
+    integration suite does."""
     mark = log_sink.mark()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()[:2]
     public_url = f"http://{host}:{port}"
-    svc = make_service(stores, es256_keys, clock, issuer=public_url)
+    svc = make_service(stores, es256_keys, clock, **{**service_settings, "issuer": public_url})
     runners: list[web.AppRunner] = []
     http = aiohttp.ClientSession()
     try:
