@@ -71,7 +71,7 @@ def verified_claims(compact: Compact, keys: tuple[PublicKey, ...]) -> dict[str, 
     kid = compact.header.get("kid")
     for candidate in keys:
         if (kid is None or candidate.kid == kid) and alg in candidate.algs:
-            if _verifies(alg, candidate.key, compact.signing_input, compact.signature):
+            if verifies(alg, candidate.key, compact.signing_input, compact.signature):
                 break
             if kid is not None:
                 raise BadJws("The signature does not verify.")
@@ -91,7 +91,8 @@ _ECDSA = {"ES256": (ec.ECDSA(hashes.SHA256()), 32), "ES384": (ec.ECDSA(hashes.SH
 _PSS = padding.PSS(padding.MGF1(hashes.SHA256()), hashes.SHA256.digest_size)
 
 
-def _verifies(alg: str, key: PublicKeyObject, data: bytes, signature: bytes) -> bool:
+def verifies(alg: str, key: PublicKeyObject, data: bytes, signature: bytes) -> bool:
+    """Whether `signature` over `data` verifies with `key` under `alg` (RFC 7518 §3)."""
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             algorithm, size = _ECDSA[alg]
