@@ -58,18 +58,26 @@ async def exchange(h: Harness, client: Client, secret: str, **params: Any) -> An
     return await h.post_token(pairs, basic=(client.client_id, secret))
 
 
+async def exchange_subject(
+    h: Harness, client: Client, secret: str, subject: str, **params: Any
+) -> Any:
+    """An exchange of our access token `subject` (the common case of these tests)."""
+    return await exchange(
+        h, client, secret, subject_token=subject, subject_token_type=ACCESS_TOKEN, **params
+    )
+
+
 async def test_a_persons_token_is_exchanged_for_a_resource_with_the_exchanger_as_actor(
     harness: Harness,
 ) -> None:
     gateway, secret = await exchanger(harness)
     subject, _ = await person_token(harness)
     subject_claims = await harness.verify(subject, typ="at+jwt")
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         resource=ORDERS,
         scope="orders:read",
     )
@@ -89,12 +97,11 @@ async def test_without_scope_the_exchange_keeps_what_the_subject_has_for_the_res
 ) -> None:
     gateway, secret = await exchanger(harness)
     subject, _ = await person_token(harness)
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         audience=ORDERS,
     )
     assert reply.status == 200 and reply.body["scope"] == "openid orders:read orders:write"
@@ -104,12 +111,11 @@ async def test_each_hop_nests_the_previous_actor(harness: Harness) -> None:
     gateway, gw_secret = await exchanger(harness)
     orders, orders_secret = await exchanger(harness, "orders")
     subject, _ = await person_token(harness)
-    first = await exchange(
+    first = await exchange_subject(
         harness,
         gateway,
         gw_secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         resource=ORDERS,
     )
     second = await exchange(
@@ -133,12 +139,11 @@ async def test_an_actor_token_names_the_actor(harness: Harness) -> None:
     assert robot_secret is not None
     actor = (await harness.token(robot, robot_secret, grant_type="client_credentials")).body
     subject, _ = await person_token(harness)
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         actor_token=actor["access_token"],
         actor_token_type=ACCESS_TOKEN,
         resource=BILLING,
@@ -154,12 +159,11 @@ async def test_introspection_shows_the_actor_and_a_revoked_grant_ends_the_exchan
     gateway, secret = await exchanger(harness)
     subject, _ = await person_token(harness)
     # For the issuer (no resource): usable at /userinfo until the person's grant is revoked.
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         scope="openid",
     )
     token = reply.body["access_token"]
@@ -175,9 +179,7 @@ async def test_introspection_shows_the_actor_and_a_revoked_grant_ends_the_exchan
     )
     assert seen.body == {"active": False}
     assert await userinfo_status(harness, token) == 401
-    again = await exchange(
-        harness, gateway, secret, subject_token=subject, subject_token_type=ACCESS_TOKEN
-    )
+    again = await exchange_subject(harness, gateway, secret, subject)
     assert again.status == 400 and again.body["error"] == "invalid_request"
 
 
@@ -193,12 +195,11 @@ async def test_the_lifetime_never_outlasts_the_subject(harness: Harness) -> None
     subject, _ = await person_token(harness)
     exp = (await harness.verify(subject, typ="at+jwt"))["exp"]
     harness.clock.advance(exp - harness.clock() - 90)  # 90 s of the subject's life left
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         resource=ORDERS,
     )
     assert reply.status == 200 and reply.body["expires_in"] <= 90
@@ -264,21 +265,18 @@ async def test_a_client_without_the_grant_is_unauthorized(harness: Harness) -> N
     other, secret = await harness.client(grant_types=["client_credentials"], resources=(ORDERS,))
     assert secret is not None
     subject, _ = await person_token(harness)
-    reply = await exchange(
-        harness, other, secret, subject_token=subject, subject_token_type=ACCESS_TOKEN
-    )
+    reply = await exchange_subject(harness, other, secret, subject)
     assert reply.status == 400 and reply.body["error"] == "unauthorized_client"
 
 
 async def test_a_resource_not_the_exchangers_is_invalid_target(harness: Harness) -> None:
     gateway, secret = await exchanger(harness, resources=(ORDERS,))
     subject, _ = await person_token(harness)
-    reply = await exchange(
+    reply = await exchange_subject(
         harness,
         gateway,
         secret,
-        subject_token=subject,
-        subject_token_type=ACCESS_TOKEN,
+        subject,
         resource=BILLING,
     )
     assert reply.status == 400 and reply.body["error"] == "invalid_target"
