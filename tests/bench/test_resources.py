@@ -27,7 +27,6 @@ from benchmarks.resources import (
 )
 from benchmarks.runner import PhaseResult
 from tests.bench.kit import run_kit, spawned
-from tokensvc.models import GRANT_TYPES
 
 CLIENTS = ResourceClients(
     Client("res-client", "res-secret"),
@@ -211,9 +210,6 @@ def test_cc_resource_runs_against_client_credentials(
     assert report.RESOURCES.title in summary
 
 
-@pytest.mark.skipif(
-    TOKEN_EXCHANGE not in GRANT_TYPES, reason="this tokensvc has no token-exchange grant yet"
-)
 def test_token_exchange_runs_against_client_credentials(
     tmp_path: Path, redis_url: str, postgres_admin_url: str
 ) -> None:

@@ -11,56 +11,23 @@ sends the kept nonce straight away.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import re
-import shutil
 from typing import Any
 
 import pytest
 
 from tests.harness import Harness
-from tests.interop.test_openid_client import NODE_DIR, NODE_TIMEOUT, claims
+from tests.interop.node_script import run_node
+from tests.interop.test_openid_client import claims
 
-SCRIPT = NODE_DIR / "dpop.mjs"
 NONCES = {"dpop_nonce": True}  # keyed from the harness's internal token, as replicas' are
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: the oauth4webapi interop test needs Node.js 20 or newer")
-    if not (NODE_DIR / "node_modules" / "oauth4webapi").is_dir():
-        pytest.fail(
-            f"{NODE_DIR}/node_modules is missing: run ./scripts/test "
-            "(or npm ci --prefix tests/interop/node)"
-        )
-    return node
 
 
 async def run_dpop(harness: Harness, env: dict[str, str], *args: str) -> tuple[int, str, str]:
     """`node dpop.mjs ARGS` with the client's credentials in its environment (not on its
     command line, where `ps` shows them): (exit status, stdout, stderr). Tokens it printed
     are remembered, so the log check looks for them too."""
-    proc = await asyncio.create_subprocess_exec(
-        _node(),
-        str(SCRIPT),
-        *args,
-        cwd=NODE_DIR,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        pytest.fail(f"dpop.mjs did not finish in {NODE_TIMEOUT} s")
-    harness.remember(*re.findall(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", (out + err).decode()))
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_node(harness, "dpop.mjs", env, *args)
 
 
 @pytest.fixture(params=["no nonces", "server nonces"])

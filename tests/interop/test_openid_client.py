@@ -7,39 +7,20 @@ asks for a transaction token, over memory and real Redis + Postgres.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
-import re
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness import Harness
+from tests.interop.node_script import run_node
 from tokensvc.grants.token_exchange import ACCESS_TOKEN, GRANT_TYPE, TXN_TOKEN
 from tokensvc.models import Client
 from tokensvc.registration import new_resource
 
-NODE_DIR = Path(__file__).with_name("node")
-SCRIPT = NODE_DIR / "exchange.mjs"
 ORDERS = "https://orders.example.com"
-NODE_TIMEOUT = 30.0  # seconds for the whole script (it makes four requests)
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: the openid-client interop test needs Node.js 20 or newer")
-    if not (NODE_DIR / "node_modules" / "openid-client").is_dir():
-        pytest.fail(
-            f"{NODE_DIR}/node_modules is missing: run ./scripts/test "
-            "(or npm ci --prefix tests/interop/node)"
-        )
-    return node
 
 
 def claims(token: str, part: int = 1) -> dict[str, Any]:
@@ -98,24 +79,7 @@ async def setup(live_harness: Harness) -> Setup:
 async def run_exchange(harness: Harness, env: dict[str, str], *args: str) -> tuple[int, str, str]:
     """`node exchange.mjs ARGS` with the credentials in its environment: (exit status, stdout,
     stderr). Tokens it printed are remembered, so the log check looks for them too."""
-    proc = await asyncio.create_subprocess_exec(
-        _node(),
-        str(SCRIPT),
-        *args,
-        cwd=NODE_DIR,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        pytest.fail(f"exchange.mjs did not finish in {NODE_TIMEOUT} s")
-    harness.remember(*re.findall(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", (out + err).decode()))
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_node(harness, "exchange.mjs", env, *args)
 
 
 async def test_openid_client_gets_a_resource_token_exchanges_and_gets_a_txn_token(
