@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import orjson
 
 from tokensvc import config, logs
+from tokensvc.admin.audit import Audit
+from tokensvc.admin.metadata import federation_view, resource_view
+from tokensvc.admin.operations import Administration, ClientFields, Conflict
 from tokensvc.digits import whole_number
 from tokensvc.errors import StoreUnavailable
-from tokensvc.models import Client, Credentials, Federation, Resource
+from tokensvc.models import Client, Credentials
 from tokensvc.registration import (
     RegistrationError,
-    new_client,
     new_federation,
     new_resource,
     new_user,
@@ -80,6 +82,35 @@ async def _with_postgres(action: Callable[[Postgres], Awaitable[T]]) -> T:
         await pg.close()
 
 
+async def _administering(action: Callable[[Administration], Awaitable[T]]) -> T:
+    """Run a change the way the admin API runs it (`tokensvc.admin.operations`), on Postgres;
+    its audit line goes to stderr (stdout carries the command's JSON)."""
+    _audit_to_stderr()
+
+    async def act(pg: Postgres) -> T:
+        admin = Administration(
+            clients=pg.clients,
+            resources=pg.resources,
+            federations=pg.federations,
+            grants=pg.grants,
+            audit=Audit("cli"),
+        )
+        try:
+            return await action(admin)
+        except Conflict as exc:
+            raise CommandError(str(exc)) from None
+
+    return await _with_postgres(act)
+
+
+def _audit_to_stderr() -> None:
+    fmt = os.environ.get("TOKENSVC_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    if fmt == "json":
+        logs.configure("json", sys.stderr.buffer, buffered=False)
+    else:
+        logs.configure("console", sys.stderr)
+
+
 def _emit_listing(
     read: Callable[[Postgres], Awaitable[Sequence[T]]], view: Callable[[T], dict[str, object]]
 ) -> None:
@@ -87,10 +118,10 @@ def _emit_listing(
     _emit([view(item) for item in _run(_with_postgres(read))])
 
 
-def _remove_one(remove: Callable[[Postgres], Awaitable[bool]], what: str, key: str) -> None:
+def _remove_one(remove: Callable[[Administration], Awaitable[bool]], what: str, key: str) -> None:
     """`client remove`, `federation remove`, `resource remove`: `{"removed": key}`, or exit 2
     when there is no such `what`."""
-    if not _run(_with_postgres(remove)):
+    if not _run(_administering(remove)):
         raise CommandError(f"no {what} {key!r}")
     _emit({"removed": key})
 
@@ -249,7 +280,7 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         tls_san_dns=args.tls_san_dns,
         tls_san_uri=args.tls_san_uri,
     )
-    client, secret = new_client(
+    fields = ClientFields(
         name=args.name,
         grant_types=args.grant_type,
         redirect_uris=args.redirect_uri or (),
@@ -263,24 +294,30 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         resources=args.resource or (),
         dpop_bound=args.dpop_bound,
         require_par=args.require_par,
+        post_logout_redirect_uris=args.post_logout_redirect_uri or (),
+        backchannel_logout_uri=args.backchannel_logout_uri,
     )
-
-    async def add(pg: Postgres) -> bool:
-        issuer = client.credentials.federated_issuer
-        if issuer is not None and await pg.federations.get(issuer) is None:
-            raise CommandError(f"no federation {issuer!r}: add it with `tokensvc federation add`")
-        for identifier in client.resources:
-            if await pg.resources.get(identifier) is None:
-                raise CommandError(
-                    f"no resource {identifier!r}: add it with `tokensvc resource add`"
-                )
-        return bool(await pg.clients.add(client))
-
-    if not _run(_with_postgres(add)):
-        raise CommandError("a client with that id exists; try again")
+    client, secret = _run(_administering(lambda admin: admin.create_client(fields)))
     out = _client_view(client)
     if secret is not None:
         out["client_secret"] = secret
+    _emit(out)
+
+
+def cmd_client_rotate_secret(args: argparse.Namespace) -> None:
+    """A new secret, printed once; the old one keeps working `--previous-secret-ttl` seconds
+    (admin API: `POST /admin/clients/{id}/secret`)."""
+
+    async def rotate(admin: Administration) -> tuple[Client, str] | None:
+        return await admin.rotate_secret(args.client_id, args.previous_secret_ttl)
+
+    rotated = _run(_administering(rotate))
+    if rotated is None:
+        raise CommandError(f"no client {args.client_id!r}")
+    client, secret = rotated
+    out: dict[str, object] = {"client_id": client.client_id, "client_secret": secret}
+    if client.previous_secret_expires_at is not None:
+        out["previous_secret_expires_at"] = int(client.previous_secret_expires_at)
     _emit(out)
 
 
@@ -289,44 +326,23 @@ def cmd_client_list(args: argparse.Namespace) -> None:
 
 
 def cmd_client_remove(args: argparse.Namespace) -> None:
-    _remove_one(lambda pg: pg.clients.remove(args.client_id), "client", args.client_id)
-
-
-def _federation_view(federation: Federation) -> dict[str, object]:
-    keys: dict[str, object] = (
-        {"jwks_uri": federation.jwks_uri} if federation.jwks is None else {"jwks": federation.jwks}
-    )
-    return {"issuer": federation.issuer, **keys}
+    _remove_one(lambda admin: admin.remove_client(args.client_id), "client", args.client_id)
 
 
 def cmd_federation_add(args: argparse.Namespace) -> None:
     federation = new_federation(
         issuer=args.issuer, jwks=_jwks_file(args.jwks_file), jwks_uri=args.jwks_uri
     )
-
-    async def add(pg: Postgres) -> bool:
-        return await pg.federations.add(federation)
-
-    if not _run(_with_postgres(add)):
-        raise CommandError(f"the issuer {args.issuer!r} is trusted already")
-    _emit(_federation_view(federation))
+    _run(_administering(lambda admin: admin.add_federation(federation)))
+    _emit(federation_view(federation))
 
 
 def cmd_federation_list(args: argparse.Namespace) -> None:
-    _emit_listing(lambda pg: pg.federations.list(), _federation_view)
+    _emit_listing(lambda pg: pg.federations.list(), federation_view)
 
 
 def cmd_federation_remove(args: argparse.Namespace) -> None:
-    _remove_one(lambda pg: pg.federations.remove(args.issuer), "federation", args.issuer)
-
-
-def _resource_view(resource: Resource) -> dict[str, object]:
-    return {
-        "identifier": resource.identifier,
-        "scopes": sorted(resource.scopes),
-        "name": resource.name,
-        "access_token_ttl": resource.access_token_ttl,
-    }
+    _remove_one(lambda admin: admin.remove_federation(args.issuer), "federation", args.issuer)
 
 
 def cmd_resource_add(args: argparse.Namespace) -> None:
@@ -336,23 +352,18 @@ def cmd_resource_add(args: argparse.Namespace) -> None:
         name=args.name,
         access_token_ttl=args.access_token_ttl,
     )
-
-    async def add(pg: Postgres) -> bool:
-        return await pg.resources.add(resource)
-
-    if not _run(_with_postgres(add)):
-        raise CommandError(f"the resource {args.identifier!r} exists already")
-    _emit(_resource_view(resource))
+    _run(_administering(lambda admin: admin.add_resource(resource)))
+    _emit(resource_view(resource))
 
 
 def cmd_resource_list(args: argparse.Namespace) -> None:
-    _emit_listing(lambda pg: pg.resources.list(), _resource_view)
+    _emit_listing(lambda pg: pg.resources.list(), resource_view)
 
 
 def cmd_resource_remove(args: argparse.Namespace) -> None:
-    """A running service stops issuing tokens for it within TOKENSVC_CLIENT_CACHE_TTL (its
-    cache). Tokens issued before are not revoked: they expire as they would have."""
-    _remove_one(lambda pg: pg.resources.remove(args.identifier), "resource", args.identifier)
+    """Every running replica stops issuing tokens for it within a second (the change feed).
+    Tokens issued before are not revoked: they expire as they would have."""
+    _remove_one(lambda admin: admin.remove_resource(args.identifier), "resource", args.identifier)
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -552,8 +563,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="a registered resource (RFC 8707) it may get tokens for; repeatable",
     )
+    add.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        metavar="URI",
+        help="where people may be sent after signing out (exact match); repeatable",
+    )
+    add.add_argument(
+        "--backchannel-logout-uri", metavar="URI", help="where logout tokens are posted"
+    )
     add.set_defaults(func=cmd_client_add)
     client.add_parser("list").set_defaults(func=cmd_client_list)
+    rotate = client.add_parser("rotate-secret", help="issue a new secret; prints it once")
+    rotate.add_argument("client_id")
+    rotate.add_argument(
+        "--previous-secret-ttl",
+        type=_seconds,
+        default=0,
+        metavar="SECONDS",
+        help="the old secret keeps working this long (default 0: it stops now)",
+    )
+    rotate.set_defaults(func=cmd_client_rotate_secret)
     remove = client.add_parser("remove")
     remove.add_argument("client_id")
     remove.set_defaults(func=cmd_client_remove)

@@ -37,6 +37,7 @@ class Settings:
     redis_url: str | None = None
     keys_file: str | None = None
     internal_token: str | None = None
+    admin_token: str | None = None  # None: every /admin/* request is 404
     token_internal_url: str = "http://127.0.0.1:8081"
     login_url: str = ""
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
@@ -226,6 +227,12 @@ def load(
         raise ConfigError(f"{PREFIX}INTERNAL_TOKEN is required outside `tokensvc dev`")
     if internal_token is not None and len(internal_token) < 16:
         raise ConfigError(f"{PREFIX}INTERNAL_TOKEN must be at least 16 characters")
+    admin_token = env.get(PREFIX + "ADMIN_TOKEN") or None
+    if admin_token is not None and len(admin_token) < 16:
+        raise ConfigError(f"{PREFIX}ADMIN_TOKEN must be at least 16 characters")
+    if admin_token is not None and admin_token == internal_token:
+        # The login front-end holds the internal token; it must not be able to administer.
+        raise ConfigError(f"{PREFIX}ADMIN_TOKEN must differ from {PREFIX}INTERNAL_TOKEN")
 
     # Logs go to stdout (tokensvc.logs), so stdout is the terminal that matters.
     log_format = env.get(PREFIX + "LOG_FORMAT") or ("console" if sys.stdout.isatty() else "json")
@@ -259,6 +266,7 @@ def load(
         redis_url=_redis_url(env),
         keys_file=keys_file,
         internal_token=internal_token,
+        admin_token=admin_token,
         token_internal_url=(
             _url(env, "TOKEN_INTERNAL_URL", ("http", "https")) or "http://127.0.0.1:8081"
         ).rstrip("/"),

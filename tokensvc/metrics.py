@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -91,10 +91,34 @@ class Metrics:
             ["client_id"],
             registry=r,
         )
+        self.admin_changes = Counter(
+            "tokensvc_admin_changes",
+            "Changes made through the admin API, by audit event (client.created, ...).",
+            ["event"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "tokensvc_rate_limited",
             "Requests refused by a limit.",
             ["client_id", "limit"],
+            registry=r,
+        )
+        # The change feed (tokensvc.storage.changes): 0 means this process's caches are
+        # falling back on TOKENSVC_CLIENT_CACHE_TTL until it reconnects. With workers, the
+        # lowest of the live ones.
+        self.change_feed_connected = Gauge(
+            "tokensvc_change_feed_connected",
+            "1 while the change feed follows the database (mode: listen, or poll behind "
+            "PgBouncer), 0 while it reconnects.",
+            ["mode"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.change_feed_events = Counter(
+            "tokensvc_change_feed_events",
+            "Changes the change feed applied, by kind (client, resource, federation; reset: "
+            "every cache cleared).",
+            ["kind"],
             registry=r,
         )
 

@@ -80,6 +80,13 @@ class Client:
     dpop_bound: bool = False
     # RFC 9126 §6 `require_pushed_authorization_requests`: /authorize only through /par.
     require_par: bool = False
+    # Secret rotation with an overlap (admin API): the replaced secret's hash, accepted until
+    # `previous_secret_expires_at` (epoch seconds). Both None, or both set.
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: float | None = None
+    # OIDC RP-Initiated Logout 1.0 §3.1 and Back-Channel Logout 1.0 §2.2.
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    backchannel_logout_uri: str | None = None
 
     @property
     def public(self) -> bool:
@@ -139,6 +146,17 @@ class Grant:
     binding: Binding = NO_BINDING
     # The resources (RFC 8707) the person granted at /authorize: a code exchange or refresh
     # may narrow them per request, never widen them. Empty: tokens for the issuer only.
+    resources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSummary:
+    """A person's live grant as the admin API lists it: which client, what, since when."""
+
+    grant_id: str
+    client_id: str
+    scope: str
+    created_at: float
     resources: tuple[str, ...] = ()
 
 

@@ -55,6 +55,10 @@ class RegistrationError(ValueError):
     """Input that cannot be registered; the message is one line for the operator."""
 
 
+class BadRedirectUri(RegistrationError):
+    """A redirect URI that cannot be registered (RFC 7591 §3.2.2 `invalid_redirect_uri`)."""
+
+
 def check_redirect_uri(uri: str) -> str:
     """RFC 6749 §3.1.2 absolute, no fragment; RFC 9700 §2.6: https, or http on loopback only;
     RFC 8252 §7.1: private-use schemes (reverse domain names) for native apps."""
@@ -62,15 +66,15 @@ def check_redirect_uri(uri: str) -> str:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise RegistrationError(f"malformed redirect URI {uri!r}: {exc}") from None
+        raise BadRedirectUri(f"malformed redirect URI {uri!r}: {exc}") from None
     if not parts.scheme or parts.fragment or "#" in uri:
-        raise RegistrationError(f"redirect URI must be absolute without a fragment: {uri!r}")
+        raise BadRedirectUri(f"redirect URI must be absolute without a fragment: {uri!r}")
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise RegistrationError(f"http redirect URIs are allowed only on loopback: {uri!r}")
+        raise BadRedirectUri(f"http redirect URIs are allowed only on loopback: {uri!r}")
     if parts.scheme in ("http", "https") and not parts.hostname:
-        raise RegistrationError(f"redirect URI needs a host: {uri!r}")
+        raise BadRedirectUri(f"redirect URI needs a host: {uri!r}")
     if parts.scheme not in ("http", "https") and "." not in parts.scheme:
-        raise RegistrationError(f"custom schemes must be reverse domain names: {uri!r}")
+        raise BadRedirectUri(f"custom schemes must be reverse domain names: {uri!r}")
     return uri
 
 
@@ -188,6 +192,8 @@ def new_client(
     resources: Iterable[str] = (),
     dpop_bound: bool = False,
     require_par: bool = False,
+    post_logout_redirect_uris: Iterable[str] = (),
+    backchannel_logout_uri: str | None = None,
     entropy: Entropy = secrets.token_bytes,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Client, str | None]:
@@ -215,13 +221,18 @@ def new_client(
         raise RegistrationError("client_credentials needs a confidential client")
     uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in redirect_uris))
     if "authorization_code" in grants and not uris:
-        raise RegistrationError("authorization_code needs at least one --redirect-uri")
+        raise BadRedirectUri("authorization_code needs at least one --redirect-uri")
     requested = list(_scope_tokens(scope_list))
     if not requested and grants & {"authorization_code", "password"}:
         requested = list(DEFAULT_USER_SCOPES)
     rate_limit, rate_burst = check_rate_limit(rate_limit, rate_burst)
     credentials = check_credentials(method, credentials)
     allowed = tuple(dict.fromkeys(check_resource_identifier(r, "--resource") for r in resources))
+    # OIDC RP-Initiated Logout 1.0 §3.1: registered like redirect URIs; Back-Channel Logout
+    # 1.0 §2.2: an absolute URI without a fragment, which the token service posts to.
+    after_logout = tuple(dict.fromkeys(check_redirect_uri(u) for u in post_logout_redirect_uris))
+    if backchannel_logout_uri is not None:
+        check_fetch_url(backchannel_logout_uri, "--backchannel-logout-uri")
     secret = new_value(SECRET_BYTES, entropy) if method in SECRET_METHODS else None
     client = Client(
         client_id=entropy(16).hex(),  # hex: never starts with "-", so always a CLI argument
@@ -239,6 +250,8 @@ def new_client(
         resources=allowed,
         dpop_bound=dpop_bound,
         require_par=require_par,
+        post_logout_redirect_uris=after_logout,
+        backchannel_logout_uri=backchannel_logout_uri,
     )
     return client, secret
 

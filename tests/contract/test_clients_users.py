@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.contract.backends import NOW, Stores
 from tokensvc.grants.rotation import Rejected, rotate
 from tokensvc.models import Client, Grant, RefreshState, Successor, User
@@ -153,3 +155,29 @@ async def test_user_minimal_fields_round_trip(stores: Stores) -> None:
 
 async def test_user_ping(stores: Stores) -> None:
     assert await stores.users.ping() is None
+
+
+async def test_replace_stores_everything_but_the_id_and_registration_time(stores: Stores) -> None:
+    old = a_client("c1")
+    assert await stores.clients.add(old)
+    new = a_client(
+        "c1",
+        created_at=NOW + 500,  # ignored: a replacement keeps when the client was registered
+        name="Renamed",
+        scopes=frozenset({"openid"}),
+        secret_hash=hash_secret("new-secret"),
+        previous_secret_hash=old.secret_hash,
+        previous_secret_expires_at=NOW + 60,
+        post_logout_redirect_uris=("https://app.example/bye",),
+        backchannel_logout_uri="https://app.example/backchannel",
+        dpop_bound=True,
+    )
+    assert await stores.clients.replace(new) is True
+    stored = await stores.clients.get("c1")
+    assert stored == replace(new, created_at=NOW)
+
+
+async def test_replace_of_an_unknown_client_writes_nothing(stores: Stores) -> None:
+    assert await stores.clients.replace(a_client("ghost")) is False
+    assert await stores.clients.get("ghost") is None
+    assert await stores.clients.list() == []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from tests.contract.backends import NOW, Stores
 from tokensvc.grants import rotation
 from tokensvc.grants.rotation import Rejected, Repeated, Rotated
-from tokensvc.models import Client, Grant, RefreshState, Successor
+from tokensvc.models import Client, Grant, GrantSummary, RefreshState, Successor
 from tokensvc.opaque import lookup_hash
 
 TTL = 3600.0
@@ -327,3 +328,19 @@ async def test_inspect_follows_the_token_through_its_life(stores: Stores) -> Non
     revoked = await stores.grants.inspect(factory.token_hash)
     assert revoked is not None and revoked.revoked
     assert await stores.grants.inspect(lookup_hash("never issued")) is None
+
+
+async def test_of_person_lists_live_grants_oldest_first(stores: Stores) -> None:
+    first, _ = await issued(stores, "grant-1", "rt-a")
+    later = replace(first, grant_id="grant-2", resources=("https://api.example",))
+    assert await stores.grants.issue(later, lookup_hash("rt-b"), NOW + TTL, NOW + 5)
+    theirs = replace(first, grant_id="grant-3", sub="user-2")
+    assert await stores.grants.issue(theirs, None, NOW + TTL, NOW + 1)
+    listed = await stores.grants.of_person("user-1")
+    assert listed == [
+        GrantSummary("grant-1", "client-1", "openid offline_access", NOW, ()),
+        GrantSummary("grant-2", "client-1", "openid offline_access", NOW + 5, later.resources),
+    ]
+    await stores.grants.revoke_grant("grant-1", NOW + 10)
+    assert [g.grant_id for g in await stores.grants.of_person("user-1")] == ["grant-2"]
+    assert await stores.grants.of_person("nobody") == []

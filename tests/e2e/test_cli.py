@@ -946,3 +946,116 @@ def test_client_add_names_only_registered_resources(env: dict[str, str], db: str
 def add_machine_client_refused(env: dict[str, str], *flags: str) -> str:
     machine = ["client", "add", "--name", "svc", "--grant-type", "client_credentials"]
     return run([*machine, *flags], env).bad_input()
+
+
+# --------------------------------------------------------------------------- admin changes
+
+
+def _audit_lines(stderr: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, stderr.splitlines()) if e.get("audit")]
+
+
+def test_every_cli_change_writes_one_audit_line_on_stderr(env: dict[str, str]) -> None:
+    added = run(["client", "add", "--name", "A", "--grant-type", "client_credentials"], env).ok()
+    client = added.json()
+    (line,) = _audit_lines(added.stderr)
+    assert line["event"] == "client.created" and line["actor"] == "cli"
+    assert line["client_id"] == client["client_id"]
+    assert client["client_secret"] not in added.stderr
+
+    listed = run(["client", "list"], env).ok()
+    assert _audit_lines(listed.stderr) == []  # reads are not changes
+
+    removed = run(["client", "remove", client["client_id"]], env).ok()
+    assert [e["event"] for e in _audit_lines(removed.stderr)] == ["client.removed"]
+    again = run(["client", "remove", client["client_id"]], env)
+    assert again.returncode == 2 and "audit" not in again.stderr
+
+
+def test_client_rotate_secret_overlaps_for_previous_secret_ttl(
+    env: dict[str, str], db: str
+) -> None:
+    client = add_machine_client(env)
+    rotated = run(
+        ["client", "rotate-secret", client["client_id"], "--previous-secret-ttl", "600"], env
+    ).ok()
+    out = rotated.json()
+    assert out["client_id"] == client["client_id"]
+    assert out["client_secret"] != client["client_secret"]
+    assert abs(out["previous_secret_expires_at"] - (time.time() + 600)) < 30
+    (line,) = _audit_lines(rotated.stderr)
+    assert line["event"] == "client.secret_rotated" and line["previous_secret_ttl"] == 600
+    assert out["client_secret"] not in rotated.stderr
+    (row,) = query(db, "SELECT * FROM clients")
+    assert verify_secret(out["client_secret"], row["secret_hash"])
+    assert verify_secret(client["client_secret"], row["previous_secret_hash"])
+    assert not any(out["client_secret"] in text for text in table_text(db, "clients"))
+
+    # Without an overlap the replaced secret is gone from the row.
+    run(["client", "rotate-secret", client["client_id"]], env).ok()
+    (row,) = query(db, "SELECT previous_secret_hash, previous_secret_expires_at FROM clients")
+    assert row["previous_secret_hash"] is None and row["previous_secret_expires_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["client", "rotate-secret", "nope"], "no client 'nope'"),
+        (["client", "rotate-secret", "ID", "--previous-secret-ttl", "-5"], "must not be negative"),
+        (["client", "rotate-secret", "ID", "--previous-secret-ttl", "604801"], "604800"),
+    ],
+)
+def test_client_rotate_secret_bad_input_changes_nothing(
+    env: dict[str, str], db: str, args: list[str], words: str
+) -> None:
+    client = add_machine_client(env)
+    args = [client["client_id"] if a == "ID" else a for a in args]
+    before = query(db, "SELECT secret_hash FROM clients")
+    line = run(args, env).bad_input()
+    assert words in line
+    assert query(db, "SELECT secret_hash FROM clients") == before
+
+
+def test_client_add_registers_where_people_go_after_logout(env: dict[str, str], db: str) -> None:
+    out = run(
+        [
+            "client",
+            "add",
+            "--name",
+            "RP",
+            "--grant-type",
+            "authorization_code",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--post-logout-redirect-uri",
+            "https://rp.example/bye",
+            "--post-logout-redirect-uri",
+            "https://rp.example/bye2",
+            "--backchannel-logout-uri",
+            "https://rp.example/backchannel",
+        ],
+        env,
+    ).ok()
+    client_id = out.json()["client_id"]
+    (row,) = query(
+        db,
+        "SELECT post_logout_redirect_uris, backchannel_logout_uri FROM clients "
+        "WHERE client_id = $1",
+        client_id,
+    )
+    assert row["post_logout_redirect_uris"] == ["https://rp.example/bye", "https://rp.example/bye2"]
+    assert row["backchannel_logout_uri"] == "https://rp.example/backchannel"
+    bad = run(
+        [
+            "client",
+            "add",
+            "--name",
+            "RP",
+            "--grant-type",
+            "client_credentials",
+            "--backchannel-logout-uri",
+            "http://rp.example/bc",
+        ],
+        env,
+    ).bad_input()
+    assert "--backchannel-logout-uri" in bad

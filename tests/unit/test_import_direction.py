@@ -1,7 +1,7 @@
 """Dependencies point one way (README, *Layout*):
 
-    base (models, errors, opaque, config, ...) -> storage | limits | signing -> service
-    -> clientauth | grants -> http | login -> wiring -> cli
+    base (models, errors, opaque, config, ...) -> storage | limits | signing -> service |
+    admin -> clientauth | grants -> http | login -> wiring -> cli
 
 A module may import its own layer or any layer below, never one above, and the three store
 layers do not import each other. The login front-end holds no keys and no code store: it
@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.authzrequest",
     ),
     ("tokensvc.storage", "tokensvc.limits", "tokensvc.signing"),
-    ("tokensvc.service",),
+    ("tokensvc.service", "tokensvc.admin"),
     ("tokensvc.clientauth", "tokensvc.grants", "tokensvc.accesstoken"),
     ("tokensvc.http", "tokensvc.login"),
     ("tokensvc.wiring",),
@@ -71,6 +71,7 @@ LOGIN_MAY_USE = (
     "tokensvc.http.forms",
 )
 LOGIN_FORBIDDEN = (
+    "tokensvc.admin",
     "tokensvc.signing",
     "tokensvc.grants",
     "tokensvc.clientauth",

@@ -11,7 +11,8 @@ towards its lockout (`tokensvc.limits.lockout`); unknown ids are not counted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +62,7 @@ class ClientAuth:
     lockouts: Lockouts | None = None
     assertions: AssertionCheck | None = None
     certificates: CertificateCheck | None = None
+    clock: Callable[[], float] = time.time  # when a rotated-out secret stops working
 
 
 async def authenticate(
@@ -117,7 +119,7 @@ async def _check(
             raise InvalidClient(f"{method} is not available here.", detail="no verifier")
         auth.certificates.check(client, certificate)
     elif method != "none":
-        check_secret(client, offer.secret, offer.basic)
+        check_secret(client, offer.secret, offer.basic, auth.clock())
 
 
 def _presentation_of(method: AuthMethod) -> str:

@@ -1,5 +1,9 @@
 """`client_secret_basic` and `client_secret_post` (RFC 6749 §2.3.1): the server-issued secret,
-kept only as a keyed hash and compared in constant time (`tokensvc.opaque.verify_secret`)."""
+kept only as a keyed hash and compared in constant time (`tokensvc.opaque.verify_secret`).
+
+During a rotation with an overlap (admin API, `previous_secret_ttl`) the replaced secret is
+accepted too, until its expiry, so every instance of a client can move to the new secret
+without one failed request; after it, only the new one works."""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from tokensvc.models import Client
 from tokensvc.opaque import verify_secret
 
 
-def check_secret(client: Client, secret: str, basic: bool) -> None:
-    if client.secret_hash is None or not verify_secret(secret, client.secret_hash):
-        raise InvalidClient(basic=basic, detail="wrong secret")
+def check_secret(client: Client, secret: str, basic: bool, now: float) -> None:
+    if client.secret_hash is not None and verify_secret(secret, client.secret_hash):
+        return
+    previous, until = client.previous_secret_hash, client.previous_secret_expires_at
+    if (
+        previous is not None
+        and until is not None
+        and now < until
+        and verify_secret(secret, previous)
+    ):
+        return
+    raise InvalidClient(basic=basic, detail="wrong secret")

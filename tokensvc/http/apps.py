@@ -9,7 +9,7 @@ from tokensvc.clientauth import ClientAuth
 from tokensvc.clientauth.assertion import AssertionVerifier
 from tokensvc.clientauth.mtls import CertificateMatcher
 from tokensvc.clientauth.remotekeys import RemoteKeys
-from tokensvc.http import discovery, health, internal, tls
+from tokensvc.http import admin, discovery, health, internal, tls
 from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, DPOP, SERVICE
 from tokensvc.http.dpop import Dpop
 from tokensvc.http.forms import MAX_BODY
@@ -66,7 +66,11 @@ def client_auth(app: web.Application, svc: TokenService) -> ClientAuth:
     svc.workloads = assertions  # federation tokens as token-exchange subjects (RFC 8693)
     certificates = CertificateMatcher.from_file(svc.settings.tls_client_ca_file, clock=svc.clock)
     return ClientAuth(
-        stores.clients, stores.lockouts, assertions=assertions, certificates=certificates
+        stores.clients,
+        stores.lockouts,
+        assertions=assertions,
+        certificates=certificates,
+        clock=svc.clock,
     )
 
 
@@ -84,4 +88,5 @@ def internal_app(svc: TokenService) -> web.Application:
     app.router.add_post("/internal/codes", internal.mint_code)
     app.router.add_get("/internal/clients/{client_id}", internal.get_client)
     app.router.add_post("/internal/pushed", internal.take_pushed)
+    admin.add_routes(app, svc)
     return app

@@ -68,6 +68,12 @@ def client_view(client: Client) -> dict[str, Any]:
         # RFC 9449 §5.2 and RFC 9126 §6, as discovery and registration metadata name them.
         **({"dpop_bound_access_tokens": True} if client.dpop_bound else {}),
         **({"require_pushed_authorization_requests": True} if client.require_par else {}),
+        # OIDC RP-Initiated Logout 1.0 §3.1: where the login front-end may send people after.
+        **(
+            {"post_logout_redirect_uris": list(client.post_logout_redirect_uris)}
+            if client.post_logout_redirect_uris
+            else {}
+        ),
     }
 
 
@@ -94,24 +100,35 @@ def credentials_view(client: Client) -> dict[str, Any]:
 
 @web.middleware
 async def require_bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    expected = request.app[SERVICE].settings.internal_token or ""
-    presented = request.headers.get("Authorization", "")
-    # Header bytes that are not UTF-8 arrive as surrogate escapes: compared as the raw bytes.
-    ok = (
+    """The internal token on `/internal/*`, the admin token on `/admin/*` (each refused on the
+    other's paths); without an admin token, `/admin/*` does not exist (404)."""
+    settings = request.app[SERVICE].settings
+    admin = request.path.startswith("/admin/") or request.path == "/admin"
+    if admin and settings.admin_token is None:
+        request[LOG_FIELDS]["error"] = "not_found"
+        return json_response({"error": "not_found", "error_description": "Not Found"}, 404)
+    expected = (settings.admin_token if admin else settings.internal_token) or ""
+    if not _bearer_is(request.headers.get("Authorization", ""), expected):
+        request[LOG_FIELDS]["error"] = "unauthorized"
+        what = "admin" if admin else "internal"
+        return json_response(
+            {"error": "unauthorized", "error_description": f"A valid {what} bearer is required."},
+            401,
+            {"WWW-Authenticate": f'Bearer realm="tokensvc-{what}"'},
+        )
+    return await handler(request)
+
+
+def _bearer_is(presented: str, expected: str) -> bool:
+    """`Authorization: Bearer <expected>`, compared in constant time. Header bytes that are
+    not UTF-8 arrive as surrogate escapes: compared as the raw bytes."""
+    return bool(
         presented[:7].lower() == "bearer "
         and expected
         and hmac.compare_digest(
             presented[7:].strip().encode("utf-8", "surrogateescape"), expected.encode()
         )
     )
-    if not ok:
-        request[LOG_FIELDS]["error"] = "unauthorized"
-        return json_response(
-            {"error": "unauthorized", "error_description": "A valid internal bearer is required."},
-            401,
-            {"WWW-Authenticate": 'Bearer realm="tokensvc-internal"'},
-        )
-    return await handler(request)
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -1,9 +1,10 @@
 """An in-process cache in front of a store read on the `/token` hot path: clients (every
 request) and resources (every request that names one, RFC 8707 §2).
 
-Staleness is bounded by `ttl` seconds: a record changed or removed through another process is
-seen by this one at most `ttl` seconds later (`TOKENSVC_CLIENT_CACHE_TTL`, default 30, for
-both). Unknown keys are remembered for at most 5 s, and the cache holds at most `maxsize`
+A change made through another process reaches this one through the change feed
+(`storage.changes`, which calls `forget` or `clear` within a second); `ttl` seconds
+(`TOKENSVC_CLIENT_CACHE_TTL`, default 30, for both) bound the staleness only when the feed is
+down. Unknown keys are remembered for at most 5 s, and the cache holds at most `maxsize`
 entries, so random client ids or resource URIs cannot grow it without bound or hammer the
 database. When an entry expires under load, the requests that find it expired share one read
 (measured: without that, 32 concurrent requests each queued a database read every `ttl`).
@@ -15,9 +16,10 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from tokensvc.models import Client, Resource
+from tokensvc.storage.protocols import ClientStore
 
 NEGATIVE_TTL = 5.0
 
@@ -44,8 +46,9 @@ class Keyed(Protocol[V]):
 
 class Cached(ABC, Generic[V]):
     """`get` served from memory for `ttl` seconds (misses for at most `NEGATIVE_TTL`); `add`
-    and `remove` forget the key here at once, other replicas within `ttl`; `list` always
-    reads the store (the CLI, never the hot path)."""
+    and `remove` forget the key here at once, other replicas when the change feed tells them
+    (`forget`), within `ttl` at worst; `list` always reads the store (the CLI, never the hot
+    path)."""
 
     def __init__(
         self,
@@ -60,6 +63,8 @@ class Cached(ABC, Generic[V]):
         self._maxsize = maxsize
         self._entries: dict[str, tuple[float, V | None]] = {}
         self._inflight: dict[str, asyncio.Future[V | None]] = {}
+        # Bumped by `forget` and `clear`: a read that started before keeps its answer to itself.
+        self._generation = 0
 
     @abstractmethod
     def _key(self, record: V) -> str:
@@ -95,6 +100,7 @@ class Cached(ABC, Generic[V]):
     async def _read(self, key: str, now: float) -> V | None:
         future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        generation = self._generation
         try:
             record = await self._inner.get(key)
         except Exception as exc:
@@ -107,10 +113,11 @@ class Cached(ABC, Generic[V]):
         finally:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
-        if len(self._entries) >= self._maxsize:
-            self._entries.pop(next(iter(self._entries)))
-        ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_TTL)
-        self._entries[key] = (now + ttl, record)
+        if generation == self._generation:  # else it may predate a change: not kept
+            if len(self._entries) >= self._maxsize:
+                self._entries.pop(next(iter(self._entries)))
+            ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_TTL)
+            self._entries[key] = (now + ttl, record)
         future.set_result(record)
         return record
 
@@ -127,6 +134,21 @@ class Cached(ABC, Generic[V]):
         self._inflight.pop(key, None)
         return await self._inner.remove(key)
 
+    def forget(self, key: str) -> None:
+        """The change feed saw `key` change: the next `get` reads the store. A read already
+        under way (which may have read the old record) still answers its callers but is not
+        kept, nor joined by later callers."""
+        self._entries.pop(key, None)
+        self._inflight.pop(key, None)
+        self._generation += 1
+
+    def clear(self) -> None:
+        """Forget everything (the change feed cannot tell what it missed), reads under way
+        included, as `forget` does for one key."""
+        self._entries.clear()
+        self._inflight.clear()
+        self._generation += 1
+
     async def ping(self) -> None:
         await self._inner.ping()
 
@@ -137,6 +159,12 @@ class Cached(ABC, Generic[V]):
 class CachedClients(Cached[Client]):
     def _key(self, record: Client) -> str:
         return record.client_id
+
+    async def replace(self, client: Client) -> bool:
+        """`ClientStore.replace`, forgetting the old record here at once."""
+        self._entries.pop(client.client_id, None)
+        self._inflight.pop(client.client_id, None)
+        return await cast("ClientStore", self._inner).replace(client)
 
 
 class CachedResources(Cached[Resource]):

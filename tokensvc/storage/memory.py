@@ -7,11 +7,20 @@ State lives in one process only and is lost on exit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from tokensvc.inprocess import InProcess
-from tokensvc.models import Client, Federation, Grant, RefreshState, Resource, Successor, User
+from tokensvc.models import (
+    Client,
+    Federation,
+    Grant,
+    GrantSummary,
+    RefreshState,
+    Resource,
+    Successor,
+    User,
+)
 
 
 class MemoryClients(InProcess):
@@ -26,6 +35,13 @@ class MemoryClients(InProcess):
         if client.client_id in self._clients:
             return False
         self._clients[client.client_id] = client
+        return True
+
+    async def replace(self, client: Client) -> bool:
+        old = self._clients.get(client.client_id)
+        if old is None:
+            return False
+        self._clients[client.client_id] = replace(client, created_at=old.created_at)
         return True
 
     async def list(self) -> list[Client]:
@@ -106,6 +122,7 @@ class _Token:
 class MemoryGrants(InProcess):
     def __init__(self) -> None:
         self._grants: dict[str, Grant] = {}
+        self._created: dict[str, float] = {}
         self._revoked: set[str] = set()
         self._tokens: dict[bytes, _Token] = {}
 
@@ -113,6 +130,7 @@ class MemoryGrants(InProcess):
         self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
     ) -> bool:
         self._grants[grant.grant_id] = grant
+        self._created.setdefault(grant.grant_id, now)
         if token_hash is not None:
             self._tokens[token_hash] = _Token(grant.grant_id, expires_at)
         return grant.grant_id not in self._revoked
@@ -150,6 +168,14 @@ class MemoryGrants(InProcess):
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         self._revoke(grant_id)
 
+    async def of_person(self, sub: str) -> list[GrantSummary]:
+        live = [
+            GrantSummary(g.grant_id, g.client_id, g.scope, self._created[g.grant_id], g.resources)
+            for g in self._grants.values()
+            if g.sub == sub and g.grant_id not in self._revoked
+        ]
+        return sorted(live, key=lambda g: (g.created_at, g.grant_id))
+
     def _revoke(self, grant_id: str) -> None:
         # Rows stay, as in Postgres: a revoked family's tokens must keep failing.
         self._revoked.add(grant_id)
@@ -159,5 +185,6 @@ class MemoryGrants(InProcess):
         self._revoked.update(gone)
         for grant_id in gone:
             del self._grants[grant_id]
+            self._created.pop(grant_id, None)
         for key in [k for k, t in self._tokens.items() if t.grant_id in gone]:
             del self._tokens[key]

@@ -44,6 +44,7 @@ from tokensvc.models import (
     CodeReplayed,
     Federation,
     Grant,
+    GrantSummary,
     RefreshState,
     Resource,
     Successor,
@@ -80,6 +81,11 @@ class ClientStore(Protocol):
 
     async def add(self, client: Client) -> bool:
         """Register a client; `False` (and nothing written) if the id is taken."""
+
+    async def replace(self, client: Client) -> bool:
+        """Store `client` in place of the registered client of its id, keeping only the
+        registration time (`created_at`) of the old record; `False` (and nothing written) if
+        there is none. Its grants and refresh tokens stay."""
 
     async def list(self) -> list[Client]: ...
 
@@ -178,6 +184,9 @@ class GrantStore(Protocol):
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         """Revoke a grant and every refresh token of its family. Idempotent; works even before
         `issue` stored the grant (it then leaves a tombstone that `issue` keeps revoked)."""
+
+    async def of_person(self, sub: str) -> list[GrantSummary]:
+        """The live (stored, not revoked) grants of `sub`, oldest first."""
 
     async def ping(self) -> None: ...
 

@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from tokensvc.models import Client, Credentials
-from tokensvc.storage.postgres.pool import PoolStore, to_timestamp
+from tokensvc.storage.postgres.pool import PoolStore, to_epoch, to_timestamp
 
 _COLUMNS = (
     "client_id",
@@ -32,6 +32,10 @@ _COLUMNS = (
     "resources",
     "dpop_bound",
     "require_par",
+    "previous_secret_hash",
+    "previous_secret_expires_at",
+    "post_logout_redirect_uris",
+    "backchannel_logout_uri",
 )
 _CLIENT_COLUMNS = ", ".join(_COLUMNS)
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
@@ -41,6 +45,13 @@ _CLIENT_ADD = f"""
 INSERT INTO clients ({_CLIENT_COLUMNS}) VALUES ({_PLACES})
 ON CONFLICT (client_id) DO NOTHING
 """  # noqa: S608
+# Everything but the id and the registration time, which a replacement keeps.
+_CREATED = _COLUMNS.index("created_at")
+_REPLACED = [c for c in _COLUMNS[1:] if c != "created_at"]
+_CLIENT_REPLACE = (
+    f"UPDATE clients SET ({', '.join(_REPLACED)}) = "  # noqa: S608
+    f"ROW({', '.join(f'${i}' for i in range(2, len(_REPLACED) + 2))}) WHERE client_id = $1"
+)
 # Grants, their refresh tokens and the consents given to the client go with it (ON DELETE
 # CASCADE).
 _CLIENT_REMOVE = "DELETE FROM clients WHERE client_id = $1"
@@ -71,6 +82,10 @@ def _client(row: asyncpg.Record) -> Client:
         resources=tuple(row["resources"]),
         dpop_bound=row["dpop_bound"],
         require_par=row["require_par"],
+        previous_secret_hash=row["previous_secret_hash"],
+        previous_secret_expires_at=to_epoch(row["previous_secret_expires_at"]),
+        post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"]),
+        backchannel_logout_uri=row["backchannel_logout_uri"],
     )
 
 
@@ -83,6 +98,39 @@ def _jsonb(value: object) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def _row(client: Client) -> tuple[object, ...]:
+    """The column values of `client`, in `_COLUMNS` order."""
+    c = client.credentials
+    previous_until = client.previous_secret_expires_at
+    return (
+        client.client_id,
+        client.name,
+        client.auth_method,
+        sorted(client.grant_types),
+        list(client.redirect_uris),
+        sorted(client.scopes),
+        client.secret_hash,
+        to_timestamp(client.created_at),
+        client.require_consent,
+        client.rate_limit,
+        client.rate_burst,
+        _jsonb(c.jwks),
+        c.jwks_uri,
+        c.federated_issuer,
+        c.federated_subject,
+        c.tls_subject_dn,
+        c.tls_san_dns,
+        c.tls_san_uri,
+        list(client.resources),  # an array, in the order registered
+        client.dpop_bound,
+        client.require_par,
+        client.previous_secret_hash,
+        None if previous_until is None else to_timestamp(previous_until),
+        list(client.post_logout_redirect_uris),
+        client.backchannel_logout_uri,
+    )
+
+
 class PostgresClients(PoolStore):
     async def get(self, client_id: str) -> Client | None:
         async with self._db.connection() as conn:
@@ -91,31 +139,14 @@ class PostgresClients(PoolStore):
 
     async def add(self, client: Client) -> bool:
         async with self._db.connection() as conn:
-            status = await conn.execute(
-                _CLIENT_ADD,
-                client.client_id,
-                client.name,
-                client.auth_method,
-                sorted(client.grant_types),
-                list(client.redirect_uris),
-                sorted(client.scopes),
-                client.secret_hash,
-                to_timestamp(client.created_at),
-                client.require_consent,
-                client.rate_limit,
-                client.rate_burst,
-                _jsonb(client.credentials.jwks),
-                client.credentials.jwks_uri,
-                client.credentials.federated_issuer,
-                client.credentials.federated_subject,
-                client.credentials.tls_subject_dn,
-                client.credentials.tls_san_dns,
-                client.credentials.tls_san_uri,
-                list(client.resources),  # an array, in the order registered
-                client.dpop_bound,
-                client.require_par,
-            )
+            status = await conn.execute(_CLIENT_ADD, *_row(client))
         return status == "INSERT 0 1"
+
+    async def replace(self, client: Client) -> bool:
+        async with self._db.connection() as conn:
+            row = _row(client)
+            status = await conn.execute(_CLIENT_REPLACE, *row[:_CREATED], *row[_CREATED + 1 :])
+        return status == "UPDATE 1"
 
     async def list(self) -> list[Client]:
         async with self._db.connection() as conn:

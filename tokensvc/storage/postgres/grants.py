@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 
 from tokensvc.binding import NO_BINDING, Binding
-from tokensvc.models import Grant, RefreshState, Successor
+from tokensvc.models import Grant, GrantSummary, RefreshState, Successor
 from tokensvc.storage.batch import Batcher
 from tokensvc.storage.postgres.pool import Pool, PoolStore, to_epoch, to_timestamp
 
@@ -30,6 +30,14 @@ _REVOKE = """
 INSERT INTO grants (grant_id, created_at, revoked_at) VALUES ($1, $2, $2)
 ON CONFLICT (grant_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
 WHERE grants.revoked_at IS NULL
+"""
+
+# A person's live grants (index grants_sub_live), oldest first.
+_OF_PERSON = """
+SELECT grant_id, client_id, scope, created_at, resources
+FROM grants
+WHERE sub = $1 AND revoked_at IS NULL AND client_id IS NOT NULL
+ORDER BY created_at, grant_id
 """
 
 _LIVE_GRANT = """
@@ -229,3 +237,17 @@ class PostgresGrants(PoolStore):
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         async with self._db.connection() as conn:
             await conn.execute(_REVOKE, grant_id, to_timestamp(now))
+
+    async def of_person(self, sub: str) -> list[GrantSummary]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_OF_PERSON, sub)
+        return [
+            GrantSummary(
+                grant_id=row["grant_id"],
+                client_id=row["client_id"],
+                scope=row["scope"],
+                created_at=row["created_at"].timestamp(),
+                resources=tuple(row["resources"] or ()),
+            )
+            for row in rows
+        ]
