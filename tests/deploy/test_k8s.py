@@ -319,6 +319,9 @@ def test_login_pods_use_their_own_database_role_and_the_same_internal_token() ->
     role = urlsplit(login["TOKENSVC_DATABASE_URL"]).username
     assert role and role != urlsplit(token["TOKENSVC_DATABASE_URL"]).username
     assert login["TOKENSVC_INTERNAL_TOKEN"] == token["TOKENSVC_INTERNAL_TOKEN"]
+    # ... and never the admin token, which the token service alone holds.
+    assert "TOKENSVC_ADMIN_TOKEN" not in login
+    assert token["TOKENSVC_ADMIN_TOKEN"] != token["TOKENSVC_INTERNAL_TOKEN"]
     assert "TOKENSVC_KEYS_FILE" in token  # the ConfigMap names it; login never mounts keys
     login_pod = deployment(base, "tokensvc-login")["spec"]["template"]["spec"]
     assert not [v for v in login_pod["volumes"] if v["name"] == "keys"]
@@ -332,7 +335,10 @@ def _admits(rule: Obj, port: int) -> bool:
     return ports is None or any(p.get("port") == port for p in ports)
 
 
-def test_internal_port_admits_login_pods_only(rendered: Rendered) -> None:
+ADMIN_CLIENT = {"tokensvc/admin-client": "true"}  # pods that may call the admin API
+
+
+def test_internal_port_admits_login_pods_and_admin_clients_only(rendered: Rendered) -> None:
     token_labels = deployment(rendered, "tokensvc-token")["spec"]["template"]["metadata"]["labels"]
     login_labels = deployment(rendered, "tokensvc-login")["spec"]["template"]["metadata"]["labels"]
     policies = [
@@ -351,8 +357,11 @@ def test_internal_port_admits_login_pods_only(rendered: Rendered) -> None:
         assert sources, "a rule without 'from' admits the internal port from anywhere"
         for source in sources:
             assert set(source) == {"podSelector"}, f"internal port admits {source}"
-            assert source["podSelector"]["matchLabels"].items() <= login_labels.items()
-            assert not source["podSelector"]["matchLabels"].items() <= token_labels.items()
+            labels = source["podSelector"]["matchLabels"]
+            assert labels.items() <= login_labels.items() or labels == ADMIN_CLIENT, labels
+            assert not labels.items() <= token_labels.items()
+    admitted = [s["podSelector"]["matchLabels"] for r in internal for s in r["from"]]
+    assert ADMIN_CLIENT in admitted, "no pod can reach the admin API"
     assert any(_admits(r, 8080) and not r.get("from") for r in rules), "public port closed"
 
 
