@@ -19,9 +19,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import orjson
 
 from tokensvc import config, logs
-from tokensvc.admin.audit import Audit
-from tokensvc.admin.metadata import federation_view, resource_view
-from tokensvc.admin.operations import Administration, ClientFields, Conflict
 from tokensvc.digits import whole_number
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import Client, Credentials
@@ -34,6 +31,8 @@ from tokensvc.registration import (
 from tokensvc.signing.schedule import JWKS_MAX_AGE
 
 if TYPE_CHECKING:  # imported where used, so commands that need no database stay light
+    # (and `serve` imports prometheus_client only after choosing its multiprocess mode)
+    from tokensvc.admin.operations import Administration
     from tokensvc.storage.postgres import Postgres
 
 T = TypeVar("T")
@@ -85,6 +84,9 @@ async def _with_postgres(action: Callable[[Postgres], Awaitable[T]]) -> T:
 async def _administering(action: Callable[[Administration], Awaitable[T]]) -> T:
     """Run a change the way the admin API runs it (`tokensvc.admin.operations`), on Postgres;
     its audit line goes to stderr (stdout carries the command's JSON)."""
+    from tokensvc.admin.audit import Audit
+    from tokensvc.admin.operations import Administration, Conflict
+
     _audit_to_stderr()
 
     async def act(pg: Postgres) -> T:
@@ -280,6 +282,8 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         tls_san_dns=args.tls_san_dns,
         tls_san_uri=args.tls_san_uri,
     )
+    from tokensvc.admin.operations import ClientFields
+
     fields = ClientFields(
         name=args.name,
         grant_types=args.grant_type,
@@ -333,11 +337,15 @@ def cmd_federation_add(args: argparse.Namespace) -> None:
     federation = new_federation(
         issuer=args.issuer, jwks=_jwks_file(args.jwks_file), jwks_uri=args.jwks_uri
     )
+    from tokensvc.admin.metadata import federation_view
+
     _run(_administering(lambda admin: admin.add_federation(federation)))
     _emit(federation_view(federation))
 
 
 def cmd_federation_list(args: argparse.Namespace) -> None:
+    from tokensvc.admin.metadata import federation_view
+
     _emit_listing(lambda pg: pg.federations.list(), federation_view)
 
 
@@ -352,11 +360,15 @@ def cmd_resource_add(args: argparse.Namespace) -> None:
         name=args.name,
         access_token_ttl=args.access_token_ttl,
     )
+    from tokensvc.admin.metadata import resource_view
+
     _run(_administering(lambda admin: admin.add_resource(resource)))
     _emit(resource_view(resource))
 
 
 def cmd_resource_list(args: argparse.Namespace) -> None:
+    from tokensvc.admin.metadata import resource_view
+
     _emit_listing(lambda pg: pg.resources.list(), resource_view)
 
 

@@ -6,6 +6,7 @@ test can build any configuration without touching `os.environ`.
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import ssl
@@ -230,7 +231,7 @@ def load(
     admin_token = env.get(PREFIX + "ADMIN_TOKEN") or None
     if admin_token is not None and len(admin_token) < 16:
         raise ConfigError(f"{PREFIX}ADMIN_TOKEN must be at least 16 characters")
-    if admin_token is not None and admin_token == internal_token:
+    if admin_token is not None and hmac.compare_digest(admin_token, internal_token or ""):
         # The login front-end holds the internal token; it must not be able to administer.
         raise ConfigError(f"{PREFIX}ADMIN_TOKEN must differ from {PREFIX}INTERNAL_TOKEN")
 

@@ -26,6 +26,7 @@ from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
 from tokensvc.signing.verify import VerifiedTokens
 from tokensvc.storage.cache import Cached
+from tokensvc.storage.changes import ChangeHub
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryFederations, MemoryResources
@@ -66,6 +67,9 @@ class Stores:
     replay: ReplayStore = field(default_factory=MemoryReplay)
     # Pushed authorization requests (RFC 9126), one use each, for a minute.
     pushed: EphemeralStore = field(default_factory=MemoryEphemeral)
+    # Not a store: where the database's change feed tells the caches (and the internal API's
+    # change stream) what changed (tokensvc.storage.changes). Quiet in memory.
+    changes: ChangeHub = field(default_factory=ChangeHub)
 
     async def readiness(self) -> dict[str, bool]:
         """Which backends answer (for `/readyz`)."""
@@ -112,7 +116,9 @@ def time_stores(stores: Stores, metrics: Metrics) -> None:
     not the hits."""
     for f in fields(stores):
         store = getattr(stores, f.name)
-        if isinstance(store, Cached):
+        if isinstance(store, ChangeHub):
+            store.observe(metrics)  # its feed's state and the changes applied
+        elif isinstance(store, Cached):
             store.instrument(partial(time_calls, store_name=f.name, metrics=metrics))
         else:
             time_calls(store, f.name, metrics)

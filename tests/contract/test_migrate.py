@@ -13,6 +13,7 @@ from tokensvc.storage.migrate import MigrationFailed, default_schema_dir, migrat
 
 REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schema"
 TABLES = [
+    "changes",
     "clients",
     "consents",
     "federations",

@@ -20,7 +20,8 @@ from tokensvc.grants.rotation import Rejected, Rotated, rotate
 from tokensvc.models import Client, Grant, RefreshState, Successor
 from tokensvc.opaque import lookup_hash
 from tokensvc.storage.postgres import Postgres
-from tokensvc.storage.purge import PurgeReport, Retention, purge
+from tokensvc.storage.postgres.pool import to_timestamp
+from tokensvc.storage.purge import CHANGES_KEPT, PurgeReport, Retention, purge
 
 TTL = 3600.0  # refresh tokens
 RETENTION = Retention(access_token_ttl=600, refresh_token_ttl=TTL, code_ttl=60, margin=300)
@@ -314,3 +315,39 @@ async def test_purges_racing_a_stream_of_refreshes_lose_nothing(postgres: Postgr
         latest = await db.grants.inspect(chain[-1])
         assert latest is not None and latest.retired_at is None and not latest.revoked
     assert await table_sizes(db) == (40 * 6, 40)
+
+
+# --------------------------------------------------------------------------- the change feed
+
+
+async def test_the_change_feed_keeps_some_hours_and_always_its_newest_row(
+    postgres: Postgres,
+) -> None:
+    """Rule 3: rows of `changes` older than CHANGES_KEPT go, in batches; the newest never does,
+    so that a replica's feed can still tell a purged gap from nothing having changed."""
+    old = [(f"old-{i}", to_timestamp(NOW - CHANGES_KEPT - 60 - i)) for i in range(7)]
+    insert = "INSERT INTO changes (kind, key, changed_at) VALUES ('client', $1, $2)"
+    async with postgres.connection() as conn:
+        await conn.execute("DELETE FROM changes")
+        await conn.executemany(insert, [*old, ("recent", to_timestamp(NOW - CHANGES_KEPT + 60))])
+
+    dry = await purge(postgres, RETENTION, NOW, dry_run=True)
+    assert dry.changes == 7 and dry.as_json()["changes"] == 7
+    lines = Lines([])
+    report = await purge(postgres, RETENTION, NOW, batch_size=3, progress=lines)
+    assert report.changes == 7 and report.as_json()["changes"] == 7
+    assert lines.batches("change feed") == [3, 3, 1]
+    assert report.batches == {"refresh_tokens": 1, "grants": 0}  # rules 1 and 2 unchanged
+    assert await feed_keys(postgres) == ["recent"]
+
+    # Everything old: all but the newest row go.
+    async with postgres.connection() as conn:
+        await conn.execute("DELETE FROM changes")
+        await conn.executemany(insert, old[:3])
+    assert (await purge(postgres, RETENTION, NOW)).changes == 2
+    assert await feed_keys(postgres) == ["old-2"]  # inserted last: the highest seq
+
+
+async def feed_keys(db: Postgres) -> list[str]:
+    async with db.connection() as conn:
+        return [row["key"] for row in await conn.fetch("SELECT key FROM changes ORDER BY seq")]

@@ -44,7 +44,7 @@ PANELS = {
 # a label value ("..."), which the lookbehind on `"` and `:` leaves out.
 METRIC = re.compile(r"(?<![\w:\"])tokensvc_\w+(?![\w:])")
 RECORDED = re.compile(r"(?<![\w\"])\w*:[\w:]+")
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

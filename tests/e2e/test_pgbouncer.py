@@ -5,12 +5,15 @@ error and with rotation's guarantee intact (of concurrent refreshes of one token
 wins), and no named prepared statement is left on the server connections. Without the flag the
 same load fails, and the named statements show: the checks can fail.
 
-The operator commands go through PgBouncer as well, except `migrate`, which must not.
+The operator commands go through PgBouncer as well, except `migrate`, which must not. The
+change feed polls instead of listening, and a change is still in force within 1 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -21,8 +24,12 @@ import asyncpg
 import pytest
 
 from tests.e2e.procs import (
+    Proc,
+    add_machine_client,
     add_web_client,
     base_env,
+    basic,
+    http,
     migrated_database,
     query,
     run,
@@ -213,3 +220,38 @@ async def test_without_the_flag_the_same_load_fails(
         sessions = await server_sessions(bouncer, db)
         leaked = [name for s in sessions for name in s["statements"]]
         assert leaked and all(name.startswith("__asyncpg_stmt_") for name in leaked)
+
+
+def test_changes_propagate_by_polling_behind_pgbouncer(
+    bouncer: PgBouncerServer, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """LISTEN cannot work through transaction pooling: the change feed polls (every 0.25 s)
+    instead, and a client removed through PgBouncer is refused within 1 s all the same."""
+    with migrated_database(postgres_admin_url) as db:
+        via = flagged(bouncer.via(db))
+        env = base_env(TOKENSVC_DATABASE_URL=via)
+        client = add_machine_client(env)
+        polled_env = service_env(write_keys(tmp_path), TOKENSVC_DATABASE_URL=via)
+        base = polled_env["TOKENSVC_ISSUER"]
+        service = Proc(["serve", "token"], polled_env, tmp_path, "polled")
+        try:
+            service.wait_http(f"{base}/healthz")
+            service.wait_stdout(
+                re.compile(r'^(?=.*"mode": ?"poll")(?=.*change feed following)', re.M)
+            )
+
+            def token() -> int:
+                form = {"grant_type": "client_credentials"}
+                headers = basic(client["client_id"], client["client_secret"])
+                return http(f"{base}/token", data=form, headers=headers).status
+
+            assert token() == 200  # cached from now on (TOKENSVC_CLIENT_CACHE_TTL: 30 s)
+            run(["client", "remove", client["client_id"]], env).ok()
+            removed = time.monotonic()
+            while (status := token()) == 200 and time.monotonic() - removed < 10:
+                time.sleep(0.05)
+            took = time.monotonic() - removed
+            assert status == 401 and took < 1.0, (status, took)
+            assert server_backends(db) <= POOL_SIZE  # the poller holds no server connection
+        finally:
+            service.kill()

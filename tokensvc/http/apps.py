@@ -9,7 +9,7 @@ from tokensvc.clientauth import ClientAuth
 from tokensvc.clientauth.assertion import AssertionVerifier
 from tokensvc.clientauth.mtls import CertificateMatcher
 from tokensvc.clientauth.remotekeys import RemoteKeys
-from tokensvc.http import admin, discovery, health, internal, tls
+from tokensvc.http import admin, changestream, discovery, health, internal, tls
 from tokensvc.http.appkeys import CLIENT_AUTH, DISCOVERY, DPOP, SERVICE
 from tokensvc.http.dpop import Dpop
 from tokensvc.http.forms import MAX_BODY
@@ -88,5 +88,7 @@ def internal_app(svc: TokenService) -> web.Application:
     app.router.add_post("/internal/codes", internal.mint_code)
     app.router.add_get("/internal/clients/{client_id}", internal.get_client)
     app.router.add_post("/internal/pushed", internal.take_pushed)
+    app.router.add_get("/internal/changes", changestream.stream_changes)
+    app.on_shutdown.append(changestream.end_streams)  # streams must not hold the shutdown
     admin.add_routes(app, svc)
     return app

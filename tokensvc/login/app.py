@@ -17,6 +17,7 @@ from tokensvc.http.forms import TooManyParameters
 from tokensvc.http.middleware import LOG_FIELDS, abandon_body, canonical
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.login import views
+from tokensvc.login.changes import ChangeFollower
 from tokensvc.login.context import CONTEXT, LoginContext
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.storage.consents import MemoryConsents
@@ -105,6 +106,11 @@ async def open_login_context(
         http = await stack.enter_async_context(aiohttp.ClientSession())
         assert settings.internal_token is not None
         api = TokenAPI(settings.token_internal_url, settings.internal_token, http)
+        # Changed clients forgotten within a second (tokensvc.login.changes); stopped before
+        # the HTTP session closes.
+        follower = ChangeFollower(api)
+        follower.start()
+        stack.push_async_callback(follower.close)
         yield LoginContext(
             settings=settings,
             users=users or MemoryUsers(),

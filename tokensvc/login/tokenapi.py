@@ -1,14 +1,18 @@
 """The login front-end's client of the token service's internal API.
 
 Client records are cached briefly (`CLIENT_CACHE_TTL`) so that every `/authorize` does not cost
-a round trip; unknown ids are cached for less time. Any transport failure, timeout or 5xx is
-`TokenServiceUnavailable`, which the views turn into a friendly 503 page.
+a round trip; unknown ids are cached for less time. The token service's change stream
+(`GET /internal/changes`, followed by `tokensvc.login.changes`) makes the cache forget a
+changed client within a second; the TTL is the fallback while the stream is down. Any
+transport failure, timeout or 5xx is `TokenServiceUnavailable`, which the views turn into a
+friendly 503 page.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +25,13 @@ CLIENT_CACHE_TTL = 10.0
 NEGATIVE_TTL = 2.0
 CACHE_SIZE = 1_000
 TIMEOUT = aiohttp.ClientTimeout(total=3.0, connect=1.0)
+# The change stream: open for as long as it lasts, given up when silent for three of the token
+# service's 5 s pings.
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=1.0, sock_connect=1.0, sock_read=15.0)
+# Reads that start before a change or less than this long after it are not cached: a read
+# under way may have been answered before the change, and the replica answering the next one
+# may learn of it a moment after the replica whose stream announced it.
+SETTLE = 0.5
 
 
 class TokenServiceUnavailable(Exception):
@@ -73,6 +84,7 @@ class TokenAPI:
         self._http = http
         self._clock = clock
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._settle_until = float("-inf")  # reads that start before are not cached
 
     async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
         try:
@@ -97,10 +109,41 @@ class TokenAPI:
         path = "/internal/clients/" + quote(client_id, safe="")
         status, body = await self._call("GET", path)
         info = ClientInfo.from_json(body) if status == 200 else None
+        if now < self._settle_until:
+            return info  # it may predate a change: answered, not kept
         if len(self._cache) >= CACHE_SIZE:
             self._cache.pop(next(iter(self._cache)))
         self._cache[client_id] = (now + (CLIENT_CACHE_TTL if info else NEGATIVE_TTL), info)
         return info
+
+    def forget(self, client_id: str) -> None:
+        """The client changed: the next `client` asks the token service."""
+        self._cache.pop(client_id, None)
+        self._changed()
+
+    def forget_naming(self, resource: str) -> None:
+        """The resource changed: forget the clients that name it (their consent screens show
+        its name)."""
+        for client_id, (_, info) in list(self._cache.items()):
+            if info is not None and resource in info.resources:
+                del self._cache[client_id]
+        self._changed()
+
+    def forget_all(self) -> None:
+        """Changes may have been missed (the stream (re)connected, or said reset)."""
+        self._cache.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        self._settle_until = self._clock() + SETTLE
+
+    @asynccontextmanager
+    async def open_changes(self) -> AsyncIterator[aiohttp.ClientResponse]:
+        """`GET /internal/changes`, the token service's change stream: a response whose body
+        is NDJSON lines (`tokensvc.storage.changes.parse`), read for as long as it lasts."""
+        url = self._base + "/internal/changes"
+        async with self._http.get(url, headers=self._headers, timeout=STREAM_TIMEOUT) as resp:
+            yield resp
 
     async def mint_code(self, payload: dict[str, Any]) -> str:
         status, body = await self._call("POST", "/internal/codes", payload)

@@ -18,7 +18,11 @@ The rules (`now` is the purge's clock, M = `SAFETY_MARGIN`, TTLs are the service
    revoked grant refuses its access tokens whether its row is there or not, but the tombstone
    a code replay leaves before the first exchange's `issue` (RFC 6749 §4.1.2) must outlive
    that exchange, which started before its code expired.
-3. Nothing else: consents are a person's decision, not a credential (they go with their
+3. The change feed (`changes`, schema/0009) keeps its rows for `CHANGES_KEPT`: a replica
+   whose feed was away longer finds the rows after its last one gone and clears its caches
+   instead (`storage.postgres.changes`). The newest row always stays, so that a replica can
+   still tell such a gap from nothing having changed.
+4. Nothing else: consents are a person's decision, not a credential (they go with their
    client); codes and the access-token deny-list live in Redis and expire by themselves.
 
 Each batch is one short transaction of its own: rows are picked `FOR UPDATE SKIP LOCKED` (two
@@ -42,6 +46,7 @@ from tokensvc.storage.postgres import Postgres
 from tokensvc.storage.postgres.pool import to_timestamp
 
 SAFETY_MARGIN = 3600.0  # seconds: clock skew between replicas, requests still in flight
+CHANGES_KEPT = 6 * 3600.0  # seconds a change-feed row is kept (rule 3)
 DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 10_000  # a batch must stay far below the 5 s statement timeout
 
@@ -95,6 +100,19 @@ _COUNT_SLICE = _GRANT_SLICE.format(
     SELECT 1 FROM grants g WHERE g.grant_id = ANY((SELECT ids FROM slice)::text[])
       AND {_purgeable("$3", "$4", "AND t.expires_at >= $5")}"""  # noqa: S608
 )
+
+
+# Rule 3: the oldest first, never the newest row.
+_DELETE_CHANGES = """
+DELETE FROM changes
+WHERE seq = ANY(ARRAY(
+    SELECT seq FROM changes
+    WHERE changed_at < $1 AND seq < (SELECT max(seq) FROM changes)
+    ORDER BY changed_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+_COUNT_CHANGES = """
+SELECT count(*) FROM changes WHERE changed_at < $1 AND seq < (SELECT max(seq) FROM changes)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,8 @@ class PurgeReport:
     # Transactions (dry: queries) per phase: "refresh_tokens", then "grants".
     batches: dict[str, int] = field(default_factory=lambda: {"refresh_tokens": 0, "grants": 0})
     complete: bool = True  # False: --max-seconds ran out first; the next run goes on
+    # Rule 3's rows of the change feed, apart from the tables and batches of rules 1 and 2.
+    changes: int = 0
 
     def as_json(self) -> dict[str, Any]:
         h = self.horizons
@@ -160,6 +180,7 @@ class PurgeReport:
             "dry_run": self.dry_run,
             "complete": self.complete,
             "tables": {"refresh_tokens": self.refresh_tokens, "grants": self.grants},
+            "changes": self.changes,
             "batches": sum(self.batches.values()),
             "horizons": {
                 "refresh_tokens_expired_before": int(h.refresh_tokens_expired_before),
@@ -223,6 +244,8 @@ async def purge(
         await _delete_expired(run)
     if report.complete:
         await _grant_pass(run)
+    if report.complete:
+        await _trim_changes(run, now - CHANGES_KEPT)
     progress(
         f"{'would delete' if dry_run else 'deleted'} {report.refresh_tokens} refresh token(s) "
         f"and {report.grants} grant(s) in {sum(report.batches.values())} batch(es)"
@@ -292,4 +315,31 @@ async def _grant_pass(run: _Run) -> None:
             f"{'to delete' if report.dry_run else 'deleted'} ({report.grants} so far)"
         )
         if row["examined"] < batch_size:  # that was the last slice
+            return
+
+
+async def _trim_changes(run: _Run, before: float) -> None:
+    """Rule 3, in batches like the others; a line for each batch that deleted rows (the feed
+    is small, and usually nothing is that old)."""
+    db, report, batch_size, budget, progress = run
+    horizon = to_timestamp(before)
+    if report.dry_run:
+        async with db.connection() as conn:
+            report.changes = await conn.fetchval(_COUNT_CHANGES, horizon)
+        if report.changes:
+            progress(f"change feed: {report.changes} row(s) to delete")
+        return
+    batch = 0
+    while True:
+        if budget.spent():
+            report.complete = False
+            return
+        async with db.connection() as conn:
+            status = await conn.execute(_DELETE_CHANGES, horizon, batch_size)
+        deleted = int(status.rsplit(" ", 1)[1])
+        report.changes += deleted
+        batch += 1
+        if deleted:
+            progress(f"change feed, batch {batch}: {deleted} deleted ({report.changes} so far)")
+        if deleted < batch_size:
             return

@@ -12,6 +12,7 @@ from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.service import Stores
 from tokensvc.storage.cache import CachedClients, CachedResources
+from tokensvc.storage.changes import CLIENT, RESOURCE, ChangeHub
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryClients, MemoryGrants, MemoryUsers
@@ -49,6 +50,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     grants: GrantStore = memory.grants
     federations: FederationStore = memory.federations
     resources: ResourceStore = memory.resources
+    changes = ChangeHub()
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         revoked: DenyList = MemoryDenyList()
@@ -84,9 +86,20 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             pg = await Postgres.connect(settings.database_url, min_size=0, max_size=20)
             closers.append(pg.close)
             # Read on every /token request (clients) or every one naming a resource: both
-            # through the in-process cache, stale by at most TOKENSVC_CLIENT_CACHE_TTL.
-            clients = CachedClients(pg.clients, settings.client_cache_ttl)
-            resources = CachedResources(pg.resources, settings.client_cache_ttl)
+            # through the in-process cache, which the change feed keeps current within a
+            # second; stale by at most TOKENSVC_CLIENT_CACHE_TTL while the feed is down.
+            cached_clients = CachedClients(pg.clients, settings.client_cache_ttl)
+            cached_resources = CachedResources(pg.resources, settings.client_cache_ttl)
+            changes.watch(CLIENT, cached_clients)
+            changes.watch(RESOURCE, cached_resources)
+            clients, resources = cached_clients, cached_resources
+            from tokensvc.storage.postgres.changes import PostgresChangeFeed
+
+            # Its own connection, opened in the background like the pool's: a database that
+            # is down delays nothing here.
+            feed = PostgresChangeFeed(settings.database_url, changes)
+            feed.start()
+            closers.append(feed.close)
             users, grants, federations = pg.users, pg.grants, pg.federations
         yield Stores(
             codes=codes,
@@ -101,6 +114,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             resources=resources,
             replay=replay,
             pushed=pushed,
+            changes=changes,
         )
     finally:
         for close in reversed(closers):
