@@ -21,6 +21,7 @@ from tests.fuzz.conftest import _urls, fuzz
 from tests.fuzz.expect import error_reply, json_body
 from tests.fuzz.stack import Stack, running_stack
 from tests.fuzz.strategies import NASTY, TEXT, Hostile, rarely, send
+from tokensvc.models import AUTH_METHODS
 
 ADMIN_TOKEN = "admin-fuzz-token-0123456789abcdef"
 ADMIN_ERRORS = frozenset(
@@ -35,16 +36,8 @@ ADMIN_ERRORS = frozenset(
     }
 )
 STATUS_OF = {"unauthorized": 401, "not_found": 404, "conflict": 409, "method_not_allowed": 405}
-AUTH_METHODS = (
-    "client_secret_basic",
-    "client_secret_post",
-    "none",
-    "private_key_jwt",
-    "federated_jwt",
-    "tls_client_auth",
-    "self_signed_tls_client_auth",
-    "client_secret_jwt",
-)
+# Every method there is, and one that is refused (secrets are kept only hashed).
+METHODS = (*AUTH_METHODS, "client_secret_jwt")
 GRANTS = ("client_credentials", "authorization_code", "refresh_token", "password", "implicit")
 URIS = ("https://app.example.com/cb", "http://127.0.0.1/cb", "http://evil.example/cb", "x:/y")
 
@@ -78,7 +71,7 @@ METADATA = st.fixed_dictionaries(
         "grant_types": _field(st.lists(st.sampled_from(GRANTS), max_size=3)),
         "redirect_uris": _field(st.lists(st.sampled_from(URIS + NASTY[:8]), max_size=2)),
         "scope": _field(st.sampled_from(["api:read", "openid profile", "", 'a"b', *NASTY[:6]])),
-        "token_endpoint_auth_method": _field(st.sampled_from(AUTH_METHODS)),
+        "token_endpoint_auth_method": _field(st.sampled_from(METHODS)),
         "jwks": _field(st.just({"keys": []})),
         "jwks_uri": _field(st.sampled_from(["https://k.example/jwks", "http://x/j", "%"])),
         "resources": _field(st.lists(st.sampled_from(["https://api.example", "urn:x"]))),

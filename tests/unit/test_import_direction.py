@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.registration",
         "tokensvc.passwords",
         "tokensvc.authzrequest",
+        "tokensvc.background",
     ),
     ("tokensvc.storage", "tokensvc.limits", "tokensvc.signing"),
     ("tokensvc.service", "tokensvc.admin"),

@@ -119,7 +119,7 @@ async def _check(
             raise InvalidClient(f"{method} is not available here.", detail="no verifier")
         auth.certificates.check(client, certificate)
     elif method != "none":
-        check_secret(client, offer.secret, offer.basic, auth.clock())
+        check_secret(client, offer.secret, offer.basic, auth.clock)
 
 
 def _presentation_of(method: AuthMethod) -> str:

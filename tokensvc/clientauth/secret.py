@@ -7,19 +7,22 @@ without one failed request; after it, only the new one works."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tokensvc.errors import InvalidClient
 from tokensvc.models import Client
 from tokensvc.opaque import verify_secret
 
 
-def check_secret(client: Client, secret: str, basic: bool, now: float) -> None:
+def check_secret(client: Client, secret: str, basic: bool, clock: Callable[[], float]) -> None:
+    """`clock` is read only when a replaced secret may still be valid (not on the usual path)."""
     if client.secret_hash is not None and verify_secret(secret, client.secret_hash):
         return
     previous, until = client.previous_secret_hash, client.previous_secret_expires_at
     if (
         previous is not None
         and until is not None
-        and now < until
+        and clock() < until
         and verify_secret(secret, previous)
     ):
         return

@@ -25,7 +25,6 @@ client_id from the `tokensvc:lockouts` sorted set unlocks it everywhere as quick
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from tokensvc.background import BackgroundTask
 from tokensvc.limits.buckets import REDIS_TIMEOUT
 from tokensvc.redis_client import DRIVER_ERRORS, RedisClient
 
@@ -203,7 +203,7 @@ class RedisLockouts(_Locks):
         self._args = (max_failures, math.ceil(window * 1000), math.ceil(lockout * 1000))
         self._sync_interval = sync_interval
         self._noted_during_sync: dict[str, float] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("tokensvc-lockout-sync")
         self._unavailable = False
 
     async def record_failure(self, client_id: str) -> int:
@@ -254,8 +254,7 @@ class RedisLockouts(_Locks):
 
     async def start(self) -> None:
         """Start copying the locks every `sync_interval` seconds (the first copy at once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tokensvc-lockout-sync")
+        self._task.start(self._run)
 
     async def _run(self) -> None:
         while True:
@@ -267,8 +266,4 @@ class RedisLockouts(_Locks):
 
     async def close(self) -> None:
         """Stop the copying task. The Redis client belongs to the caller."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()

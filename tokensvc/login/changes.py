@@ -15,11 +15,11 @@ Nothing here reaches a request: failures are logged (their class only) and retri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aiohttp
 import structlog
 
+from tokensvc.background import BackgroundTask
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.storage.changes import CLIENT, FEDERATION, PING, RESOURCE, parse
 
@@ -38,22 +38,17 @@ class ChangeFollower:
     def __init__(self, api: TokenAPI, backoff: tuple[float, float] = BACKOFF) -> None:
         self._api = api
         self._backoff = backoff
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("tokensvc-login-changes")
         self._following = False
         self._failures = 0
         self.connections = 0  # streams opened (for tests)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tokensvc-login-changes")
+        self._task.start(self._run)
 
     async def close(self) -> None:
         """Stop following (idempotent): the stream's connection closes with the task."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
 
     async def _run(self) -> None:
         delay = self._backoff[0]

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from tokensvc.background import BackgroundTask
 from tokensvc.storage.changes import ChangeHub
 from tokensvc.storage.postgres.pool import CONNECT_TIMEOUT, DRIVER_ERRORS, split_pgbouncer
 
@@ -81,7 +82,7 @@ class PostgresChangeFeed:
         self._last: int | None = None  # the newest seq applied (or covered by a reset)
         self._wake = asyncio.Event()
         self._named: set[int] = set()  # announced without their key: read them
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("tokensvc-change-feed")
         self._following = False
         self._failures = 0  # attempts failed since the feed last followed
         self.syncs = 0  # connections that caught up (for tests and the logs)
@@ -91,16 +92,11 @@ class PostgresChangeFeed:
         return self._last
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tokensvc-change-feed")
+        self._task.start(self._run)
 
     async def close(self) -> None:
         """Stop following (idempotent); the connection closes with the task."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
         self._following = False
         self._hub.following(self.mode, False)
 
