@@ -37,6 +37,7 @@ from benchmarks.prepare import (
     GRANTS,
     OPT_IN,
     REGISTERED,
+    TRACED,
     Client,
     Issuer,
     Line,
@@ -55,7 +56,7 @@ from benchmarks.resources import ResourceClients
 from benchmarks.runner import PhaseResult, Runner
 
 MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE, *DPOP)
-WORKLOADS = (*MIXABLE, "mix")
+WORKLOADS = (*MIXABLE, *TRACED, "mix")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -87,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         + (f" but {', '.join(OPT_IN)}" if OPT_IN else "")
         + " with --spawn or --internal-url, those the kit registers clients for (cc_*, "
         "token_exchange) only "
-        "where it can: --spawn or --database-url; else client_credentials)",
+        "where it can: --spawn or --database-url, cc_traced with --spawn only; else "
+        "client_credentials)",
     )
     load.add_argument("--duration", type=int, default=15, help="timed seconds per workload (15)")
     load.add_argument("--warmup", type=int, default=2, help="untimed seconds before each (2)")
@@ -204,11 +206,17 @@ def _rate(text: str) -> tuple[float | None, float | None]:
         raise UsageError(f"--rate: expected a number, 'Fx' or 'off', got {text!r}") from None
 
 
-def _workloads(text: str | None, full: bool, can_register: bool) -> list[str]:
+def _workloads(text: str | None, full: bool, can_register: bool, spawned: bool) -> list[str]:
     if text is None:
         if not full:
             return ["client_credentials"]
-        return [w for w in WORKLOADS if w not in OPT_IN and (can_register or w not in REGISTERED)]
+        return [
+            w
+            for w in WORKLOADS
+            if w not in OPT_IN
+            and (can_register or w not in REGISTERED)
+            and (spawned or w not in TRACED)
+        ]
     names = [common.ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
@@ -300,7 +308,9 @@ def _main(args: argparse.Namespace) -> int:
     if fraction is not None and args.concurrency == 0:
         raise UsageError("--rate Fx needs a closed loop (--concurrency > 0) to take the peak of")
     full = bool(args.spawn or args.internal_url)
-    workloads = _workloads(args.grants, full, bool(args.spawn or args.database_url))
+    workloads = _workloads(
+        args.grants, full, bool(args.spawn or args.database_url), bool(args.spawn)
+    )
     weights = common.mix_weights(args.mix, MIXABLE)
     in_use = set(workloads) | (
         {w for w, x in weights.items() if x > 0} if "mix" in workloads else set()
@@ -313,6 +323,9 @@ def _main(args: argparse.Namespace) -> int:
             f"{', '.join(w for w in REGISTERED if w in in_use)} against --target need "
             "--database-url (the kit registers its federation issuer, resource and clients)"
         )
+    traced = bool(in_use & set(TRACED))
+    if traced and not args.spawn:
+        raise UsageError("cc_traced needs --spawn (the kit starts the traced service itself)")
     phase_s = args.duration + args.warmup + 5
     if "cc_private_key_jwt" in in_use and phase_s > ASSERTION_LIFETIME // 2:
         raise UsageError(
@@ -349,6 +362,9 @@ def _main(args: argparse.Namespace) -> int:
         notes: list[str] = []
         background = common.note_background(notes, live)
         watcher = cpu.Watcher()
+        sink = None  # the OTLP receiver of cc_traced's service
+        traced_url = traced_metrics_url = ""
+        traced_pid: int | None = None
         if args.spawn:
             service_cores, other_cores, note = spawn.plan_cores(
                 args.service_cores, args.generator_cores
@@ -356,6 +372,7 @@ def _main(args: argparse.Namespace) -> int:
             if note:
                 notes.append(note)
             live.say("starting Redis, Postgres, tokensvc and the floor ...")
+            sink = stack.enter_context(spawn.traces_sink()) if traced else None
             st = stack.enter_context(
                 spawn.spawn(
                     workdir,
@@ -365,9 +382,12 @@ def _main(args: argparse.Namespace) -> int:
                     redis_url=args.redis_url,
                     postgres_url=args.postgres_url,
                     with_floor=not args.no_floor,
+                    traces_to=sink.url if sink is not None else None,
                 )
             )
             token_url, metrics_url = st.token_url, st.metrics_url
+            traced_url, traced_metrics_url = st.traced_token_url, st.traced_metrics_url
+            traced_pid = st.traced_service_pid
             internal_url, internal_token = st.internal_url, st.internal_token
             floor_url = args.floor_url or st.floor_url
             keys_file: str | None = str(st.keys_file)
@@ -440,6 +460,7 @@ def _main(args: argparse.Namespace) -> int:
             assert database_url is not None  # --spawn, or --database-url (checked above)
             resource_clients = resources.register(database_url, "token_exchange" in in_use)
         issuer = Issuer(token_url, internal_url, internal_token)
+        traced_issuer = Issuer(traced_url) if traced else None
         prover = dpop.DpopProver(issuer_url + "/token")
         pools = _pools(
             issuer,
@@ -454,7 +475,7 @@ def _main(args: argparse.Namespace) -> int:
             args,
         )
         checks = {**resources.CHECKS, "cc_dpop": dpop.check_dpop_bound(prover)}
-        tokens = _samples(issuer, pools, workloads, weights, live, checks)
+        tokens = _samples(issuer, pools, workloads, weights, live, checks, traced_issuer)
 
         live.say("timing the service's signer ...")
         signing = attribution.signing_cost(keys_file, service_cores)
@@ -496,15 +517,20 @@ def _main(args: argparse.Namespace) -> int:
             for name in workloads:
                 pool = pools[name]
                 peak = None
+                url, phase_metrics = (
+                    (traced_url, traced_metrics_url) if name in TRACED else (token_url, metrics_url)
+                )
+                if name in TRACED:  # its CPU is the traced service's
+                    watcher.watch("service", traced_pid)
                 if args.concurrency:
                     closed = runner.closed(
                         name,
-                        token_url,
+                        url,
                         pool,
                         args.concurrency,
                         args.warmup,
                         args.duration,
-                        metrics_url,
+                        phase_metrics,
                     )
                     phases.append(closed)
                     peak = closed.outcome.rate
@@ -518,20 +544,24 @@ def _main(args: argparse.Namespace) -> int:
                     phases.append(
                         runner.open(
                             name,
-                            token_url,
+                            url,
                             pool,
                             rate,
                             args.warmup,
                             args.duration,
                             max_conns,
-                            metrics_url,
+                            phase_metrics,
                             basis,
                         )
                     )
+                if name in TRACED:
+                    watcher.watch("service", service_pid)
         except (PrepareError, RuntimeError, OSError) as exc:  # report what was measured
             failure = " ".join(str(exc).split())[:1000]
             notes.append(f"the run stopped early: {failure}")
 
+    if sink is not None:
+        notes.append(_traced_note(sink.spans()))
     meta = {
         "started_at": common.utc_text(started),
         "finished_at": common.now_text(),
@@ -576,6 +606,16 @@ def _main(args: argparse.Namespace) -> int:
         print(f"benchmarks: {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _traced_note(spans: list[Any]) -> str:
+    """What cc_traced's service exported: shows the sampler sampled about 1% of requests."""
+    requests = sum(1 for s in spans if s.kind == "server" and s.name == "POST /token")
+    return (
+        f"cc_traced: tracing on at {spawn.TRACED_SAMPLER['OTEL_TRACES_SAMPLER']} "
+        f"{spawn.TRACED_SAMPLER['OTEL_TRACES_SAMPLER_ARG']}; the service exported "
+        f"{len(spans)} spans, {requests} of them /token requests, to the kit's OTLP receiver"
+    )
 
 
 def runner_label(engine: str, version: str | None, threads: int) -> str:
@@ -645,9 +685,11 @@ def _pools(
         # it is handed out
         return None if ttl is None else ttl - (args.duration + args.warmup + 5)
 
-    cc = StaticPool("client_credentials", client_credentials_line(machine_client, params))
+    cc_line = client_credentials_line(machine_client, params)
+    cc = StaticPool("client_credentials", cc_line)
     pools: dict[str, Pool] = {
         "client_credentials": cc,
+        "cc_traced": StaticPool("cc_traced", cc_line),
         "cc_dpop": PreparedPool(
             "cc_dpop",
             lambda n: dpop.dpop_lines(machine_client, prover, n, params),
@@ -692,6 +734,7 @@ def _samples(
     weights: dict[str, float],
     live: Live,
     checks: dict[str, Callable[[str, dict[str, Any]], None]],
+    traced: Issuer | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One request per workload before anything is timed: checks the set-up (a 200 with an
     access token, and what `checks` of its workload want: for a resource where it should be,
@@ -701,13 +744,14 @@ def _samples(
     if "mix" in workloads:
         wanted |= {g for g, w in weights.items() if w > 0}
     tokens: dict[str, dict[str, Any]] = {}
-    for grant in MIXABLE:
+    for grant in (*MIXABLE, *TRACED):
         if grant not in wanted or grant not in pools:
             continue
         line = pools[grant].take(1)
         if not line:
             raise PrepareError(f"could not prepare a {grant} request")
-        body = asyncio.run(issuer.sample(grant, line[0]))
+        target = traced if grant in TRACED and traced is not None else issuer
+        body = asyncio.run(target.sample(grant, line[0]))
         check = checks.get(grant)
         if check is not None:
             check(grant, body)

@@ -37,6 +37,7 @@ ALIASES = {
     "resource": "cc_resource",
     "exchange": "token_exchange",
     "dpop": "cc_dpop",
+    "traced": "cc_traced",
 }
 BACKGROUND_BUSY = 0.15  # a core busier than this before the start gets a note
 SECRET_OPTIONS = (

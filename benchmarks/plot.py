@@ -20,6 +20,7 @@ COLOURS = {
     "cc_resource": "#e377c2",
     "token_exchange": "#c49c94",
     "cc_dpop": "#ff7f0e",
+    "cc_traced": "#aec7e8",
 }
 W, H = 780, 340
 LEFT, RIGHT, TOP, BOTTOM = 64, 210, 34, 44

@@ -47,6 +47,10 @@ FOR_RESOURCE = ("cc_resource", "token_exchange")
 # client_credentials with a fresh DPoP proof per request (benchmarks/dpop.py), against
 # `client_credentials` too; the machine client's, so nothing to register
 DPOP = ("cc_dpop",)
+# client_credentials at a second spawned tokensvc with tracing on (1% of traces sampled,
+# exported over OTLP/HTTP to a receiver in the kit), against `client_credentials` at the
+# untraced one in the same run; --spawn only
+TRACED = ("cc_traced",)
 # workloads whose clients the kit registers: --spawn, or --target with --database-url
 REGISTERED = (*CLIENT_AUTH, *FOR_RESOURCE)
 # selectable with --grants, not in the default run (RFC 8693 is not in the service yet)
@@ -94,11 +98,12 @@ def tokensvc_command() -> list[str]:
 
 
 def base_env() -> dict[str, str]:
-    """This process's environment without tokensvc's settings (the caller sets its own)."""
+    """This process's environment without tokensvc's settings nor OpenTelemetry's (the
+    caller sets its own)."""
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR"))
+        if not k.startswith(("TOKENSVC_", "PROMETHEUS_MULTIPROC_DIR", "OTEL_"))
     }
 
 

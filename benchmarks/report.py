@@ -71,7 +71,18 @@ DPOP = Versus(  # RFC 9449: sender-constrained tokens
     targets={"cc_dpop": 0.60},
     footnote="(target: the minimum ratio to client_credentials without a proof; '!' = not met)",
 )
-COMPARISONS = (CLIENT_AUTHENTICATION, RESOURCES, DPOP)
+TRACING = Versus(  # OpenTelemetry (README "Tracing")
+    title="tracing, closed loop: against client_credentials with tracing off",
+    ratio="x off",
+    what="the service",
+    rows={
+        BASELINE: "tracing off (no OTEL_EXPORTER_OTLP_ENDPOINT)",
+        "cc_traced": "tracing on, 1% of traces sampled, OTLP/HTTP to a receiver",
+    },
+    targets={"cc_traced": 0.90},
+    footnote="(target: the minimum ratio to client_credentials with tracing off; '!' = not met)",
+)
+COMPARISONS = (CLIENT_AUTHENTICATION, RESOURCES, DPOP, TRACING)
 TARGET_VS_CLIENT_CREDENTIALS = {w: t for c in COMPARISONS for w, t in c.targets.items()}
 # the client-auth comparison's names from before it was generalised
 TARGET_VS_SECRET, CLIENT_AUTH = CLIENT_AUTHENTICATION.targets, CLIENT_AUTHENTICATION.rows

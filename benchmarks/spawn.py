@@ -65,6 +65,9 @@ class Stack:
     issuer: str = ""  # TOKENSVC_ISSUER (the audience of workload tokens)
     tls_token_url: str = ""  # the HTTPS service's /token, with `tls=`
     tls_service_pid: int | None = None
+    traced_token_url: str = ""  # the traced service's /token, with `traces_to=`
+    traced_metrics_url: str = ""
+    traced_service_pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,12 @@ def spawn(
     with_floor: bool = True,
     code_ttl: int = 3600,
     tls: TLSFiles | None = None,
+    traces_to: str | None = None,
 ) -> Iterator[Stack]:
     """Start the stack; yields it and stops everything on the way out. With `tls`, also a
-    second token service over HTTPS (`Stack.tls_token_url`), the same settings otherwise."""
+    second token service over HTTPS (`Stack.tls_token_url`), the same settings otherwise; with
+    `traces_to` (an OTLP/HTTP endpoint), one with tracing on (`Stack.traced_token_url`) at
+    TRACED_SAMPLER."""
     sys.path.insert(0, str(ROOT))
     from tests.servers import PostgresServer, RedisServer, create_database
 
@@ -268,6 +274,11 @@ def spawn(
         tls_url, tls_pid = "", None
         if tls is not None:
             tls_url, tls_pid = _start_tls_service(stack, env, tls, service_cores, workdir)
+        traced_url, traced_pid = "", None
+        if traces_to is not None:
+            traced_url, traced_pid = _start_traced_service(
+                stack, env, traces_to, service_cores, workdir
+            )
 
         floor_pid: int | None = None
         floor_url = ""
@@ -294,36 +305,87 @@ def spawn(
             issuer=issuer,
             tls_token_url=tls_url,
             tls_service_pid=tls_pid,
+            traced_token_url=f"{traced_url}/token" if traced_url else "",
+            traced_metrics_url=f"{traced_url}/metrics" if traced_url else "",
+            traced_service_pid=traced_pid,
         )
+
+
+def _start_second_service(
+    stack: ExitStack,
+    env: dict[str, str],
+    cores: list[int],
+    workdir: Path,
+    what: str,
+    context: ssl.SSLContext | None = None,
+) -> tuple[str, int]:
+    """Another `tokensvc serve token` with `env` (the first's, with its own settings) on ports
+    of its own, stopped with `stack`: (its base URL, pid), once its /readyz answers."""
+    port, internal_port = _free_port(), _free_port()
+    env = {**env, "TOKENSVC_PORT": str(port), "TOKENSVC_INTERNAL_PORT": str(internal_port)}
+    errfile = workdir / f"service-{what.split()[0].lower()}.stderr"
+    proc = _start([*tokensvc_command(), "serve", "token"], env, cores, errfile)
+    stack.callback(stop_process, proc, signal.SIGINT, group=True)
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+    ready = f"{base}/readyz"
+    _wait(
+        proc,
+        errfile,
+        f"tokensvc serve token ({what})",
+        lambda: _answers(ready, context),
+        f"answer {ready}",
+    )
+    return base, proc.pid
 
 
 def _start_tls_service(
     stack: ExitStack, env: dict[str, str], tls: TLSFiles, cores: list[int], workdir: Path
 ) -> tuple[str, int]:
-    """`tokensvc serve token` with `env` plus the TLS settings and ports of its own, stopped
-    with `stack`: (its /token URL, pid), once its /readyz answers over verified HTTPS."""
-    port, internal_port = _free_port(), _free_port()
+    """The token service over HTTPS: (its /token URL, pid), verified against the kit's CA."""
     tls_env = {
         **env,
         "TOKENSVC_TLS_CERT_FILE": str(tls.cert),
         "TOKENSVC_TLS_KEY_FILE": str(tls.key),
         "TOKENSVC_TLS_CLIENT_CA_FILE": str(tls.client_ca),
-        "TOKENSVC_PORT": str(port),
-        "TOKENSVC_INTERNAL_PORT": str(internal_port),
     }
-    errfile = workdir / "service-tls.stderr"
-    proc = _start([*tokensvc_command(), "serve", "token"], tls_env, cores, errfile)
-    stack.callback(stop_process, proc, signal.SIGINT, group=True)
-    ready = f"https://127.0.0.1:{port}/readyz"
     context = ssl.create_default_context(cafile=str(tls.client_ca))
-    _wait(
-        proc,
-        errfile,
-        "tokensvc serve token (HTTPS)",
-        lambda: _answers(ready, context),
-        f"answer {ready}",
-    )
-    return f"https://127.0.0.1:{port}/token", proc.pid
+    base, pid = _start_second_service(stack, tls_env, cores, workdir, "HTTPS", context)
+    return f"{base}/token", pid
+
+
+# What `cc_traced` measures: the sampler a busy deployment would run, 1% of new traces.
+TRACED_SAMPLER = {
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "0.01",
+}
+
+
+@contextlib.contextmanager
+def traces_sink() -> Iterator[Any]:
+    """An OTLP/HTTP receiver in this process for the traced service (tests/otlp.py, the one
+    the tracing tests scan): it decodes and keeps what it gets, so the run can say how many
+    spans were exported."""
+    sys.path.insert(0, str(ROOT))
+    from tests.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def _start_traced_service(
+    stack: ExitStack, env: dict[str, str], endpoint: str, cores: list[int], workdir: Path
+) -> tuple[str, int]:
+    """The token service with tracing on, exporting to `endpoint`: (its base URL, pid)."""
+    traced_env = {
+        **env,
+        **TRACED_SAMPLER,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "tokensvc-bench-traced",
+    }
+    return _start_second_service(stack, traced_env, cores, workdir, "traced")
 
 
 @contextlib.contextmanager

@@ -8,14 +8,14 @@ is only ever an authenticated or existing client (never a string an attacker cho
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from tokensvc.instrumented import Method, wrap_public_coroutines
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
@@ -155,21 +155,14 @@ _TIMED = "_tokensvc_timed"  # set on a store whose calls are already observed
 
 def time_calls(store: S, store_name: str, metrics: Metrics) -> S:
     """The same store, each public coroutine method observed in `store_latency` under
-    `(store_name, method)`. The timed methods are bound on the instance, so the store keeps its
-    own type (callers still reach it through its protocol) and a call costs one timer pair and
-    one observe. Idempotent: a store already timed is returned as it is."""
-    if getattr(store, _TIMED, False):
-        return store
-    for name, method in inspect.getmembers(store, inspect.iscoroutinefunction):
-        if not name.startswith("_"):
-            setattr(store, name, _timed(method, metrics.store_latency.labels(store_name, name)))
-    setattr(store, _TIMED, True)
-    return store
+    `(store_name, method)`; a call costs one timer pair and one observe. Idempotent."""
+    labels = metrics.store_latency.labels
+    return wrap_public_coroutines(
+        store, _TIMED, lambda name, method: _timed(method, labels(store_name, name))
+    )
 
 
-def _timed(
-    method: Callable[..., Awaitable[object]], child: Histogram
-) -> Callable[..., Awaitable[object]]:
+def _timed(method: Method, child: Histogram) -> Method:
     async def timed(*args: object, **kwargs: object) -> object:
         started = time.perf_counter()
         try:

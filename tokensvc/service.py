@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tokensvc.config import Settings
 from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
@@ -42,6 +42,9 @@ from tokensvc.storage.protocols import (
     UserStore,
 )
 from tokensvc.storage.replay import MemoryReplay
+
+if TYPE_CHECKING:
+    from tokensvc.tracing.otel import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +100,10 @@ class TokenService:
     workloads: WorkloadTokens | None = None  # None: jwt subject tokens are not accepted
     # Our access tokens whose signature verified (introspection, userinfo, token exchange).
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
+    tracing: Tracing | None = None  # None: OTEL_EXPORTER_OTLP_ENDPOINT unset (tokensvc.tracing)
 
     def __post_init__(self) -> None:
-        time_stores(self.stores, self.metrics)
+        observe_stores(self.stores, self.metrics, self.tracing)
         self.minter = TokenMinter(
             self.settings.issuer, self.keys, self.settings.access_token_ttl, self.entropy
         )
@@ -110,15 +114,25 @@ class TokenService:
         self.minter.keys = keys
 
 
-def time_stores(stores: Stores, metrics: Metrics) -> None:
+S = TypeVar("S")
+
+
+def observe_stores(stores: Stores, metrics: Metrics, tracing: Tracing | None = None) -> None:
     """Observe each store call in `tokensvc_store_duration_seconds`, labelled with the store's
-    field name; behind an in-process cache (clients, resources) only the database is timed,
-    not the hits."""
+    field name, and make it a span when tracing is on; behind an in-process cache (clients,
+    resources) only the database is observed, not the hits."""
     for f in fields(stores):
         store = getattr(stores, f.name)
+        observe = partial(_observed, name=f.name, metrics=metrics, tracing=tracing)
         if isinstance(store, ChangeHub):
             store.observe(metrics)  # its feed's state and the changes applied
         elif isinstance(store, Cached):
-            store.instrument(partial(time_calls, store_name=f.name, metrics=metrics))
+            store.instrument(observe)
         else:
-            time_calls(store, f.name, metrics)
+            observe(store)
+
+
+def _observed(store: S, name: str, metrics: Metrics, tracing: Tracing | None) -> S:
+    if tracing is not None:
+        store = tracing.trace_calls(store, name)
+    return time_calls(store, name, metrics)

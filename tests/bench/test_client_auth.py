@@ -83,9 +83,9 @@ def test_a_mix_gives_lines_back_to_their_own_pool() -> None:
 
 
 def test_the_default_run_has_the_client_auth_workloads_where_they_can_be_registered() -> None:
-    assert set(CLIENT_AUTH) <= set(cli._workloads(None, True, True))
-    assert not set(CLIENT_AUTH) & set(cli._workloads(None, True, False))
-    assert cli._workloads("private_key_jwt,cc,federated_jwt", False, False) == [
+    assert set(CLIENT_AUTH) <= set(cli._workloads(None, True, True, True))
+    assert not set(CLIENT_AUTH) & set(cli._workloads(None, True, False, False))
+    assert cli._workloads("private_key_jwt,cc,federated_jwt", False, False, False) == [
         "client_credentials",
         *CLIENT_AUTH,
     ]

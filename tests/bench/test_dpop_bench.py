@@ -82,8 +82,8 @@ def test_the_pre_run_check_wants_a_token_bound_to_the_kits_key() -> None:
 
 
 def test_cc_dpop_is_in_the_default_run_and_has_an_alias() -> None:
-    assert "cc_dpop" in cli._workloads(None, True, False)  # nothing to register
-    assert cli._workloads("dpop,cc", False, False) == ["client_credentials", "cc_dpop"]
+    assert "cc_dpop" in cli._workloads(None, True, False, False)  # nothing to register
+    assert cli._workloads("dpop,cc", False, False, False) == ["client_credentials", "cc_dpop"]
 
 
 def test_a_phase_longer_than_the_proofs_window_allows_is_refused() -> None:

@@ -83,11 +83,11 @@ def test_the_pre_checks_want_a_token_for_the_api() -> None:
 
 
 def test_both_are_in_the_default_run_where_the_kit_can_register_clients() -> None:
-    default = cli._workloads(None, True, True)
+    default = cli._workloads(None, True, True, True)
     assert "cc_resource" in default and "token_exchange" in default
-    cannot = cli._workloads(None, True, False)  # nothing can be registered
+    cannot = cli._workloads(None, True, False, False)  # nothing can be registered
     assert "cc_resource" not in cannot and "token_exchange" not in cannot
-    assert cli._workloads("exchange,resource,cc", False, False) == [
+    assert cli._workloads("exchange,resource,cc", False, False, False) == [
         "client_credentials",
         "cc_resource",
         "token_exchange",

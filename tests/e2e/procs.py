@@ -55,8 +55,8 @@ TOKENSVC = _tokensvc_command()
 
 
 def base_env(**settings: str) -> dict[str, str]:
-    """The test's environment without any TOKENSVC_ variable, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    """The test's environment without any TOKENSVC_ or OTEL_ variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSVC_", "OTEL_"))}
     env.update(settings)
     return env
 

@@ -189,7 +189,9 @@ class StubAPI(TokenAPI):
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+    async def _send(
+        self, method: str, path: str, json: Any, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         self.calls += 1
         found = self.clients.get(path.rsplit("/", 1)[1])
         await self.gate.wait()

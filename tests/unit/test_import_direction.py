@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "tokensvc.passwords",
         "tokensvc.authzrequest",
         "tokensvc.background",
+        "tokensvc.instrumented",
+        "tokensvc.tracing",
     ),
     ("tokensvc.storage", "tokensvc.limits", "tokensvc.signing"),
     ("tokensvc.service", "tokensvc.admin"),

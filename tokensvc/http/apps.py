@@ -21,10 +21,13 @@ from tokensvc.http.token import token
 from tokensvc.http.userinfo import userinfo
 from tokensvc.metrics import CONTENT_TYPE
 from tokensvc.service import TokenService
+from tokensvc.tracing import span_middleware
 
 
 def public_app(svc: TokenService) -> web.Application:
-    app = web.Application(middlewares=[canonical], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[*span_middleware(svc.tracing), canonical], client_max_size=MAX_BODY
+    )
     app[SERVICE] = svc
     app[METRICS] = svc.metrics
     app[DISCOVERY] = orjson.dumps(discovery.metadata(svc))
@@ -81,7 +84,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 def internal_app(svc: TokenService) -> web.Application:
     app = web.Application(
-        middlewares=[canonical, internal.require_bearer], client_max_size=MAX_BODY
+        middlewares=[*span_middleware(svc.tracing), canonical, internal.require_bearer],
+        client_max_size=MAX_BODY,
     )
     app[SERVICE] = svc
     app[METRICS] = svc.metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +25,10 @@ from tokensvc.storage.consents import MemoryConsents
 from tokensvc.storage.ephemeral import MemoryEphemeral
 from tokensvc.storage.memory import MemoryUsers
 from tokensvc.storage.protocols import ConsentStore, EphemeralStore, UserStore
+from tokensvc.tracing import span_middleware
+
+if TYPE_CHECKING:
+    from tokensvc.tracing.otel import Tracing
 
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
@@ -64,7 +69,10 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def login_app(ctx: LoginContext) -> web.Application:
-    app = web.Application(middlewares=[canonical, html_errors], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[*span_middleware(ctx.tracing), canonical, html_errors],
+        client_max_size=64 * 1024,
+    )
     app[CONTEXT] = ctx
     app.router.add_get("/authorize", views.authorize)
     app.router.add_post("/login", views.login)
@@ -77,7 +85,7 @@ def login_app(ctx: LoginContext) -> web.Application:
 
 @asynccontextmanager
 async def open_login_context(
-    settings: Settings, users: UserStore | None = None
+    settings: Settings, users: UserStore | None = None, tracing: Tracing | None = None
 ) -> AsyncIterator[LoginContext]:
     """Open what the front-end needs: users and consents in Postgres (`TOKENSVC_DATABASE_URL`),
     sessions and failure counters in Redis (`TOKENSVC_REDIS_URL`), memory otherwise."""
@@ -105,7 +113,7 @@ async def open_login_context(
             users, consents = pg.users, PostgresConsents(pg)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         assert settings.internal_token is not None
-        api = TokenAPI(settings.token_internal_url, settings.internal_token, http)
+        api = TokenAPI(settings.token_internal_url, settings.internal_token, http, tracing=tracing)
         # Changed clients forgotten within a second (tokensvc.login.changes); stopped before
         # the HTTP session closes.
         follower = ChangeFollower(api)
@@ -118,4 +126,5 @@ async def open_login_context(
             ephemeral=ephemeral,
             limiter=limiter,
             api=api,
+            tracing=tracing,
         )

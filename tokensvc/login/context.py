@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.opaque import Entropy, new_value
 from tokensvc.readiness import readiness
 from tokensvc.storage.protocols import ConsentStore, EphemeralStore, UserStore
+
+if TYPE_CHECKING:
+    from tokensvc.tracing.otel import Tracing
 
 BROWSER_COOKIE = "tokensvc_browser"
 SESSION_COOKIE = "tokensvc_session"
@@ -50,12 +54,16 @@ class LoginContext:
     clock: Callable[[], float] = time.time
     entropy: Entropy = secrets.token_bytes
     session_ttl: int = SESSION_TTL
+    tracing: Tracing | None = None  # None: OTEL_EXPORTER_OTLP_ENDPOINT unset (tokensvc.tracing)
     sessions: Sessions = field(init=False)
     interactions: Interactions = field(init=False)
     proxies: tuple[Network, ...] = field(init=False)
     cookies: CookieNames = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.tracing is not None:  # store calls as child spans of the request's
+            for name in ("users", "consents", "ephemeral", "limiter"):
+                self.tracing.trace_calls(getattr(self, name), name)
         self.proxies = parse_networks(",".join(self.settings.trusted_proxies))
         self.cookies = CookieNames.for_settings(self.settings)
         self.sessions = Sessions(self.ephemeral, self.entropy, self.session_ttl)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import structlog
 
 from tokensvc.config import Settings
 from tokensvc.http.server import serve
 from tokensvc.login.app import login_app, open_login_context
+from tokensvc.tracing import traced
 
 log = structlog.get_logger("tokensvc")
 
 
 async def run_login_service(settings: Settings) -> None:
-    async with open_login_context(settings) as ctx:
+    async with (
+        traced("tokensvc-login", os.environ) as tracing,
+        open_login_context(settings, tracing=tracing) as ctx,
+    ):
         log.info(
             "login front-end starting",
             port=settings.login_port,

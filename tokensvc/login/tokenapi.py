@@ -14,12 +14,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from tokensvc.authzrequest import AuthorizationRequest, ClientDescription
+
+if TYPE_CHECKING:
+    from tokensvc.tracing.otel import Tracing
 
 CLIENT_CACHE_TTL = 10.0
 NEGATIVE_TTL = 2.0
@@ -32,6 +35,7 @@ STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=1.0, sock_connect=1.0
 # under way may have been answered before the change, and the replica answering the next one
 # may learn of it a moment after the replica whose stream announced it.
 SETTLE = 0.5
+CLIENT_ROUTE = "/internal/clients/{client_id}"
 
 
 class TokenServiceUnavailable(Exception):
@@ -78,18 +82,33 @@ class TokenAPI:
         bearer: str,
         http: aiohttp.ClientSession,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._tracing = tracing
         self._headers = {"Authorization": f"Bearer {bearer}"}
         self._http = http
         self._clock = clock
         self._cache: dict[str, tuple[float, ClientInfo | None]] = {}
         self._settle_until = float("-inf")  # reads that start before are not cached
 
-    async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+    async def _call(
+        self, method: str, path: str, json: Any = None, *, route: str | None = None
+    ) -> tuple[int, Any]:
+        """`route`: the path's template, naming the call's span (`path` by default)."""
+        if self._tracing is None:
+            return await self._send(method, path, json, self._headers)
+        with self._tracing.outgoing(method, route or path) as call:  # sends its traceparent
+            status, body = await self._send(method, path, json, self._headers | call.headers)
+            call.answered(status)
+            return status, body
+
+    async def _send(
+        self, method: str, path: str, json: Any, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         try:
             async with self._http.request(
-                method, self._base + path, json=json, headers=self._headers, timeout=TIMEOUT
+                method, self._base + path, json=json, headers=headers, timeout=TIMEOUT
             ) as resp:
                 body = await resp.json(content_type=None)
                 status = resp.status
@@ -107,7 +126,7 @@ class TokenAPI:
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         path = "/internal/clients/" + quote(client_id, safe="")
-        status, body = await self._call("GET", path)
+        status, body = await self._call("GET", path, route=CLIENT_ROUTE)
         info = ClientInfo.from_json(body) if status == 200 else None
         if now < self._settle_until:
             return info  # it may predate a change: answered, not kept
@@ -167,7 +186,7 @@ class TokenAPI:
     async def ping(self) -> bool:
         """Reachable and accepting our bearer (an unknown client id answers 404)."""
         try:
-            status, _ = await self._call("GET", "/internal/clients/-")
+            status, _ = await self._call("GET", "/internal/clients/-", route=CLIENT_ROUTE)
         except TokenServiceUnavailable:
             return False
         return status in (200, 404)

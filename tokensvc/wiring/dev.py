@@ -3,6 +3,7 @@ client and user, and a page that shows how to redeem the code the demo client re
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 from urllib.parse import urlencode
@@ -17,6 +18,7 @@ from tokensvc.registration import new_client, new_user
 from tokensvc.service import Stores, TokenService
 from tokensvc.signing.keyfile import generate_jwks
 from tokensvc.signing.keys import keyset_from_jwks, load_keys_file
+from tokensvc.tracing import traced
 from tokensvc.wiring.serve import token_listeners
 from tokensvc.wiring.stores import memory_stores
 
@@ -130,11 +132,15 @@ async def run(settings: Settings) -> None:
         page = callback_page(code, exchange_curl(settings, client_id, secret, code))
         return web.Response(text=page, content_type="text/html")
 
-    async with open_login_context(settings, users=stores.users) as login_ctx:
+    async with (
+        traced("tokensvc", os.environ) as tracing,
+        traced("tokensvc-login", os.environ) as login_tracing,
+        open_login_context(settings, users=stores.users, tracing=login_tracing) as login_ctx,
+    ):
         login = login_app(login_ctx)
         login.router.add_get("/demo/callback", demo_callback)
         listeners = [
-            *token_listeners(TokenService(settings, stores, keys)),
+            *token_listeners(TokenService(settings, stores, keys, tracing=tracing)),
             (login, settings.host, settings.login_port),
         ]
         await serve(

@@ -17,6 +17,7 @@ from tokensvc.http.server import Listener, serve
 from tokensvc.service import TokenService
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.reload import KeysReloader
+from tokensvc.tracing import traced
 from tokensvc.wiring.stores import open_stores
 
 log = structlog.get_logger("tokensvc")
@@ -37,8 +38,8 @@ async def run_token_service(
 ) -> None:
     """`keys_raw`: the bytes `keys` came from (read again at start, so a restarted worker
     catches up with the file); `ready`: called once the listeners accept connections."""
-    async with open_stores(settings) as stores:
-        svc = TokenService(settings, stores, keys)
+    async with traced("tokensvc", os.environ) as tracing, open_stores(settings) as stores:
+        svc = TokenService(settings, stores, keys, tracing=tracing)
         reloader = None
         if settings.keys_file is not None:
             reloader = KeysReloader(
