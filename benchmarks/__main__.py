@@ -1,6 +1,7 @@
-"""`python -m benchmarks [soak | tls | render] ...`: the load test (benchmarks/cli.py), the soak
-(benchmarks/soak/cli.py), `/token` over mutual TLS with ApacheBench (benchmarks/tls.py) or a
-report.json's HTML page (benchmarks/render.py). See benchmarks/README.md. The commands are
+"""`python -m benchmarks [soak | tls | tracing | render] ...`: the load test (benchmarks/cli.py),
+the soak (benchmarks/soak/cli.py), `/token` over mutual TLS with ApacheBench (benchmarks/tls.py),
+tracing's cost in alternating rounds (benchmarks/tracing.py) or a report.json's HTML page
+(benchmarks/render.py). See benchmarks/README.md. The commands are
 imported here, when chosen: none imports another."""
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.tls import main as tls
 
         return tls(rest)
+    if command == "tracing":
+        from benchmarks.tracing import main as tracing
+
+        return tracing(rest)
     if command == "render":
         from benchmarks.render import main as render
 

@@ -4,6 +4,7 @@ the untraced one in the same run (README "Tracing")."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,29 @@ def test_cc_traced_runs_against_client_credentials(
     assert report.TRACING.title in summary
     (note,) = [n for n in data["notes"] if n.startswith("cc_traced:")]
     assert "parentbased_traceidratio 0.01" in note
+
+
+def test_the_tracing_command_alternates_rounds_and_reports_the_median(tmp_path: Path) -> None:
+    """`python -m benchmarks tracing`: pairs of rounds against the untraced and the traced
+    service (order swapped each pair), every answer a 200, spans exported at 1%."""
+    out = tmp_path / "tracing"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "tracing", "--pairs", "2", "--duration", "1"),
+            *("--warmup", "0", "--concurrency", "4", "--quiet", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    assert len(data["pairs"]) == 2
+    for pair in data["pairs"]:
+        for side in ("off", "on"):
+            assert pair[side]["requests"] > 0 and pair[side]["errors"] == 0
+        assert pair["ratio"] == round(pair["on"]["rps"] / pair["off"]["rps"], 3)
+    ratios = sorted(p["ratio"] for p in data["pairs"])
+    assert data["median_ratio"] == round((ratios[0] + ratios[1]) / 2, 3)
+    assert data["target"] == {"ratio_at_least": 0.9, "met": data["median_ratio"] >= 0.9}
+    assert "median on/off" in result.stdout
