@@ -382,3 +382,31 @@ def test_the_sampler_is_the_one_the_environment_names(tmp_path: Path) -> None:
     finally:
         proc.kill()
         receiver.close()
+
+
+def test_a_ratio_sampler_keeps_its_share_of_new_traces(tmp_path: Path) -> None:
+    """parentbased_traceidratio 0.5: about half of 300 requests that start a trace are
+    exported, each a trace of its own (the middleware asks the sampler before making a span,
+    and the span it makes carries the trace id the sampler kept)."""
+    receiver = OtlpReceiver()
+    env = service_env(
+        write_keys(tmp_path),
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.5",
+        OTEL_SERVICE_NAME="ratio-test",
+        TOKENSVC_DRAIN_SECONDS="0",
+    )
+    proc = Proc(["serve", "token"], env, tmp_path, "ratio")
+    try:
+        proc.wait_http(f"{env['TOKENSVC_ISSUER']}/healthz")
+        for _ in range(300):
+            assert http(f"{env['TOKENSVC_ISSUER']}/jwks.json").status == 200
+        assert proc.stop(signal.SIGTERM) == 0
+        spans = [s for s in receiver.spans("ratio-test") if s.name == "GET /jwks.json"]
+        assert 100 <= len(spans) <= 200, len(spans)
+        assert len({s.trace_id for s in spans}) == len(spans)
+        assert all(s.parent_id == "" and int(s.trace_id, 16) for s in spans)
+    finally:
+        proc.kill()
+        receiver.close()

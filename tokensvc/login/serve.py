@@ -16,7 +16,7 @@ log = structlog.get_logger("tokensvc")
 
 async def run_login_service(settings: Settings) -> None:
     async with (
-        traced("tokensvc-login", os.environ) as tracing,
+        traced("tokensvc-login", os.environ, calls_out=True) as tracing,
         open_login_context(settings, tracing=tracing) as ctx,
     ):
         log.info(

@@ -29,23 +29,27 @@ def enabled(env: Mapping[str, str]) -> bool:
     return any(env.get(name) for name in ENDPOINTS)
 
 
-def from_environment(service_name: str, env: Mapping[str, str]) -> Tracing | None:
+def from_environment(
+    service_name: str, env: Mapping[str, str], *, calls_out: bool = False
+) -> Tracing | None:
     """A `Tracing` exporting over OTLP/HTTP when an endpoint is set, else None.
     `service_name` is the default of `OTEL_SERVICE_NAME` (`tokensvc`, `tokensvc-login`); the
     sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), headers and timeouts are the
-    SDK's own variables."""
+    SDK's own variables; `calls_out`: the service sends `traceparent` to another."""
     if not enabled(env):
         return None
     from tokensvc.tracing.otel import Tracing
 
-    return Tracing.exporting(env.get("OTEL_SERVICE_NAME") or service_name)
+    return Tracing.exporting(env.get("OTEL_SERVICE_NAME") or service_name, calls_out=calls_out)
 
 
 @asynccontextmanager
-async def traced(service_name: str, env: Mapping[str, str]) -> AsyncIterator[Tracing | None]:
+async def traced(
+    service_name: str, env: Mapping[str, str], *, calls_out: bool = False
+) -> AsyncIterator[Tracing | None]:
     """The service's `Tracing` (or None) for as long as it runs; at the end, the spans still
     queued are exported (off the event loop: the SDK's shutdown blocks)."""
-    tracing = from_environment(service_name, env)
+    tracing = from_environment(service_name, env, calls_out=calls_out)
     try:
         yield tracing
     finally:

@@ -134,7 +134,7 @@ async def run(settings: Settings) -> None:
 
     async with (
         traced("tokensvc", os.environ) as tracing,
-        traced("tokensvc-login", os.environ) as login_tracing,
+        traced("tokensvc-login", os.environ, calls_out=True) as login_tracing,
         open_login_context(settings, users=stores.users, tracing=login_tracing) as login_ctx,
     ):
         login = login_app(login_ctx)
