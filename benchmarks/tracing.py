@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import statistics
 import sys
 from contextlib import ExitStack
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=int, default=4, help="timed seconds per round (4)")
     p.add_argument("--warmup", type=int, default=1, help="untimed seconds per round (1)")
     p.add_argument("--concurrency", type=int, default=32, help="connections (32)")
-    p.add_argument("--out", default=None, help="directory for report.json")
+    p.add_argument(
+        "--out", default=None, help="directory (default benchmarks/results/tracing/<UTC time>/)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -58,7 +61,8 @@ def _main(args: argparse.Namespace) -> int:
     if args.pairs < 1 or args.duration < 1 or args.concurrency < 1 or args.warmup < 0:
         raise UsageError("--pairs, --duration and --concurrency must be >= 1, --warmup >= 0")
     started = dt.datetime.now(dt.UTC)
-    outdir = common.output_dir(args.out, started)
+    stamp = started.strftime("%Y-%m-%dT%H%M%SZ")
+    outdir = common.output_dir(args.out or str(common.RESULTS / "tracing" / stamp), started)
     workdir = outdir / "work"
     live = Live(args.quiet)
     with ExitStack() as stack:
@@ -130,7 +134,10 @@ def _main(args: argparse.Namespace) -> int:
         "requests_traced": sum(1 for s in spans if s.name == "POST /token"),
     }
     (outdir / "report.json").write_text(json.dumps(data, indent=2))
-    print(_table(data))
+    text = _table(data)
+    (outdir / "summary.txt").write_text(text + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(text)
     return 0 if all(p["off"]["errors"] == 0 == p["on"]["errors"] for p in pairs) else 1
 
 
