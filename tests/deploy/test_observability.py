@@ -28,6 +28,7 @@ ALERTS = {
     "TokensvcP99OverBudget",
     "TokensvcRefreshReuseSpike",
     "TokensvcInvalidClientSpike",
+    "TokensvcChangeFeedDown",
 }
 PANELS = {
     "Request rate by endpoint",
