@@ -161,6 +161,17 @@ class GrantSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionGrant:
+    """A grant made in a browser session that ended (OIDC Back-Channel Logout 1.0 §2.7): its
+    client is told; `ended` says whether the grant went with the session (it had no
+    `offline_access`) or outlives it."""
+
+    grant_id: str
+    client_id: str
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An authorization code's binding (RFC 6749 §4.1.2, RFC 7636 §4.4, OIDC Core §3.1.2.5)."""
 

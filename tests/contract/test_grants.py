@@ -11,7 +11,7 @@ import pytest
 from tests.contract.backends import NOW, Stores
 from tokensvc.grants import rotation
 from tokensvc.grants.rotation import Rejected, Repeated, Rotated
-from tokensvc.models import Client, Grant, GrantSummary, RefreshState, Successor
+from tokensvc.models import Client, Grant, GrantSummary, RefreshState, SessionGrant, Successor
 from tokensvc.opaque import lookup_hash
 
 TTL = 3600.0
@@ -344,3 +344,57 @@ async def test_of_person_lists_live_grants_oldest_first(stores: Stores) -> None:
     await stores.grants.revoke_grant("grant-1", NOW + 10)
     assert [g.grant_id for g in await stores.grants.of_person("user-1")] == ["grant-2"]
     assert await stores.grants.of_person("nobody") == []
+
+
+async def _session_grants(stores: Stores) -> tuple[Grant, Grant, Grant]:
+    """In session "sid-1" of user-1: an online grant, then an offline one; a grant of
+    another session; each with a refresh token."""
+    first, _ = await issued(stores, "grant-1", "rt-a")
+    online = replace(first, grant_id="grant-on", scope="openid email", sid="sid-1")
+    offline = replace(first, grant_id="grant-off", sid="sid-1")
+    other = replace(first, grant_id="grant-other", scope="openid", sid="sid-2")
+    for at, (grant, token) in enumerate(
+        ((online, "rt-on"), (offline, "rt-off"), (other, "rt-other")), start=1
+    ):
+        assert await stores.grants.issue(grant, lookup_hash(token), NOW + TTL, NOW + at)
+    return online, offline, other
+
+
+async def test_ending_a_session_revokes_its_grants_without_offline_access(
+    stores: Stores,
+) -> None:
+    _, offline, other = await _session_grants(stores)
+    ended = await stores.grants.end_session("user-1", "sid-1", NOW + 10)
+    assert ended == [
+        SessionGrant("grant-on", "client-1", True),
+        SessionGrant("grant-off", "client-1", False),
+    ]
+    assert await stores.grants.grant("grant-on") is None
+    state = await stores.grants.inspect(lookup_hash("rt-on"))
+    assert state is not None and state.revoked  # its refresh tokens fail from now on
+    succ = Successor(lookup_hash("rt-on-2"), NOW + TTL, b"box")
+    assert not await stores.grants.rotate(lookup_hash("rt-on"), succ, NOW + 11)
+    assert await stores.grants.grant("grant-off") == offline  # offline access outlives it
+    assert await stores.grants.grant("grant-other") == other  # another session's grant
+    # again: only the offline grant is still the session's
+    assert await stores.grants.end_session("user-1", "sid-1", NOW + 12) == [
+        SessionGrant("grant-off", "client-1", False)
+    ]
+
+
+async def test_ending_a_session_names_only_that_persons_session(stores: Stores) -> None:
+    await _session_grants(stores)
+    assert await stores.grants.end_session("user-2", "sid-1", NOW + 10) == []
+    assert await stores.grants.end_session("user-1", "sid-unknown", NOW + 10) == []
+    assert await stores.grants.grant("grant-on") is not None
+
+
+async def test_a_session_ended_twice_at_once_revokes_each_grant_once(stores: Stores) -> None:
+    """Two sign-outs racing (two tabs): each online grant is reported ended by exactly one."""
+    await _session_grants(stores)
+    results = await asyncio.gather(
+        *(stores.grants.end_session("user-1", "sid-1", NOW + 10) for _ in range(8))
+    )
+    ended = [g.grant_id for result in results for g in result if g.ended]
+    assert ended == ["grant-on"]
+    assert all(SessionGrant("grant-off", "client-1", False) in result for result in results)

@@ -18,6 +18,7 @@ from tokensvc.models import (
     GrantSummary,
     RefreshState,
     Resource,
+    SessionGrant,
     Successor,
     User,
 )
@@ -175,6 +176,23 @@ class MemoryGrants(InProcess):
             if g.sub == sub and g.grant_id not in self._revoked
         ]
         return sorted(live, key=lambda g: (g.created_at, g.grant_id))
+
+    async def end_session(self, sub: str, sid: str, now: float) -> list[SessionGrant]:
+        live = sorted(
+            (
+                g
+                for g in self._grants.values()
+                if g.sub == sub and g.sid == sid and g.grant_id not in self._revoked
+            ),
+            key=lambda g: (self._created[g.grant_id], g.grant_id),
+        )
+        ended = []
+        for g in live:
+            offline = "offline_access" in g.scope.split()
+            if not offline:
+                self._revoke(g.grant_id)
+            ended.append(SessionGrant(g.grant_id, g.client_id, not offline))
+        return ended
 
     def _revoke(self, grant_id: str) -> None:
         # Rows stay, as in Postgres: a revoked family's tokens must keep failing.

@@ -47,6 +47,7 @@ from tokensvc.models import (
     GrantSummary,
     RefreshState,
     Resource,
+    SessionGrant,
     Successor,
     User,
 )
@@ -187,6 +188,13 @@ class GrantStore(Protocol):
 
     async def of_person(self, sub: str) -> list[GrantSummary]:
         """The live (stored, not revoked) grants of `sub`, oldest first."""
+
+    async def end_session(self, sub: str, sid: str, now: float) -> list[SessionGrant]:
+        """The browser session `sid` of `sub` ended (OIDC RP-Initiated Logout 1.0): revoke, as
+        `revoke_grant` does and in one step, each of its live grants whose scope lacks
+        `offline_access`, and return every grant of the session that was live, oldest first
+        (`ended` for those revoked now). Grants of the session revoked already are not
+        returned; calling it again returns only the offline grants."""
 
     async def ping(self) -> None: ...
 

@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 
 from tokensvc.binding import NO_BINDING, Binding
-from tokensvc.models import Grant, GrantSummary, RefreshState, Successor
+from tokensvc.models import Grant, GrantSummary, RefreshState, SessionGrant, Successor
 from tokensvc.storage.batch import Batcher
 from tokensvc.storage.postgres.pool import Pool, PoolStore, to_epoch, to_timestamp
 
@@ -30,6 +30,24 @@ _REVOKE = """
 INSERT INTO grants (grant_id, created_at, revoked_at) VALUES ($1, $2, $2)
 ON CONFLICT (grant_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
 WHERE grants.revoked_at IS NULL
+"""
+
+# A browser session ended: its live grants without offline_access revoked in the same
+# statement (rows locked, so a concurrent revocation or end waits), all of them listed.
+_END_SESSION = """
+WITH session AS (
+    SELECT grant_id, client_id, created_at,
+           'offline_access' = ANY (string_to_array(scope, ' ')) AS offline
+    FROM grants
+    WHERE sub = $1 AND sid = $2 AND revoked_at IS NULL AND client_id IS NOT NULL
+    FOR UPDATE
+), ended AS (
+    UPDATE grants g SET revoked_at = $3
+    FROM session s
+    WHERE g.grant_id = s.grant_id AND NOT s.offline
+    RETURNING g.grant_id
+)
+SELECT grant_id, client_id, NOT offline AS ended FROM session ORDER BY created_at, grant_id
 """
 
 # A person's live grants (index grants_sub_live), oldest first.
@@ -237,6 +255,11 @@ class PostgresGrants(PoolStore):
     async def revoke_grant(self, grant_id: str, now: float) -> None:
         async with self._db.connection() as conn:
             await conn.execute(_REVOKE, grant_id, to_timestamp(now))
+
+    async def end_session(self, sub: str, sid: str, now: float) -> list[SessionGrant]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_END_SESSION, sub, sid, to_timestamp(now))
+        return [SessionGrant(r["grant_id"], r["client_id"], r["ended"]) for r in rows]
 
     async def of_person(self, sub: str) -> list[GrantSummary]:
         async with self._db.connection() as conn:
