@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
 # Access tokens (RFC 9068), ID tokens, transaction tokens (draft-ietf-oauth-transaction-tokens).
-TYPES = ("at+jwt", "JWT", "txntoken+jwt")
+TYPES = ("at+jwt", "JWT", "txntoken+jwt", "logout+jwt")
 
 # The order n of P-256's base point (SEC 2 v2 §2.4.2).
 P256_ORDER = 0xFFFFFFFF_00000000_FFFFFFFF_FFFFFFFF_BCE6FAAD_A7179E84_F3B9CAC2_FC632551

@@ -1,4 +1,5 @@
-"""Access tokens (RFC 9068) and ID tokens (OIDC Core §2, §3.1.3.6)."""
+"""Access tokens (RFC 9068), ID tokens (OIDC Core §2, §3.1.3.6), transaction tokens and
+logout tokens (OIDC Back-Channel Logout 1.0 §2.4)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from tokensvc.signing.jws import Signer
 
 if TYPE_CHECKING:
     from tokensvc.signing.keys import KeySet
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TTL = 120  # seconds: one delivery attempt's token, signed again for a retry
 
 
 class TokenMinter:
@@ -105,6 +109,24 @@ class TokenMinter:
         if details:
             claims["tctx"] = details
         return self.keys.signer_at(now).sign(claims, "txntoken+jwt")
+
+    def logout_token(self, *, client_id: str, sub: str, sid: str, jti: str, now: int) -> str:
+        """A logout token for `client_id` (OIDC Back-Channel Logout 1.0 §2.4): `typ:
+        logout+jwt` (§2.4 recommends it, so that it cannot pass for an ID token), the
+        back-channel logout event, `sub` and `sid` both, a `jti` the receiver can use to refuse
+        a replay (the same for every retry of one delivery), never a `nonce` (§2.4: its
+        absence is what tells it apart). Valid for LOGOUT_TOKEN_TTL seconds (§2.6: short)."""
+        claims = {
+            "iss": self.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + LOGOUT_TOKEN_TTL,
+            "jti": jti,
+            "sub": sub,
+            "sid": sid,
+            "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        }
+        return self.keys.signer_at(now).sign(claims, "logout+jwt")
 
     def id_token(
         self,
