@@ -172,6 +172,19 @@ class SessionGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class LogoutDelivery:
+    """A logout token owed to `client_id` for the ended session `sid` of `sub` (OIDC
+    Back-Channel Logout 1.0 §2.5); `delivery_id` is the token's `jti`."""
+
+    delivery_id: str
+    client_id: str
+    sub: str
+    sid: str
+    created_at: float
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An authorization code's binding (RFC 6749 §4.1.2, RFC 7636 §4.4, OIDC Core §3.1.2.5)."""
 

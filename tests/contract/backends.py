@@ -13,6 +13,7 @@ from tokensvc.storage.protocols import (
     ConsentStore,
     EphemeralStore,
     GrantStore,
+    LogoutQueue,
     UserStore,
 )
 
@@ -48,6 +49,7 @@ class Stores:
     # Refresh-token rows in a family, retired and revoked ones included: read by the test
     # from the backend's own state, never through a production method.
     count_tokens: Callable[[str], Awaitable[int]]
+    logouts: LogoutQueue  # what `grants.end_session` queues
 
     async def warm(self, connections: int) -> None:
         """Have `connections` pooled connections open, so that a race between that many calls

@@ -119,7 +119,10 @@ def contract_database_url(request: pytest.FixtureRequest, postgres_admin_url: st
     yield url
 
 
-_TRUNCATE = "TRUNCATE clients, users, grants, refresh_tokens, consents, federations, resources"
+_TRUNCATE = (
+    "TRUNCATE clients, users, grants, refresh_tokens, consents, federations, resources, "
+    "logout_deliveries"
+)
 
 
 @pytest.fixture
@@ -142,9 +145,11 @@ def stores(request: pytest.FixtureRequest) -> Stores:
         async def in_memory(grant_id: str) -> int:
             return sum(1 for t in grants._tokens.values() if t.grant_id == grant_id)
 
-        return Stores("memory", clients, MemoryUsers(), grants, in_memory)
+        return Stores("memory", clients, MemoryUsers(), grants, in_memory, grants.logouts)
     db: Postgres = request.getfixturevalue("postgres")
-    return Stores("postgres", db.clients, db.users, db.grants, lambda g: count_rows(db, g))
+    return Stores(
+        "postgres", db.clients, db.users, db.grants, lambda g: count_rows(db, g), db.logouts
+    )
 
 
 async def count_rows(db: Postgres, grant_id: str) -> int:

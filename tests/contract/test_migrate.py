@@ -18,6 +18,7 @@ TABLES = [
     "consents",
     "federations",
     "grants",
+    "logout_deliveries",
     "refresh_tokens",
     "resources",
     "schema_migrations",

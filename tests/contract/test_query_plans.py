@@ -143,7 +143,9 @@ def filled(contract_database_url: str) -> Iterator[str]:
     async def fill() -> None:
         conn = await asyncpg.connect(contract_database_url)
         try:
-            await conn.execute("TRUNCATE clients, users, grants, refresh_tokens, consents")
+            await conn.execute(
+                "TRUNCATE clients, users, grants, refresh_tokens, consents, logout_deliveries"
+            )
             await conn.execute(_FILL.replace("$1", str(int(NOW))))  # one script, one transaction
             await conn.execute("ANALYZE")
         finally:

@@ -6,6 +6,7 @@ State lives in one process only and is lost on exit.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
@@ -16,6 +17,7 @@ from tokensvc.models import (
     Federation,
     Grant,
     GrantSummary,
+    LogoutDelivery,
     RefreshState,
     Resource,
     SessionGrant,
@@ -120,8 +122,44 @@ class _Token:
     successor_box: bytes | None = None
 
 
-class MemoryGrants(InProcess):
+class MemoryLogoutQueue(InProcess):
+    """Logout deliveries owed, in this process (`tokensvc dev`): lost when it exits."""
+
     def __init__(self) -> None:
+        self._due: dict[str, tuple[float, LogoutDelivery]] = {}  # id -> (due at, delivery)
+        self._queued: set[tuple[str, str]] = set()  # (client_id, sid) ever queued
+
+    def queue(self, client_id: str, sub: str, sid: str, now: float) -> None:
+        if (client_id, sid) not in self._queued:
+            self._queued.add((client_id, sid))
+            delivery = LogoutDelivery(str(uuid.uuid4()), client_id, sub, sid, now)
+            self._due[delivery.delivery_id] = (now, delivery)
+
+    async def take_due(self, now: float, lease: float, limit: int) -> list[LogoutDelivery]:
+        due = sorted(
+            (d for at, d in self._due.values() if at <= now),
+            key=lambda d: (d.created_at, d.delivery_id),
+        )[:limit]
+        for d in due:
+            self._due[d.delivery_id] = (now + lease, d)
+        return due
+
+    async def retry(self, delivery_id: str, at: float) -> None:
+        if delivery_id in self._due:
+            d = self._due[delivery_id][1]
+            self._due[delivery_id] = (at, replace(d, attempts=d.attempts + 1))
+
+    async def finish(self, delivery_id: str) -> None:
+        self._due.pop(delivery_id, None)
+
+    def forget_client(self, client_id: str) -> None:
+        for key in [k for k, (_, d) in self._due.items() if d.client_id == client_id]:
+            del self._due[key]
+
+
+class MemoryGrants(InProcess):
+    def __init__(self, logouts: MemoryLogoutQueue | None = None) -> None:
+        self.logouts = logouts or MemoryLogoutQueue()
         self._grants: dict[str, Grant] = {}
         self._created: dict[str, float] = {}
         self._revoked: set[str] = set()
@@ -192,6 +230,7 @@ class MemoryGrants(InProcess):
             if not offline:
                 self._revoke(g.grant_id)
             ended.append(SessionGrant(g.grant_id, g.client_id, not offline))
+            self.logouts.queue(g.client_id, sub, sid, now)
         return ended
 
     def _revoke(self, grant_id: str) -> None:
@@ -199,6 +238,7 @@ class MemoryGrants(InProcess):
         self._revoked.add(grant_id)
 
     def forget_client(self, client_id: str) -> None:
+        self.logouts.forget_client(client_id)
         gone = {g.grant_id for g in self._grants.values() if g.client_id == client_id}
         self._revoked.update(gone)
         for grant_id in gone:

@@ -7,6 +7,7 @@ complete and that each protocol has its suite.
 * `CodeStore`, authorization codes: memory, Redis, Redis Cluster, Sentinel (`test_codes.py`)
 * `ClientStore`, `UserStore`: memory, Postgres (`test_clients_users.py`)
 * `GrantStore`, grants and refresh-token families: memory, Postgres (`test_grants.py`)
+* `LogoutQueue`, back-channel logout deliveries: memory, Postgres (`test_grants.py`)
 * `FederationStore`, trusted issuers of workload tokens: memory, Postgres
   (`test_federations.py`)
 * `ResourceStore`, resource servers (RFC 8707): memory, Postgres (`test_resources.py`)
@@ -45,6 +46,7 @@ from tokensvc.models import (
     Federation,
     Grant,
     GrantSummary,
+    LogoutDelivery,
     RefreshState,
     Resource,
     SessionGrant,
@@ -194,7 +196,33 @@ class GrantStore(Protocol):
         `revoke_grant` does and in one step, each of its live grants whose scope lacks
         `offline_access`, and return every grant of the session that was live, oldest first
         (`ended` for those revoked now). Grants of the session revoked already are not
-        returned; calling it again returns only the offline grants."""
+        returned; calling it again returns only the offline grants. In the same step, one
+        `LogoutDelivery` per client of those grants is queued in the `LogoutQueue` (once per
+        client and session, however often the session is ended)."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LogoutQueue(Protocol):
+    """Back-channel logout tokens owed (OIDC Back-Channel Logout 1.0 §2.5), durable: queued by
+    `GrantStore.end_session` in the step that ends the session's grants, taken by every
+    token-service replica's deliverer.
+
+    * `take_due(now, lease, limit)`: up to `limit` deliveries due at `now` (queued, or retried
+      and their time come), oldest first, each leased: no other call gets it for `lease`
+      seconds, so concurrent callers never share one, and one whose taker died comes back
+      after the lease.
+    * `retry(id, at)` counts an attempt and makes it due at `at`; `finish(id)` removes it
+      (delivered, or given up). Both are harmless for an id that is gone.
+    """
+
+    async def take_due(self, now: float, lease: float, limit: int) -> list[LogoutDelivery]: ...
+
+    async def retry(self, delivery_id: str, at: float) -> None: ...
+
+    async def finish(self, delivery_id: str) -> None: ...
 
     async def ping(self) -> None: ...
 

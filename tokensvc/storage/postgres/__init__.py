@@ -1,6 +1,6 @@
 """Clients, users, grants and refresh-token families, federations and resources in Postgres:
-one shared pool (`pool`) and a module per store (`clients`, `users`, `grants`, `federations`,
-`resources`)."""
+one shared pool (`pool`) and a module per store (`clients`, `users`, `grants`, `logouts`,
+`federations`, `resources`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncpg
 from tokensvc.storage.postgres.clients import PostgresClients
 from tokensvc.storage.postgres.federations import PostgresFederations
 from tokensvc.storage.postgres.grants import PostgresGrants
+from tokensvc.storage.postgres.logouts import PostgresLogoutQueue
 from tokensvc.storage.postgres.pool import DRIVER_ERRORS, STORE, Pool, split_pgbouncer
 from tokensvc.storage.postgres.resources import PostgresResources
 from tokensvc.storage.postgres.users import PostgresUsers
@@ -20,6 +21,7 @@ __all__ = [
     "PostgresClients",
     "PostgresFederations",
     "PostgresGrants",
+    "PostgresLogoutQueue",
     "PostgresResources",
     "PostgresUsers",
     "split_pgbouncer",
@@ -34,5 +36,6 @@ class Postgres(Pool):
         self.clients = PostgresClients(self)
         self.users = PostgresUsers(self)
         self.grants = PostgresGrants(self)
+        self.logouts = PostgresLogoutQueue(self)
         self.federations = PostgresFederations(self)
         self.resources = PostgresResources(self)

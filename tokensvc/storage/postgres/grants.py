@@ -32,7 +32,8 @@ ON CONFLICT (grant_id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
 WHERE grants.revoked_at IS NULL
 """
 
-# A browser session ended: its live grants without offline_access revoked in the same
+# A browser session ended: its live grants without offline_access revoked and a logout
+# delivery queued per client (logout_deliveries, tokensvc.storage.postgres.logouts) in the same
 # statement (rows locked, so a concurrent revocation or end waits), all of them listed.
 _END_SESSION = """
 WITH session AS (
@@ -46,6 +47,11 @@ WITH session AS (
     FROM session s
     WHERE g.grant_id = s.grant_id AND NOT s.offline
     RETURNING g.grant_id
+), queued AS (
+    INSERT INTO logout_deliveries (delivery_id, client_id, sub, sid, created_at, next_attempt_at)
+    SELECT gen_random_uuid()::text, client_id, $1, $2, $3, $3
+    FROM (SELECT DISTINCT client_id FROM session) clients
+    ON CONFLICT ON CONSTRAINT logout_deliveries_once DO NOTHING
 )
 SELECT grant_id, client_id, NOT offline AS ended FROM session ORDER BY created_at, grant_id
 """
