@@ -91,6 +91,14 @@ class Metrics:
             ["client_id"],
             registry=r,
         )
+        self.backchannel_logouts = Counter(
+            "tokensvc_backchannel_logouts",
+            "Back-channel logout deliveries by outcome: delivered, retried (the receiver failed,"
+            " another attempt is due), gave_up (failing for longer than the retry window), "
+            "no_uri (the client has no backchannel_logout_uri, or is gone).",
+            ["outcome"],
+            registry=r,
+        )
         self.admin_changes = Counter(
             "tokensvc_admin_changes",
             "Changes made through the admin API, by audit event (client.created, ...).",

@@ -29,7 +29,7 @@ from tokensvc.storage.cache import Cached
 from tokensvc.storage.changes import ChangeHub
 from tokensvc.storage.denylist import MemoryDenyList
 from tokensvc.storage.ephemeral import MemoryEphemeral
-from tokensvc.storage.memory import MemoryFederations, MemoryResources
+from tokensvc.storage.memory import MemoryFederations, MemoryLogoutQueue, MemoryResources
 from tokensvc.storage.protocols import (
     ClientStore,
     CodeStore,
@@ -37,6 +37,7 @@ from tokensvc.storage.protocols import (
     EphemeralStore,
     FederationStore,
     GrantStore,
+    LogoutQueue,
     ReplayStore,
     ResourceStore,
     UserStore,
@@ -70,6 +71,9 @@ class Stores:
     replay: ReplayStore = field(default_factory=MemoryReplay)
     # Pushed authorization requests (RFC 9126), one use each, for a minute.
     pushed: EphemeralStore = field(default_factory=MemoryEphemeral)
+    # Back-channel logouts owed: the queue `grants.end_session` writes in the same step, so
+    # give the grants' own (`MemoryGrants.logouts`, `Postgres.logouts`).
+    logouts: LogoutQueue = field(default_factory=MemoryLogoutQueue)
     # Not a store: where the database's change feed tells the caches (and the internal API's
     # change stream) what changed (tokensvc.storage.changes). Quiet in memory.
     changes: ChangeHub = field(default_factory=ChangeHub)

@@ -240,7 +240,9 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
         await codes_redis.flushdb()
         pg = await Postgres.connect(database_url)
         stack.push_async_callback(pg.close)
-        stores = Stores(codes=codes, clients=pg.clients, users=pg.users, grants=pg.grants)
+        stores = Stores(
+            codes=codes, clients=pg.clients, users=pg.users, grants=pg.grants, logouts=pg.logouts
+        )
         svc = make_service(stores, keys, WallClock(), login_url=login_url)
         runners, public_url, internal_url = await start(svc)
         for runner in runners:

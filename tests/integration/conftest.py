@@ -104,6 +104,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
             clients=memory.clients,
             users=memory.users,
             grants=memory.grants,
+            logouts=memory.logouts,
             resources=memory.resources,
             pushed=MemoryEphemeral(clock),
         )
@@ -112,6 +113,7 @@ def stores(real_backend: RealBackend | None, clock: Clock) -> Stores:
         clients=real.pg.clients,
         users=real.pg.users,
         grants=real.pg.grants,
+        logouts=real.pg.logouts,
         federations=real.pg.federations,
         replay=RedisReplay(real.redis),
         resources=real.pg.resources,

@@ -37,7 +37,9 @@ async def outage_harness(
     codes = RedisCodes.from_url(redis_server.url)
     # As `open_stores` builds them in production: clients behind the in-process cache.
     clients = CachedClients(pg.clients, ttl=30)
-    stores = Stores(codes=codes, clients=clients, users=pg.users, grants=pg.grants)
+    stores = Stores(
+        codes=codes, clients=clients, users=pg.users, grants=pg.grants, logouts=pg.logouts
+    )
     svc = make_service(stores, es256_keys, Clock(time.time()))
     runners, public_url, internal_url = await start(svc)
     mark = log_sink.mark()

@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("tokensvc.storage", "tokensvc.limits", "tokensvc.signing"),
     ("tokensvc.service", "tokensvc.admin"),
-    ("tokensvc.clientauth", "tokensvc.grants", "tokensvc.accesstoken"),
+    ("tokensvc.clientauth", "tokensvc.grants", "tokensvc.accesstoken", "tokensvc.logout"),
     ("tokensvc.http", "tokensvc.login"),
     ("tokensvc.wiring",),
     ("tokensvc.cli", "tokensvc.workers", "tokensvc.__main__"),
@@ -75,6 +75,7 @@ LOGIN_MAY_USE = (
 )
 LOGIN_FORBIDDEN = (
     "tokensvc.admin",
+    "tokensvc.logout",
     "tokensvc.signing",
     "tokensvc.grants",
     "tokensvc.clientauth",

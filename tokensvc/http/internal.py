@@ -282,3 +282,21 @@ async def take_pushed(request: web.Request) -> web.Response:
         raise InvalidRequestUri()
     request[LOG_FIELDS]["client_id"] = client_id  # the one that pushed it: a registered one
     return json_response(pushed, 200, {"Cache-Control": "no-store"})
+
+
+async def end_session(request: web.Request) -> web.Response:
+    """`{"sub", "sid"}`: the login front-end ended that browser session (OIDC RP-Initiated
+    Logout 1.0). Its grants without `offline_access` are revoked, and a logout token is owed
+    to every client with a grant in it (Back-Channel Logout 1.0, delivered in the background
+    by `tokensvc.logout.deliverer`: the answer does not wait for any receiver). Idempotent."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    sub, sid = _text(body, "sub") or "", _text(body, "sid") or ""
+    svc = request.app[SERVICE]
+    grants = await svc.stores.grants.end_session(sub, sid, svc.clock())
+    reply = {"grants": [{"client_id": g.client_id, "ended": g.ended} for g in grants]}
+    return json_response(reply, 200, {"Cache-Control": "no-store"})

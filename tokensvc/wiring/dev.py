@@ -19,7 +19,7 @@ from tokensvc.service import Stores, TokenService
 from tokensvc.signing.keyfile import generate_jwks
 from tokensvc.signing.keys import keyset_from_jwks, load_keys_file
 from tokensvc.tracing import traced
-from tokensvc.wiring.serve import token_listeners
+from tokensvc.wiring.serve import delivering_logouts, token_listeners
 from tokensvc.wiring.stores import memory_stores
 
 DEMO_USERNAME = "demo"
@@ -139,11 +139,9 @@ async def run(settings: Settings) -> None:
     ):
         login = login_app(login_ctx)
         login.router.add_get("/demo/callback", demo_callback)
-        listeners = [
-            *token_listeners(TokenService(settings, stores, keys, tracing=tracing)),
-            (login, settings.host, settings.login_port),
-        ]
-        await serve(
-            listeners,
-            started=lambda: print(banner(settings, client_id, secret, password), flush=True),
-        )
+        svc = TokenService(settings, stores, keys, tracing=tracing)
+        async with delivering_logouts(svc):
+            await serve(
+                [*token_listeners(svc), (login, settings.host, settings.login_port)],
+                started=lambda: print(banner(settings, client_id, secret, password), flush=True),
+            )

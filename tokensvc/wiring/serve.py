@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
 from tokensvc.config import Settings
 from tokensvc.http.apps import internal_app, public_app
 from tokensvc.http.server import Listener, serve
+from tokensvc.logout.deliverer import LogoutDeliverer
 from tokensvc.service import TokenService
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.reload import KeysReloader
@@ -21,6 +22,19 @@ from tokensvc.tracing import traced
 from tokensvc.wiring.stores import open_stores
 
 log = structlog.get_logger("tokensvc")
+
+
+@contextlib.asynccontextmanager
+async def delivering_logouts(svc: TokenService) -> AsyncIterator[LogoutDeliverer]:
+    """The process's back-channel logout deliverer, for as long as the service runs."""
+    deliverer = LogoutDeliverer(
+        svc.stores.logouts, svc.stores.clients, svc.minter, svc.metrics, clock=svc.clock
+    )
+    deliverer.start()
+    try:
+        yield deliverer
+    finally:
+        await deliverer.close()
 
 
 def token_listeners(svc: TokenService) -> list[Listener]:
@@ -38,8 +52,11 @@ async def run_token_service(
 ) -> None:
     """`keys_raw`: the bytes `keys` came from (read again at start, so a restarted worker
     catches up with the file); `ready`: called once the listeners accept connections."""
-    async with traced("tokensvc", os.environ) as tracing, open_stores(settings) as stores:
+    async with contextlib.AsyncExitStack() as stack:
+        tracing = await stack.enter_async_context(traced("tokensvc", os.environ))
+        stores = await stack.enter_async_context(open_stores(settings))
         svc = TokenService(settings, stores, keys, tracing=tracing)
+        await stack.enter_async_context(delivering_logouts(svc))
         reloader = None
         if settings.keys_file is not None:
             reloader = KeysReloader(

@@ -24,6 +24,7 @@ from tokensvc.storage.protocols import (
     EphemeralStore,
     FederationStore,
     GrantStore,
+    LogoutQueue,
     ReplayStore,
     ResourceStore,
     UserStore,
@@ -37,7 +38,13 @@ PUSHED_PREFIX = "par"
 def memory_stores() -> Stores:
     clients, grants = MemoryClients(), MemoryGrants()
     clients.on_remove = grants.forget_client
-    return Stores(codes=MemoryCodes(), clients=clients, users=MemoryUsers(), grants=grants)
+    return Stores(
+        codes=MemoryCodes(),
+        clients=clients,
+        users=MemoryUsers(),
+        grants=grants,
+        logouts=grants.logouts,
+    )
 
 
 @asynccontextmanager
@@ -48,6 +55,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     clients: ClientStore = memory.clients
     users: UserStore = memory.users
     grants: GrantStore = memory.grants
+    logouts: LogoutQueue = memory.logouts
     federations: FederationStore = memory.federations
     resources: ResourceStore = memory.resources
     changes = ChangeHub()
@@ -101,6 +109,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             feed.start()
             closers.append(feed.close)
             users, grants, federations = pg.users, pg.grants, pg.federations
+            logouts = pg.logouts
         yield Stores(
             codes=codes,
             clients=clients,
@@ -114,6 +123,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             resources=resources,
             replay=replay,
             pushed=pushed,
+            logouts=logouts,
             changes=changes,
         )
     finally:
