@@ -353,19 +353,28 @@ def test_without_an_endpoint_tracing_is_not_even_imported(tmp_path: Path) -> Non
         receiver.close()
 
 
+def _sampling(
+    workdir: Path, receiver: OtlpReceiver, name: str, sampler: str, arg: str = ""
+) -> tuple[Proc, dict[str, str]]:
+    """`serve token` named `name`, exporting to `receiver` with `sampler` (and its argument)."""
+    env = service_env(
+        write_keys(workdir),
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_TRACES_SAMPLER=sampler,
+        OTEL_SERVICE_NAME=name,
+        TOKENSVC_DRAIN_SECONDS="0",
+    )
+    if arg:
+        env["OTEL_TRACES_SAMPLER_ARG"] = arg
+    return Proc(["serve", "token"], env, workdir, name), env
+
+
 def test_the_sampler_is_the_one_the_environment_names(tmp_path: Path) -> None:
     """OTEL_TRACES_SAMPLER=parentbased_always_off: a request on its own is not traced, one
     whose caller sampled its trace (`traceparent` flags 01) is, in the caller's trace; every
     span queued is exported when the service stops."""
     receiver = OtlpReceiver()
-    env = service_env(
-        write_keys(tmp_path),
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-        OTEL_TRACES_SAMPLER="parentbased_always_off",
-        OTEL_SERVICE_NAME="sampler-test",
-        TOKENSVC_DRAIN_SECONDS="0",
-    )
-    proc = Proc(["serve", "token"], env, tmp_path, "sampled")
+    proc, env = _sampling(tmp_path, receiver, "sampler-test", "parentbased_always_off")
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         proc.wait_http(f"{env['TOKENSVC_ISSUER']}/healthz")
@@ -389,15 +398,7 @@ def test_a_ratio_sampler_keeps_its_share_of_new_traces(tmp_path: Path) -> None:
     exported, each a trace of its own (the middleware asks the sampler before making a span,
     and the span it makes carries the trace id the sampler kept)."""
     receiver = OtlpReceiver()
-    env = service_env(
-        write_keys(tmp_path),
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
-        OTEL_TRACES_SAMPLER_ARG="0.5",
-        OTEL_SERVICE_NAME="ratio-test",
-        TOKENSVC_DRAIN_SECONDS="0",
-    )
-    proc = Proc(["serve", "token"], env, tmp_path, "ratio")
+    proc, env = _sampling(tmp_path, receiver, "ratio-test", "parentbased_traceidratio", "0.5")
     try:
         proc.wait_http(f"{env['TOKENSVC_ISSUER']}/healthz")
         for _ in range(300):

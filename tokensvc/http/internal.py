@@ -131,6 +131,17 @@ def _bearer_is(presented: str, expected: str) -> bool:
     )
 
 
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The request's body, which must be a JSON object."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return body
+
+
 def _text(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if value is None and not required:
@@ -229,12 +240,7 @@ async def _code_record(svc: TokenService, client: Client, body: dict[str, Any]) 
 
 async def mint_code(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object.")
+    body = await _json_object(request)
     problem = json_problem(body, max_depth=MAX_BODY_DEPTH, max_values=MAX_BODY_VALUES)
     if problem is not None:
         raise InvalidRequest(f"The body is refused: {problem}.")
@@ -270,12 +276,7 @@ async def get_client(request: web.Request) -> web.Response:
 
 async def take_pushed(request: web.Request) -> web.Response:
     """`{"client_id", "request_uri"}`: the request that client pushed there, exactly once."""
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object.")
+    body = await _json_object(request)
     client_id, request_uri = _text(body, "client_id") or "", _text(body, "request_uri") or ""
     pushed = await par.take(request.app[SERVICE], client_id, request_uri)
     if pushed is None:
@@ -289,12 +290,7 @@ async def end_session(request: web.Request) -> web.Response:
     Logout 1.0). Its grants without `offline_access` are revoked, and a logout token is owed
     to every client with a grant in it (Back-Channel Logout 1.0, delivered in the background
     by `tokensvc.logout.deliverer`: the answer does not wait for any receiver). Idempotent."""
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object.")
+    body = await _json_object(request)
     sub, sid = _text(body, "sub") or "", _text(body, "sid") or ""
     svc = request.app[SERVICE]
     grants = await svc.stores.grants.end_session(sub, sid, svc.clock())

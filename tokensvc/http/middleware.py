@@ -20,6 +20,7 @@ from tokensvc.errors import TemporarilyUnavailable as Unavailable
 from tokensvc.http.responses import NO_STORE, json_response, oauth_error
 from tokensvc.http.server import close_while_draining
 from tokensvc.metrics import Metrics
+from tokensvc.tracing import route_template
 
 log = structlog.get_logger("tokensvc.request")
 
@@ -114,8 +115,7 @@ def _client_went_away(request: web.Request, exc: Exception) -> bool:
 def _endpoint(request: web.Request) -> str:
     """The route template (`/internal/clients/{client_id}`), never the path as sent: a path is
     whatever the caller typed, and a log line must not carry what someone pasted into it."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
+    return route_template(request) or "unmatched"
 
 
 def _observe(

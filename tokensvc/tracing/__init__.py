@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ async def traced(
     finally:
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)
+
+
+def route_template(request: web.Request) -> str | None:
+    """`/internal/clients/{client_id}`, or None for a request no route matched: what a log
+    line, a metric and a span name a request by, never the path as sent."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
 
 
 def span_middleware(tracing: Tracing | None) -> list[Middleware]:

@@ -43,6 +43,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tokensvc.instrumented import Method, wrap_public_coroutines
+from tokensvc.tracing import route_template
 
 S = TypeVar("S")
 _TRACED = "_tokensvc_traced"  # set on a store whose calls are already spans
@@ -209,12 +210,6 @@ def _root_decision(sampler: Sampler) -> Callable[[int, str], bool]:
         return result.decision is not Decision.DROP
 
     return decide
-
-
-def route_template(request: web.Request) -> str | None:
-    """`/internal/clients/{client_id}`, or None for a request no route matched."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else None
 
 
 def _answered(span: Span, status: int) -> None:
