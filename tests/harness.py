@@ -120,6 +120,12 @@ class Harness:
         ) as resp:
             return Reply(resp.status, resp.headers, await resp.json(content_type=None))
 
+    async def internal_grants(self, sub: str) -> set[str]:
+        """The clients holding a live grant of `sub` (`/internal/access/list`)."""
+        reply = await self.internal("POST", "/internal/access/list", json={"sub": sub})
+        assert reply.status == 200, reply.body
+        return {g["client_id"] for g in reply.body["grants"]}
+
     async def request_code(self, client: Client, **fields: Any) -> Reply:
         """POST /internal/codes of `code_request(client, **fields)`, whatever the answer
         (`mint_code` expects a 201)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from tokensvc.http.server import app_runner
 from tokensvc.login.app import login_app
 from tokensvc.login.context import LoginContext
 
-_HIDDEN = re.compile(r'name="(interaction|csrf)" value="([^"]*)"')
+_HIDDEN = re.compile(r'type="hidden" name="([^"]+)" value="([^"]*)"')
+_SECRET_FIELDS = ("interaction", "csrf")
 _ALERT = re.compile(r'role="alert"[^>]*>([^<]*)<')
 
 
@@ -35,7 +37,9 @@ class Page:
 
     @property
     def fields(self) -> dict[str, str]:
-        return dict(_HIDDEN.findall(self.text))
+        """The hidden fields of the page's (first) form."""
+        form = self.text.split("</form>", 1)[0]
+        return {name: html.unescape(value) for name, value in _HIDDEN.findall(form)}
 
     @property
     def alert(self) -> str | None:
@@ -73,7 +77,8 @@ class Browser:
     def _track(self, page: Page) -> None:
         self.history.append(page)
         if self.remember is not None:
-            self.remember(*page.fields.values(), page.query.get("code"))
+            fields = page.fields
+            self.remember(*(fields.get(n) for n in _SECRET_FIELDS), page.query.get("code"))
 
     async def sign_in(
         self, page: Page, username: str, password: str, headers: dict[str, str] | None = None

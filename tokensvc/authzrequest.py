@@ -75,6 +75,11 @@ class ClientDescription:
     # RFC 9126 §6: its authorization requests must arrive through `/par`.
     require_par: bool = False
 
+    def api_label(self, resource: str) -> str:
+        """How a person is shown a resource: its name and identifier, or the identifier."""
+        name = self.resource_names.get(resource)
+        return f"{name} ({resource})" if name else resource
+
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
@@ -205,10 +210,7 @@ def _validate(
         max_age=max_age,
         resources=resources,
         dpop_jkt=dpop_jkt,
-        apis=tuple(
-            f"{client.resource_names[r]} ({r})" if r in client.resource_names else r
-            for r in resources
-        ),
+        apis=tuple(client.api_label(r) for r in resources),
     )
 
 

@@ -360,6 +360,36 @@ async def test_consents_are_per_person_and_client(consents: ConsentBackend) -> N
     assert await consents.consents.granted("sub-2", "client-2") == frozenset()
 
 
+async def test_of_person_lists_every_client_consented_to(consents: ConsentBackend) -> None:
+    assert await consents.consents.of_person("sub-1") == {}
+    for client_id in ("client-1", "client-2"):
+        await consents.clients.add(a_client(client_id))
+    await consents.consents.grant("sub-1", "client-1", ["openid", '"https://api.example.com'])
+    await consents.consents.grant("sub-1", "client-2", ["email"])
+    await consents.consents.grant("sub-2", "client-2", ["profile"])
+    assert await consents.consents.of_person("sub-1") == {
+        "client-1": {"openid", '"https://api.example.com'},
+        "client-2": {"email"},
+    }
+
+
+async def test_withdraw_forgets_one_pair_only(consents: ConsentBackend) -> None:
+    for client_id in ("client-1", "client-2"):
+        await consents.clients.add(a_client(client_id))
+    await consents.consents.grant("sub-1", "client-1", ["openid", "email"])
+    await consents.consents.grant("sub-1", "client-2", ["openid"])
+    await consents.consents.grant("sub-2", "client-1", ["openid"])
+    await consents.consents.withdraw("sub-1", "client-1")
+    await consents.consents.withdraw("sub-1", "client-1")  # idempotent
+    await consents.consents.withdraw("sub-1", "never-registered")
+    assert await consents.consents.granted("sub-1", "client-1") == frozenset()
+    assert await consents.consents.of_person("sub-1") == {"client-2": {"openid"}}
+    assert await consents.consents.granted("sub-2", "client-1") == {"openid"}
+    # Consent given again after a withdrawal starts from nothing.
+    await consents.consents.grant("sub-1", "client-1", ["profile"])
+    assert await consents.consents.granted("sub-1", "client-1") == {"profile"}
+
+
 async def test_concurrent_grants_lose_no_scope(consents: ConsentBackend) -> None:
     await consents.clients.add(a_client("client-1"))
     scopes = [f"scope{n}" for n in range(20)]

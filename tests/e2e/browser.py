@@ -7,7 +7,11 @@
 * the login front-end (`login_app`) with users and consents in the same Postgres, sessions,
   interactions and failure counters in Redis (its own database number), and a `TokenAPI`
   that reaches the internal listener with the internal bearer, as in production;
-* a tiny "client application" whose redirect URI (`/cb`) records every query it receives.
+* a tiny "client application" whose redirect URI (`/cb`) records every query it receives,
+  with a post-logout page (`/signed-out`), a back-channel logout receiver per client
+  (`/backchannel/{client}`) recording each logout token, and `/attack`, a page of another
+  origin on the same site serving whatever forged form a test puts in `Stack.attack_page`;
+* the token service's back-channel logout deliverer, as every token-service process runs it.
 
 The browser is Debian's Chromium (`/usr/bin/chromium`, installed by `scripts/test`) driven by
 Playwright; Playwright's own browser downloads are never used (the network is closed).
@@ -39,6 +43,7 @@ from tokensvc.limits.failures import RedisFailureLimiter
 from tokensvc.login.app import login_app
 from tokensvc.login.context import LoginContext
 from tokensvc.login.tokenapi import TokenAPI
+from tokensvc.logout.deliverer import LogoutDeliverer
 from tokensvc.models import Client, User
 from tokensvc.redis_client import connect
 from tokensvc.registration import new_user
@@ -131,26 +136,47 @@ class Callback:
 
 
 @dataclass
+class LogoutReceived:
+    """One back-channel logout POST a client's receiver got."""
+
+    client_id: str
+    logout_token: str
+
+
+@dataclass
 class Stack:
     harness: Harness
     login_url: str
     callback_url: str
     callbacks: list[Callback] = field(default_factory=list)
+    logouts: list[LogoutReceived] = field(default_factory=list)
+    attack_page: list[str] = field(default_factory=lambda: [""])
 
     @property
     def issuer(self) -> str:
         return self.harness.settings.issuer
 
+    @property
+    def app_url(self) -> str:
+        return self.callback_url.removesuffix("/cb")
+
+    @property
+    def signed_out_url(self) -> str:
+        return self.app_url + "/signed-out"
+
     async def register_client(
         self, name: str, *, require_consent: bool = False
     ) -> tuple[Client, str]:
-        """A confidential client (authorization_code + refresh_token) redirecting to `/cb`."""
+        """A confidential client (authorization_code + refresh_token) redirecting to `/cb`,
+        sent to `/signed-out` after signing out, with its own back-channel logout receiver."""
         client, secret = await self.harness.client(
             name=name,
             grant_types=["authorization_code", "refresh_token"],
             redirect_uris=[self.callback_url],
             scope_list=[SCOPE + " offline_access"],
             require_consent=require_consent,
+            post_logout_redirect_uris=[self.signed_out_url],
+            backchannel_logout_uri=f"{self.app_url}/backchannel/{name.replace(' ', '-')}",
         )
         assert secret is not None
         return client, secret
@@ -221,8 +247,22 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
                 content_type="text/html",
             )
 
+        logouts: list[LogoutReceived] = []
+        attack_page = [""]
+
+        async def backchannel(request: web.Request) -> web.Response:
+            form = await request.post()
+            logouts.append(LogoutReceived(request.match_info["name"], str(form["logout_token"])))
+            return web.Response(status=200, headers={"Cache-Control": "no-store"})
+
+        async def attack(request: web.Request) -> web.Response:
+            return web.Response(text=attack_page[0], content_type="text/html")
+
         client_app = web.Application()
         client_app.router.add_get("/cb", callback)
+        client_app.router.add_get("/signed-out", callback)
+        client_app.router.add_post("/backchannel/{name}", backchannel)
+        client_app.router.add_get("/attack", attack)
         client_sock = _bound_socket()
         login_sock = _bound_socket()
         stack.callback(client_sock.close)
@@ -247,6 +287,11 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
         runners, public_url, internal_url = await start(svc)
         for runner in runners:
             stack.push_async_callback(runner.cleanup)
+        deliverer = LogoutDeliverer(
+            pg.logouts, pg.clients, svc.minter, svc.metrics, clock=svc.clock, poll=0.05
+        )
+        deliverer.start()
+        stack.push_async_callback(deliverer.close)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         harness = Harness(svc, public_url, internal_url, http)
         harness.remember(INTERNAL_TOKEN)
@@ -274,7 +319,12 @@ async def open_stack(redis_url: str, database_url: str, keys: KeySet) -> AsyncIt
         await _serve(stack, login_app(ctx), login_sock)
 
         yield Stack(
-            harness=harness, login_url=login_url, callback_url=callback_url, callbacks=received
+            harness=harness,
+            login_url=login_url,
+            callback_url=callback_url,
+            callbacks=received,
+            logouts=logouts,
+            attack_page=attack_page,
         )
 
 

@@ -13,82 +13,32 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import (
     Browser,
     BrowserContext,
     Page,
-    ViewportSize,
-    async_playwright,
     expect,
 )
 
-from tests.conftest import LogSink
 from tests.e2e.browser import (
     ARTIFACTS,
     STEP_TIMEOUT_MS,
     AuthorizeRequest,
     Stack,
     cookie_named,
-    launch_chromium,
     left_half_hash,
-    open_stack,
 )
-from tests.servers import create_database, run_sync
+from tests.e2e.conftest import MOBILE
 from tokensvc.login.context import BROWSER_COOKIE, SESSION_COOKIE
 from tokensvc.login.views import GENERIC_FAILURE
-from tokensvc.signing.keyfile import generate_jwks
-from tokensvc.signing.keys import KeySet, keyset_from_jwks
-from tokensvc.storage.migrate import migrate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 expect.set_options(timeout=STEP_TIMEOUT_MS)
-DESKTOP = ViewportSize(width=1280, height=800)
-MOBILE = ViewportSize(width=375, height=740)
-
-
-@pytest.fixture(scope="module")
-def database_url(postgres_admin_url: str) -> str:
-    url = create_database(postgres_admin_url, "e2e_browser_login")
-    run_sync(lambda: migrate(url))
-    return url
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(redis_url: str, database_url: str, log_sink: LogSink) -> AsyncIterator[Stack]:
-    keys: KeySet = keyset_from_jwks(generate_jwks("ES256"))
-    mark = log_sink.mark()
-    async with open_stack(redis_url, database_url, keys) as opened:
-        yield opened
-    # Passwords, codes, tokens, verifiers, client secrets, cookies: none in any log line.
-    log_sink.assert_clean(mark, opened.harness.secrets)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    ARTIFACTS.mkdir(exist_ok=True)  # screenshots to look at; git-ignored
-    async with async_playwright() as playwright:
-        chromium = await launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context(viewport=DESKTOP)
-    ctx.set_default_timeout(STEP_TIMEOUT_MS)
-    try:
-        yield ctx
-    finally:
-        await ctx.close()
 
 
 async def open_login(page: Page, request: AuthorizeRequest) -> None:

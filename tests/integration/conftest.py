@@ -22,6 +22,8 @@ from tests.servers import create_database, run_sync
 from tokensvc.limits.failures import MemoryFailureLimiter, RedisFailureLimiter
 from tokensvc.login.context import LoginContext
 from tokensvc.login.tokenapi import TokenAPI
+from tokensvc.models import User
+from tokensvc.registration import new_user
 from tokensvc.signing.keyfile import generate_jwks
 from tokensvc.signing.keys import KeySet, keyset_from_jwks
 from tokensvc.storage.consents import MemoryConsents, PostgresConsents
@@ -199,3 +201,15 @@ async def make_login(
 @pytest.fixture
 async def login(make_login: Callable[..., Any]) -> Login:
     return await make_login()
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def person(harness: Harness) -> User:
+    """Ada, who signs in with `PASSWORD` (remembered: no log line may hold it)."""
+    user = new_user(username="ada", password=PASSWORD, email="ada@example.com", name="Ada Lovelace")
+    assert await harness.stores.users.add(user)
+    harness.remember(PASSWORD)
+    return user

@@ -11,6 +11,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.harness import Harness
+from tests.integration.conftest import PASSWORD
 from tests.login_harness import Login
 from tests.servers import free_port
 from tokensvc.login.context import BROWSER_COOKIE, SESSION_COOKIE
@@ -18,15 +19,6 @@ from tokensvc.login.views import GENERIC_FAILURE
 from tokensvc.registration import new_user
 
 pytestmark = pytest.mark.asyncio
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def person(harness: Harness):
-    user = new_user(username="ada", password=PASSWORD, email="ada@example.com", name="Ada Lovelace")
-    assert await harness.stores.users.add(user)
-    harness.remember(PASSWORD)
-    return user
 
 
 async def signed_in(login: Login, client, **params):

@@ -27,6 +27,9 @@ async def test_discovery_documents(harness: Harness) -> None:
         assert meta["authorization_endpoint"] == harness.settings.login_url + "/authorize"
         assert meta["code_challenge_methods_supported"] == ["S256"]
         assert meta["authorization_response_iss_parameter_supported"] is True
+        assert meta["end_session_endpoint"] == harness.settings.login_url + "/logout"
+        assert meta["backchannel_logout_supported"] is True
+        assert meta["backchannel_logout_session_supported"] is True
         assert set(meta["grant_types_supported"]) == {
             "authorization_code",
             "refresh_token",

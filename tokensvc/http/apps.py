@@ -93,6 +93,9 @@ def internal_app(svc: TokenService) -> web.Application:
     app.router.add_get("/internal/clients/{client_id}", internal.get_client)
     app.router.add_post("/internal/pushed", internal.take_pushed)
     app.router.add_post("/internal/sessions/end", internal.end_session)
+    app.router.add_post("/internal/access/list", internal.person_grants)
+    app.router.add_post("/internal/access/revoke", internal.revoke_access)
+    app.router.add_get("/internal/jwks", discovery.jwks)
     app.router.add_get("/internal/changes", changestream.stream_changes)
     app.on_shutdown.append(changestream.end_streams)  # streams must not hold the shutdown
     admin.add_routes(app, svc)

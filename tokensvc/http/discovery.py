@@ -75,6 +75,11 @@ def metadata(svc: TokenService) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
+        # OIDC RP-Initiated Logout 1.0 §2.1 at the login front-end; Back-Channel Logout 1.0
+        # §2.1: logout tokens are posted, and carry `sid` (`tokensvc.logout`).
+        "end_session_endpoint": svc.settings.login_url + "/logout",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
 
 

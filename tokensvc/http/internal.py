@@ -3,7 +3,10 @@
 Every request must carry `Authorization: Bearer $TOKENSVC_INTERNAL_TOKEN` (compared in constant
 time). `POST /internal/codes` mints a code only after checking what the token endpoint will rely
 on: the client, its exact redirect URI, the scope and PKCE. `POST /internal/pushed` hands out a
-pushed authorization request once (RFC 9126 §4).
+pushed authorization request once (RFC 9126 §4). The sign-out and the account page end
+sessions, list a person's grants and revoke them through `/internal/sessions/end` and
+`/internal/access/*`; `GET /internal/jwks` is the published key set, for checking an
+`id_token_hint` where the public listener is not reachable.
 """
 
 from __future__ import annotations
@@ -296,3 +299,38 @@ async def end_session(request: web.Request) -> web.Response:
     grants = await svc.stores.grants.end_session(sub, sid, svc.clock())
     reply = {"grants": [{"client_id": g.client_id, "ended": g.ended} for g in grants]}
     return json_response(reply, 200, {"Cache-Control": "no-store"})
+
+
+async def person_grants(request: web.Request) -> web.Response:
+    """`{"sub"}`: the person's live grants, oldest first, for the account page."""
+    body = await _json_object(request)
+    sub = _text(body, "sub") or ""
+    grants = await request.app[SERVICE].stores.grants.of_person(sub)
+    reply = {
+        "grants": [
+            {
+                "client_id": g.client_id,
+                "scope": g.scope,
+                "resources": list(g.resources),
+                "created_at": int(g.created_at),
+            }
+            for g in grants
+        ]
+    }
+    return json_response(reply, 200, {"Cache-Control": "no-store"})
+
+
+async def revoke_access(request: web.Request) -> web.Response:
+    """`{"sub", "client_id"}`: the person removed the client's access from the account page;
+    every live grant of that pair is revoked with its refresh tokens (RFC 7009 §2.1: and the
+    access tokens of the grant stop introspecting as active). Idempotent."""
+    body = await _json_object(request)
+    sub, client_id = _text(body, "sub") or "", _text(body, "client_id") or ""
+    svc = request.app[SERVICE]
+    now = svc.clock()
+    revoked = 0
+    for grant in await svc.stores.grants.of_person(sub):
+        if grant.client_id == client_id:
+            await svc.stores.grants.revoke_grant(grant.grant_id, now)
+            revoked += 1
+    return json_response({"revoked": revoked}, 200, {"Cache-Control": "no-store"})

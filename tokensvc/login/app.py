@@ -17,7 +17,7 @@ from tokensvc.errors import InvalidRequest, StoreUnavailable
 from tokensvc.http.forms import TooManyParameters
 from tokensvc.http.middleware import LOG_FIELDS, abandon_body, canonical
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
-from tokensvc.login import views
+from tokensvc.login import account, signout, views
 from tokensvc.login.changes import ChangeFollower
 from tokensvc.login.context import CONTEXT, LoginContext
 from tokensvc.login.tokenapi import TokenAPI
@@ -77,6 +77,11 @@ def login_app(ctx: LoginContext) -> web.Application:
     app.router.add_get("/authorize", views.authorize)
     app.router.add_post("/login", views.login)
     app.router.add_post("/consent", views.consent)
+    app.router.add_route("GET", "/logout", signout.logout)
+    app.router.add_route("POST", "/logout", signout.logout)
+    app.router.add_post("/logout/confirm", signout.confirm)
+    app.router.add_get("/account", account.account)
+    app.router.add_post("/account/remove", account.remove)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_static("/static", STATIC, append_version=False)

@@ -13,6 +13,7 @@ from aiohttp import web
 from tokensvc.config import Settings
 from tokensvc.forwarded import Network, parse_networks
 from tokensvc.limits.failures import FailureLimiter
+from tokensvc.login.idtokenhint import HintVerifier
 from tokensvc.login.sessions import SESSION_TTL, Interactions, Sessions
 from tokensvc.login.tokenapi import TokenAPI
 from tokensvc.opaque import Entropy, new_value
@@ -57,6 +58,7 @@ class LoginContext:
     tracing: Tracing | None = None  # None: OTEL_EXPORTER_OTLP_ENDPOINT unset (tokensvc.tracing)
     sessions: Sessions = field(init=False)
     interactions: Interactions = field(init=False)
+    hints: HintVerifier = field(init=False)
     proxies: tuple[Network, ...] = field(init=False)
     cookies: CookieNames = field(init=False)
 
@@ -68,6 +70,7 @@ class LoginContext:
         self.cookies = CookieNames.for_settings(self.settings)
         self.sessions = Sessions(self.ephemeral, self.entropy, self.session_ttl)
         self.interactions = Interactions(self.ephemeral, self.entropy)
+        self.hints = HintVerifier(self.api, self.settings.issuer)
 
     def new_value(self) -> str:
         return new_value(32, self.entropy)

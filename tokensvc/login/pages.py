@@ -1,9 +1,11 @@
-"""The front-end's HTML: sign-in, consent and error pages. Plain forms, no JavaScript, one
-stylesheet served by the service itself; every interpolated value is HTML-escaped."""
+"""The front-end's HTML: sign-in, consent, sign-out, account and error pages. Plain forms, no
+JavaScript, one stylesheet served by the service itself; every interpolated value is
+HTML-escaped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 SCOPE_TEXT = {
@@ -12,6 +14,12 @@ SCOPE_TEXT = {
     "email": "Your email address",
     "offline_access": "Stay connected when you are not using it",
 }
+
+
+def scope_order(scope: str) -> tuple[int, str]:
+    """The order scopes are listed in: the OIDC ones as above, then the rest by name."""
+    known = list(SCOPE_TEXT)
+    return (known.index(scope) if scope in known else len(known), scope)
 
 
 def _layout(title: str, body: str) -> str:
@@ -73,15 +81,29 @@ def login_page(
     )
 
 
+def _fields(values: Mapping[str, str | None]) -> str:
+    return "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">\n'
+        for name, value in values.items()
+        if value is not None
+    )
+
+
+def _scope_items(scopes: Sequence[str]) -> str:
+    return "\n".join(f"<li>{escape(SCOPE_TEXT.get(s, f'Access: {s}'))}</li>" for s in scopes)
+
+
+def _api_items(apis: Sequence[str]) -> str:
+    return "\n".join(f"<li>{escape(api)}</li>" for api in apis)
+
+
 def consent_page(
     *, client_name: str, scopes: list[str], interaction: str, csrf: str, apis: Sequence[str] = ()
 ) -> str:
     """`apis`: the resources (RFC 8707) the tokens will be for, by name where they have one."""
-    items = "\n".join(f"<li>{escape(SCOPE_TEXT.get(s, f'Access: {s}'))}</li>" for s in scopes)
+    items = _scope_items(scopes)
     targets = (
-        '\n<p class="lead">on your behalf at:</p>\n<ul class="apis">\n'
-        + "\n".join(f"<li>{escape(api)}</li>" for api in apis)
-        + "\n</ul>"
+        f'\n<p class="lead">on your behalf at:</p>\n<ul class="apis">\n{_api_items(apis)}\n</ul>'
         if apis
         else ""
     )
@@ -99,6 +121,93 @@ def consent_page(
 </div>
 </form>
 <p class="fine">We remember an Allow for this app and these permissions.</p>""",
+    )
+
+
+def logout_page(*, client_name: str | None, csrf: str, request: Mapping[str, str | None]) -> str:
+    """OIDC RP-Initiated Logout 1.0 §2: the person confirms before their session ends (the
+    request did not prove it came from the session's own application). `request`: the
+    validated parameters, sent back with the answer and checked again."""
+    asked_by = (
+        f'<p class="lead"><span class="client">{escape(client_name)}</span> asked to sign you '
+        "out.</p>"
+        if client_name
+        else '<p class="lead">You will be signed out of every app you signed in to here.</p>'
+    )
+    return _layout(
+        "Sign out?",
+        f"""<h1>Sign out?</h1>
+{asked_by}
+<form method="post" action="/logout/confirm">
+{_fields({**request, "csrf": csrf})}<div class="actions">
+<button type="submit" name="decision" value="stay" class="secondary">Stay signed in</button>
+<button type="submit" name="decision" value="logout">Sign out</button>
+</div>
+</form>""",
+    )
+
+
+def signed_out_page() -> str:
+    return _layout(
+        "Signed out",
+        """<h1>You are signed out</h1>
+<p class="lead">Apps you signed in to here have been told. You can close this window.</p>""",
+    )
+
+
+def still_signed_in_page() -> str:
+    return _layout(
+        "Still signed in",
+        """<h1>You are still signed in</h1>
+<p class="lead">Nothing changed. You can close this window or go back to the app.</p>""",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppAccess:
+    """One app on the account page: what the person let it have."""
+
+    client_id: str
+    name: str
+    scopes: tuple[str, ...]
+    apis: tuple[str, ...]
+
+
+def _app_card(app: AppAccess, csrf: str) -> str:
+    apis = (
+        '\n<p class="fine">On your behalf at:</p>\n'
+        f'<ul class="apis">\n{_api_items(app.apis)}\n</ul>'
+        if app.apis
+        else ""
+    )
+    return f"""<li class="app">
+<h2>{escape(app.name)}</h2>
+<ul class="scopes">
+{_scope_items(app.scopes)}
+</ul>{apis}
+<form method="post" action="/account/remove">
+{_fields({"client_id": app.client_id, "csrf": csrf})}<button type="submit" class="secondary danger"
+ aria-label="Remove access for {escape(app.name)}">Remove access</button>
+</form>
+</li>"""
+
+
+def account_page(*, person: str, apps: Sequence[AppAccess], csrf: str) -> str:
+    listed = (
+        '<ul class="apps">\n' + "\n".join(_app_card(app, csrf) for app in apps) + "\n</ul>"
+        if apps
+        else '<p class="lead" id="no-apps">No app has access to your account.</p>'
+    )
+    return _layout(
+        "Your account",
+        f"""<h1>Your account</h1>
+<p class="lead">Signed in as <span class="client">{escape(person)}</span></p>
+<h2 class="section">Apps with access</h2>
+{listed}
+<form method="post" action="/logout/confirm">
+{_fields({"csrf": csrf})}<button type="submit" name="decision" value="logout"
+ class="secondary">Sign out</button>
+</form>""",
     )
 
 

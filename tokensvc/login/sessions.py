@@ -8,6 +8,8 @@ posted from another browser (login CSRF) does not match.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 from dataclasses import asdict, dataclass, replace
@@ -41,14 +43,28 @@ class Interaction:
     sub: str | None = None
 
     def csrf_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(
-            presented.encode("utf-8", "surrogatepass"), self.csrf.encode()
-        )
+        return same_secret(presented, self.csrf)
 
     def belongs_to(self, browser_cookie: str | None) -> bool:
         if browser_cookie is None:
             return False
         return hmac.compare_digest(lookup_hash(browser_cookie).hex(), self.browser)
+
+
+def same_secret(presented: str | None, expected: str) -> bool:
+    """Whether a form field holds `expected`, compared in constant time."""
+    return presented is not None and hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode()
+    )
+
+
+def session_csrf(cookie: str) -> str:
+    """The CSRF token of the forms a signed-in person posts (sign out, remove access): a hash
+    of the session cookie, so only a page served to the browser holding that cookie can know
+    it, and it needs no storage of its own. Domain-separated from the store key
+    (`lookup_hash(cookie)`): a copy of the store does not yield it, nor it the key."""
+    digest = hashlib.sha256(b"tokensvc session csrf\x00" + cookie.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class Sessions:

@@ -58,6 +58,8 @@ class ClientInfo(ClientDescription):
     client_id: str
     name: str
     require_consent: bool = False
+    # OIDC RP-Initiated Logout 1.0 §3.1: the only places `/logout` may send a person.
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClientInfo:
@@ -72,6 +74,7 @@ class ClientInfo(ClientDescription):
             resources=tuple(data.get("resources") or ()),
             resource_names=dict(data.get("resource_names") or {}),
             require_par=bool(data.get("require_pushed_authorization_requests", False)),
+            post_logout_redirect_uris=tuple(data.get("post_logout_redirect_uris") or ()),
         )
 
 
@@ -182,6 +185,36 @@ class TokenAPI:
         if status == 400:
             return None
         raise TokenServiceUnavailable(f"internal API answered {status}")
+
+    async def published_keys(self) -> dict[str, Any]:
+        """The token service's published JWK Set (`GET /internal/jwks`, as `/jwks.json`)."""
+        status, body = await self._call("GET", "/internal/jwks")
+        if status == 200 and isinstance(body, dict):
+            return body
+        raise TokenServiceUnavailable(f"internal API answered {status}")
+
+    async def end_session(self, sub: str, sid: str) -> None:
+        """The person signed out of browser session `sid`: the token service revokes its
+        online grants and owes each of its clients a back-channel logout."""
+        await self._expect_ok("/internal/sessions/end", {"sub": sub, "sid": sid})
+
+    async def person_grants(self, sub: str) -> list[dict[str, Any]]:
+        """The person's live grants: `client_id`, `scope`, `resources`, `created_at`."""
+        body = await self._expect_ok("/internal/access/list", {"sub": sub})
+        grants = body.get("grants")
+        if not isinstance(grants, list):
+            raise TokenServiceUnavailable("internal API answered without grants")
+        return grants
+
+    async def revoke_access(self, sub: str, client_id: str) -> None:
+        """Revoke every grant the person gave `client_id` (with its tokens)."""
+        await self._expect_ok("/internal/access/revoke", {"sub": sub, "client_id": client_id})
+
+    async def _expect_ok(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        status, body = await self._call("POST", path, payload)
+        if status != 200 or not isinstance(body, dict):
+            raise TokenServiceUnavailable(f"internal API answered {status}")
+        return body
 
     async def ping(self) -> bool:
         """Reachable and accepting our bearer (an unknown client id answers 404)."""

@@ -44,6 +44,10 @@ def error_page(title: str, message: str, status: int) -> web.Response:
     return html(pages.error_page(title, message), status)
 
 
+def csrf_refused() -> web.Response:
+    return error_page("Request refused", "The form could not be verified (CSRF check failed).", 403)
+
+
 def expired() -> web.Response:
     return error_page(
         "This sign-in has expired", "Start again from the application you came from.", 400
@@ -242,9 +246,7 @@ async def _checked_interaction(
     if not interaction.belongs_to(
         request.cookies.get(ctx.cookies.browser)
     ) or not interaction.csrf_matches(csrf):
-        return error_page(
-            "Request refused", "The form could not be verified (CSRF check failed).", 403
-        )
+        return csrf_refused()
     assert key is not None
     return key, interaction
 

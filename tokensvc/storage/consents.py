@@ -44,6 +44,12 @@ class MemoryConsents(InProcess):
             key = (sub, client_id)
             self._granted[key] = self._granted.get(key, frozenset()).union(tokens)
 
+    async def of_person(self, sub: str) -> dict[str, frozenset[str]]:
+        return {client: scopes for (who, client), scopes in self._granted.items() if who == sub}
+
+    async def withdraw(self, sub: str, client_id: str) -> None:
+        self._granted.pop((sub, client_id), None)
+
     def forget_client(self, client_id: str) -> None:
         """Drop every consent given to `client_id` (call it when the client is removed)."""
         for key in [k for k in self._granted if k[1] == client_id]:
@@ -53,6 +59,8 @@ class MemoryConsents(InProcess):
 # --------------------------------------------------------------------------- postgres
 
 _GRANTED = "SELECT scopes FROM consents WHERE sub = $1 AND client_id = $2"
+_OF_PERSON = "SELECT client_id, scopes FROM consents WHERE sub = $1"
+_WITHDRAW = "DELETE FROM consents WHERE sub = $1 AND client_id = $2"
 
 # One upsert: the row's lock serialises concurrent grants for one pair, and under READ
 # COMMITTED the DO UPDATE sees the latest committed `scopes`, so the union never loses one.
@@ -86,6 +94,15 @@ class PostgresConsents:
                 await conn.execute(_GRANT, sub, client_id, tokens)
             except asyncpg.ForeignKeyViolationError:
                 return  # the client is gone, and its consents with it
+
+    async def of_person(self, sub: str) -> dict[str, frozenset[str]]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_OF_PERSON, sub)
+        return {row["client_id"]: frozenset(row["scopes"]) for row in rows}
+
+    async def withdraw(self, sub: str, client_id: str) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(_WITHDRAW, sub, client_id)
 
     async def ping(self) -> None:
         await self._db.ping()

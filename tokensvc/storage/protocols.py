@@ -299,7 +299,8 @@ class ConsentStore(Protocol):
     """Scopes granted per `(sub, client_id)` pair; pairs are independent of each other.
 
     * Grants only ever add: `grant` stores the union of what was granted before and the new
-      scopes, atomically, so concurrent grants for one pair never lose a scope.
+      scopes, atomically, so concurrent grants for one pair never lose a scope. Only the
+      person takes consent back, all of it at once (`withdraw`, from `/account`).
     * Consents are given to registered clients. Removing a client forgets every consent
       given to it (Postgres: ON DELETE CASCADE, and a `grant` racing the removal stores
       nothing; memory: `MemoryConsents.forget_client`, wired to the client store's removal).
@@ -314,6 +315,12 @@ class ConsentStore(Protocol):
     async def grant(self, sub: str, client_id: str, scopes: Iterable[str]) -> None:
         """Add `scopes` to what `sub` has granted `client_id` (a union; no scope is ever
         taken away). Returns once stored. Granting no scopes writes nothing."""
+
+    async def of_person(self, sub: str) -> dict[str, frozenset[str]]:
+        """Every client `sub` has consented to, with what it was granted (for `/account`)."""
+
+    async def withdraw(self, sub: str, client_id: str) -> None:
+        """Forget what `sub` granted `client_id`: the next sign-in asks again. Idempotent."""
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""

@@ -67,6 +67,7 @@ def banner(settings: Settings, client_id: str, secret: str, password: str) -> st
             f"  discovery                {base}/.well-known/openid-configuration",
             f"  JWKS                     {base}/jwks.json",
             f"  login front-end          {settings.login_url}/authorize",
+            f"  account, sign out        {settings.login_url}/account  {settings.login_url}/logout",
             f"  internal API             http://127.0.0.1:{settings.internal_port}"
             f"  (Bearer {settings.internal_token})",
             "",
