@@ -25,11 +25,32 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks import assertions, attribution, common, cpu, dpop, plot, report, resources, spawn
+from benchmarks import (
+    assertions,
+    attribution,
+    common,
+    cpu,
+    dpop,
+    plot,
+    report,
+    resources,
+    spawn,
+)
 from benchmarks.assertions import ASSERTION_LIFETIME, AssertionClients
 from benchmarks.common import UsageError
 from benchmarks.generators.wrk import wrk_version
 from benchmarks.live import Live
+from benchmarks.peer import (
+    NODE_OIDC_PROVIDER,
+    PEER_VERSION,
+    PREFIX,
+    Peer,
+    external,
+    issuer_of,
+    node_oidc_provider,
+    phase_name,
+    verify_tokens,
+)
 from benchmarks.prepare import (
     CLIENT_AUTH,
     DPOP,
@@ -40,16 +61,14 @@ from benchmarks.prepare import (
     TRACED,
     Client,
     Issuer,
-    Line,
     MixPool,
     Pool,
     PreparedPool,
     PrepareError,
     StaticPool,
     client_credentials_line,
-    code_line,
+    code_pools,
     floor_line,
-    refresh_line,
     register_clients,
 )
 from benchmarks.resources import ResourceClients
@@ -152,6 +171,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="py-spy flame graph of the service for each closed-loop phase",
     )
+    versus = p.add_argument_group("a peer, measured in the same run (benchmarks/peer.py)")
+    versus.add_argument(
+        "--peer",
+        choices=(NODE_OIDC_PROVIDER,),
+        help=f"with --spawn: install (npm) and run {NODE_OIDC_PROVIDER} "
+        f"{PEER_VERSION} on tokensvc's core, each grant right after tokensvc's",
+    )
+    versus.add_argument(
+        "--peer-url",
+        metavar="URL",
+        help="another vendor's token endpoint, for client_credentials",
+    )
+    versus.add_argument("--peer-client-id", help="--peer-url's client_credentials client")
+    versus.add_argument(
+        "--peer-client-secret",
+        default=os.environ.get("BENCH_PEER_CLIENT_SECRET"),
+        help="(or BENCH_PEER_CLIENT_SECRET, which stays out of `ps`)",
+    )
+    versus.add_argument(
+        "--peer-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra client_credentials parameter for --peer-url (scope=..., audience=...)",
+    )
     creds = p.add_argument_group("--target")
     creds.add_argument("--client-id", help="a client_credentials client")
     creds.add_argument(
@@ -252,6 +296,8 @@ class Profiler:
     def begin(self, name: str, mode: str) -> None:
         if not self.binary or not self.pid or mode != "closed" or name == "floor":
             return
+        if name.startswith(PREFIX):  # the peer's phase: the service is idle
+            return
         out = self.outdir / f"profile-{name}.svg"
         argv = [
             self.binary,
@@ -346,6 +392,14 @@ def _main(args: argparse.Namespace) -> int:
         )
     if args.target and not args.client_id and not args.database_url:
         raise UsageError("--target needs --client-id and --client-secret (or --database-url)")
+    if args.peer and args.peer_url:
+        raise UsageError("give one of --peer or --peer-url")
+    if args.peer and not args.spawn:
+        raise UsageError("--peer needs --spawn (the peer runs on the spawned service's core)")
+    if args.peer_url and not (args.peer_client_id and args.peer_client_secret):
+        raise UsageError("--peer-url needs --peer-client-id and --peer-client-secret")
+    if (args.peer or args.peer_url) and not args.concurrency:
+        raise UsageError("--peer / --peer-url compare closed loops: --concurrency must be > 0")
 
     started = dt.datetime.now(dt.UTC)
     outdir = common.output_dir(args.out, started)
@@ -459,6 +513,15 @@ def _main(args: argparse.Namespace) -> int:
             live.say(f"registering the kit's resource {resources.RESOURCE} and its clients ...")
             assert database_url is not None  # --spawn, or --database-url (checked above)
             resource_clients = resources.register(database_url, "token_exchange" in in_use)
+        peer: Peer | None = None
+        if args.peer:
+            live.say(f"starting {NODE_OIDC_PROVIDER} {PEER_VERSION} ...")
+            peer = stack.enter_context(node_oidc_provider(workdir, service_cores, live))
+        elif args.peer_url:
+            secret = args.peer_client_secret
+            peer = external(args.peer_url, Client(args.peer_client_id, secret, args.auth_method))
+        peer_issuer = issuer_of(peer) if peer is not None else None
+        peer_phases = [phase_name(g) for g in workloads if peer is not None and g in peer.grants]
         issuer = Issuer(token_url, internal_url, internal_token)
         traced_issuer = Issuer(traced_url) if traced else None
         prover = dpop.DpopProver(issuer_url + "/token")
@@ -473,9 +536,16 @@ def _main(args: argparse.Namespace) -> int:
             weights,
             live,
             args,
+            (peer, peer_issuer, _params(args.peer_param)) if peer and peer_issuer else None,
         )
         checks = {**resources.CHECKS, "cc_dpop": dpop.check_dpop_bound(prover)}
-        tokens = _samples(issuer, pools, workloads, weights, live, checks, traced_issuer)
+        elsewhere: dict[str, Issuer] = {n: peer_issuer for n in peer_phases if peer_issuer}
+        if traced_issuer is not None:
+            elsewhere.update(dict.fromkeys(TRACED, traced_issuer))
+        if peer is not None:
+            checks.update(dict.fromkeys(peer_phases, verify_tokens(peer)))
+        measured = [*workloads, *peer_phases]
+        tokens = _samples(issuer, pools, measured, weights, live, checks, elsewhere)
 
         live.say("timing the service's signer ...")
         signing = attribution.signing_cost(keys_file, service_cores)
@@ -556,6 +626,20 @@ def _main(args: argparse.Namespace) -> int:
                     )
                 if name in TRACED:
                     watcher.watch("service", service_pid)
+                if peer is not None and phase_name(name) in peer_phases:
+                    watcher.watch("service", peer.pid)  # the peer's CPU, on the same core
+                    phases.append(
+                        runner.closed(
+                            phase_name(name),
+                            peer.token_url,
+                            pools[phase_name(name)],
+                            args.concurrency,
+                            args.warmup,
+                            args.duration,
+                            None,
+                        )
+                    )
+                    watcher.watch("service", service_pid)
         except (PrepareError, RuntimeError, OSError) as exc:  # report what was measured
             failure = " ".join(str(exc).split())[:1000]
             notes.append(f"the run stopped early: {failure}")
@@ -586,6 +670,9 @@ def _main(args: argparse.Namespace) -> int:
         },
         "notes": notes,
         "profiles": profiler.files if profiler else [],
+        "peer": None
+        if peer is None
+        else {"label": peer.label, "url": peer.token_url, "targets": peer.targets},
         "background_busy": common.background_json(background),
         "command": " ".join(["python -m benchmarks", *common.redacted(sys.argv[1:])]),
     }
@@ -655,30 +742,19 @@ def _pools(
     weights: dict[str, float],
     live: Live,
     args: argparse.Namespace,
+    peer: tuple[Peer, Issuer, dict[str, str]] | None = None,
 ) -> dict[str, Pool]:
     names = {
         "authorization_code": "authorization codes",
         "refresh_token": "refresh tokens",
+        phase_name("authorization_code"): "the peer's authorization codes",
+        phase_name("refresh_token"): "the peer's refresh tokens",
         "cc_private_key_jwt": "private_key_jwt assertions",
         "cc_dpop": "DPoP proofs",
     }
 
     def announce(name: str, count: int, seconds: float) -> None:
         live.prepared(names.get(name, name), count, seconds)
-
-    def codes(n: int) -> list[Line]:
-        assert web_client is not None
-        minted = asyncio.run(issuer.mint_codes(web_client, n))
-        return [code_line(web_client, code, verifier) for code, verifier in minted]
-
-    def refresh_tokens(n: int) -> list[Line]:
-        assert web_client is not None
-
-        async def both() -> list[str]:
-            minted = await issuer.mint_codes(web_client, n)
-            return await issuer.exchange(web_client, minted)
-
-        return [refresh_line(web_client, token) for token in asyncio.run(both())]
 
     def max_age(ttl: int | None) -> float | None:
         # a code or an assertion must still be valid when sent: at most one timed run after
@@ -698,10 +774,14 @@ def _pools(
         ),
     }
     if web_client is not None:
-        pools["authorization_code"] = PreparedPool(
-            "authorization_code", codes, announce, max_age=lambda: max_age(issuer.code_ttl)
+        pools.update(code_pools(issuer, web_client, announce, max_age))
+    if peer is not None:  # the peer's own clients and credentials (benchmarks/peer.py)
+        them, their_issuer, their_params = peer
+        pools[phase_name("client_credentials")] = StaticPool(
+            phase_name("client_credentials"), client_credentials_line(them.machine, their_params)
         )
-        pools["refresh_token"] = PreparedPool("refresh_token", refresh_tokens, announce)
+        if them.web is not None:
+            pools.update(code_pools(their_issuer, them.web, announce, max_age, PREFIX))
     if assertion_clients is not None:
         pools["cc_federated_jwt"] = StaticPool(
             "cc_federated_jwt", assertion_clients.federated_line(params)
@@ -734,7 +814,7 @@ def _samples(
     weights: dict[str, float],
     live: Live,
     checks: dict[str, Callable[[str, dict[str, Any]], None]],
-    traced: Issuer | None = None,
+    elsewhere: dict[str, Issuer],
 ) -> dict[str, dict[str, Any]]:
     """One request per workload before anything is timed: checks the set-up (a 200 with an
     access token, and what `checks` of its workload want: for a resource where it should be,
@@ -744,13 +824,13 @@ def _samples(
     if "mix" in workloads:
         wanted |= {g for g, w in weights.items() if w > 0}
     tokens: dict[str, dict[str, Any]] = {}
-    for grant in (*MIXABLE, *TRACED):
+    for grant in (*MIXABLE, *TRACED, *(w for w in workloads if w.startswith(PREFIX))):
         if grant not in wanted or grant not in pools:
             continue
         line = pools[grant].take(1)
         if not line:
             raise PrepareError(f"could not prepare a {grant} request")
-        target = traced if grant in TRACED and traced is not None else issuer
+        target = elsewhere.get(grant, issuer)
         body = asyncio.run(target.sample(grant, line[0]))
         check = checks.get(grant)
         if check is not None:

@@ -366,6 +366,12 @@ def page(report: dict[str, Any], table_text: str) -> str:
             ("target_vs_client_credentials", "rps_at_least"),
             "client_credentials of the same run",
         ),
+        ratio_chart(
+            phases,
+            "vs_peer",
+            ("target_vs_peer", "rps_at_least"),
+            (report.get("peer") or {}).get("label", "the peer"),
+        ),
         timeline_chart(closed, "rps", "throughput per second, closed loop", "requests / s"),
         timeline_chart(phases, "p99_ms", "p99 per second", "ms"),
         time_chart([p for p in phases if p["mode"] == "open"] or closed),

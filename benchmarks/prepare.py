@@ -295,6 +295,34 @@ class Issuer:
             return dict(data)
 
 
+def code_pools(
+    issuer: Issuer,
+    client: Client,
+    announce: Callable[[str, int, float], None],
+    max_age: Callable[[int | None], float | None],
+    prefix: str = "",
+) -> dict[str, Pool]:
+    """Pools of `prefix`authorization_code (codes minted at `issuer`, sent within `max_age` of
+    its code TTL) and `prefix`refresh_token (refresh tokens from exchanging such codes)."""
+
+    def codes(n: int) -> list[Line]:
+        minted = asyncio.run(issuer.mint_codes(client, n))
+        return [code_line(client, code, verifier) for code, verifier in minted]
+
+    def refresh_tokens(n: int) -> list[Line]:
+        async def both() -> list[str]:
+            minted = await issuer.mint_codes(client, n)
+            return await issuer.exchange(client, minted)
+
+        return [refresh_line(client, token) for token in asyncio.run(both())]
+
+    code, refresh = prefix + "authorization_code", prefix + "refresh_token"
+    return {
+        code: PreparedPool(code, codes, announce, max_age=lambda: max_age(issuer.code_ttl)),
+        refresh: PreparedPool(refresh, refresh_tokens, announce),
+    }
+
+
 def code_line(client: Client, code: str, verifier: str) -> FormLine:
     return client.line(
         {

@@ -9,13 +9,14 @@ from typing import Any
 
 from benchmarks import attribution
 from benchmarks.histogram import CURVE_POINTS, latency_ms, to_ms
+from benchmarks.peer import grant_of, phase_name
 from benchmarks.runner import PhaseResult
 
 SCHEMA = "tokensvc-bench/1"
 GRANT_ORDER = ("floor", "client_credentials", "authorization_code", "refresh_token", "mix")
-# Issue 5's targets: closed-loop throughput as a fraction of the floor; open-loop p99 at half
-# the closed-loop peak.
-TARGET_VS_FLOOR = {"client_credentials": 0.50, "authorization_code": 0.20, "refresh_token": 0.15}
+# Closed-loop throughput as a fraction of the floor (issue 18's, replacing issue 5's); open-loop
+# p99 at half the closed-loop peak. Against a peer: benchmarks/peer.py, TARGET_VS_PEER.
+TARGET_VS_FLOOR = {"client_credentials": 0.45, "authorization_code": 0.25, "refresh_token": 0.25}
 BASELINE = "client_credentials"
 
 
@@ -119,7 +120,7 @@ def judge(phase: PhaseResult, ctx: dict[str, Any], floor_rps: float | None) -> s
     gen_cap = ctx["generator_capacity"]
     server_cores = [cores[str(c)] for c in ctx["service_cores"] if str(c) in cores]
     other_cores = [cores[str(c)] for c in ctx["other_cores"] if str(c) in cores]
-    who = "floor server" if server == "floor" else "service"
+    who = "floor server" if server == "floor" else "peer" if grant_of(phase.name) else "service"
     parts = []
     if server in cpu and cpu[server] >= SATURATED * server_cap:
         parts.append(
@@ -166,7 +167,10 @@ def phase_json(
     signing: dict[str, Any] | None,
     tokens: dict[str, dict[str, int]],
     baseline: PhaseResult | None = None,
+    peer: tuple[PhaseResult, dict[str, float] | None] | None = None,
 ) -> dict[str, Any]:
+    """One phase's part of the report; `peer`: the peer's phase of the same grant and the
+    peer's targets (tokensvc's minimum ratio to it per grant), for tokensvc's closed loops."""
     o = phase.outcome
     lat = latency(phase)
     data: dict[str, Any] = {
@@ -227,6 +231,13 @@ def phase_json(
                 "rps_at_least": goal,
                 "met": (versus["rps"] or 0) >= goal,
             }
+        if peer is not None and peer[0].outcome.completed:
+            theirs, targets = peer
+            data["vs_peer"] = _versus(phase, theirs, ("p50", "p99"))
+            goal = (targets or {}).get(phase.name)
+            if goal is not None:
+                met = (data["vs_peer"]["rps"] or 0) >= goal
+                data["target_vs_peer"] = {"rps_at_least": goal, "met": met}
     else:
         lag = o.lag.percentiles((50, 99, 100))
         data["open_loop"] = {
@@ -246,7 +257,12 @@ def phase_json(
             if phase.metrics and phase.metrics.token_requests
             else o.completed
         )
-        sign = attribution.signing_us(tokens.get(phase.name, {}), signing)
+        # the kit's signing cost is tokensvc's signer: not the peer's
+        sign = (
+            None
+            if grant_of(phase.name)
+            else attribution.signing_us(tokens.get(phase.name, {}), signing)
+        )
         usage = phase.window_usage
         data["time_per_request_us"] = attribution.breakdown(
             requests,
@@ -274,7 +290,16 @@ def build(
         "signing": signing,
         "jwts_per_response": tokens,
     }
-    out["phases"] = [phase_json(p, ctx, floor, signing, tokens, baseline) for p in phases]
+    closed = {p.name: p for p in phases if p.mode == "closed"}
+    targets = (meta.get("peer") or {}).get("targets")
+
+    def versus_peer(p: PhaseResult) -> tuple[PhaseResult, dict[str, float] | None] | None:
+        theirs = closed.get(phase_name(p.name)) if p.mode == "closed" else None
+        return None if theirs is None else (theirs, targets)
+
+    out["phases"] = [
+        phase_json(p, ctx, floor, signing, tokens, baseline, versus_peer(p)) for p in phases
+    ]
     out["floor"] = next((p for p in out["phases"] if p["name"] == "floor"), None)
     out["generator"] = ceiling(floor, ctx)
     return out
@@ -365,6 +390,32 @@ def _versus_table(versus: Versus, closed: list[dict[str, Any]], add: Callable[[s
     add(versus.footnote)
 
 
+def _peer_table(
+    peer: dict[str, Any] | None, closed: list[dict[str, Any]], add: Callable[[str], None]
+) -> None:
+    """tokensvc against the peer of the same run, grant by grant (nothing without one)."""
+    rows = [p for p in closed if "vs_peer" in p]
+    if peer is None or not rows:
+        return
+    theirs = {p["name"]: p for p in closed}
+    add("")
+    add(f"against the peer, closed loop, same core and concurrency: {peer['label']}")
+    add(
+        f"{'grant':20} {'tokensvc':>9} {'peer':>9} {'x peer':>7} {'target':>7} "
+        f"{'p50 ms':>8} {'peer p50':>9} {'p99 ms':>8} {'peer p99':>9}"
+    )
+    for p in rows:
+        other = theirs[phase_name(p["name"])]
+        mark = _mark(p.get("target_vs_peer"), "rps_at_least")
+        ours, their = p["latency_ms"], other["latency_ms"]
+        add(
+            f"{p['name']:20} {p['rps']:>9,.0f} {other['rps']:>9,.0f} "
+            f"{p['vs_peer']['rps']:>7.2f} {mark:>7} {ours['p50']:>8.2f} {their['p50']:>9.2f} "
+            f"{ours['p99']:>8.2f} {their['p99']:>9.2f}"
+        )
+    add("(x peer: tokensvc's req/s over the peer's; target: the issue's minimum; '!' = not met)")
+
+
 def table(report: dict[str, Any]) -> str:
     lines: list[str] = []
     add = lines.append
@@ -396,6 +447,7 @@ def table(report: dict[str, Any]) -> str:
         add("(target: the issue's minimum ratio to the floor; '!' = not met)")
         for versus in COMPARISONS:
             _versus_table(versus, closed, add)
+        _peer_table(report.get("peer"), closed, add)
     if opened:
         add("")
         add(

@@ -80,14 +80,14 @@ class TLSFiles:
     client_ca: Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _wait(
+def wait_ready(
     proc: subprocess.Popen[bytes],
     errfile: Path,
     what: str,
@@ -116,7 +116,7 @@ def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def _listens(port: int) -> bool:
+def listens(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), 0.5).close()
     except OSError:
@@ -124,7 +124,7 @@ def _listens(port: int) -> bool:
     return True
 
 
-def _start(
+def start(
     argv: list[str],
     env: dict[str, str],
     cores: list[int],
@@ -247,7 +247,7 @@ def spawn(
         )
         keys_file.chmod(0o600)
 
-        port, internal_port = _free_port(), _free_port()
+        port, internal_port = free_port(), free_port()
         internal_token = secrets.token_urlsafe(32)
         issuer = f"http://127.0.0.1:{port}"
         env.update(
@@ -266,11 +266,13 @@ def spawn(
             }
         )
         errfile = workdir / "service.stderr"
-        service = _start([*tokensvc_command(), "serve", "token"], env, service_cores, errfile)
+        service = start([*tokensvc_command(), "serve", "token"], env, service_cores, errfile)
         # SIGINT: the service then skips its drain
         stack.callback(stop_process, service, signal.SIGINT, group=True)
         ready = f"http://127.0.0.1:{port}/readyz"
-        _wait(service, errfile, "tokensvc serve token", lambda: _answers(ready), f"answer {ready}")
+        wait_ready(
+            service, errfile, "tokensvc serve token", lambda: _answers(ready), f"answer {ready}"
+        )
         tls_url, tls_pid = "", None
         if tls is not None:
             tls_url, tls_pid = _start_tls_service(stack, env, tls, service_cores, workdir)
@@ -321,14 +323,14 @@ def _start_second_service(
 ) -> tuple[str, int]:
     """Another `tokensvc serve token` with `env` (the first's, with its own settings) on ports
     of its own, stopped with `stack`: (its base URL, pid), once its /readyz answers."""
-    port, internal_port = _free_port(), _free_port()
+    port, internal_port = free_port(), free_port()
     env = {**env, "TOKENSVC_PORT": str(port), "TOKENSVC_INTERNAL_PORT": str(internal_port)}
     errfile = workdir / f"service-{what.split()[0].lower()}.stderr"
-    proc = _start([*tokensvc_command(), "serve", "token"], env, cores, errfile)
+    proc = start([*tokensvc_command(), "serve", "token"], env, cores, errfile)
     stack.callback(stop_process, proc, signal.SIGINT, group=True)
     base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
     ready = f"{base}/readyz"
-    _wait(
+    wait_ready(
         proc,
         errfile,
         f"tokensvc serve token ({what})",
@@ -391,17 +393,19 @@ def _start_traced_service(
 @contextlib.contextmanager
 def local_floor(workdir: Path, cores: list[int]) -> Iterator[tuple[str, int]]:
     """Just the floor server, pinned to `cores`: (url, pid); stopped on the way out."""
-    port = _free_port()
+    port = free_port()
     errfile = workdir / "floor.stderr"
     workdir.mkdir(parents=True, exist_ok=True)
-    floor = _start(
+    floor = start(
         [sys.executable, "-m", "benchmarks.floor", "--port", str(port)],
         {**base_env(), "PYTHONPATH": str(ROOT)},
         cores,
         errfile,
     )
     try:
-        _wait(floor, errfile, "the floor server", lambda: _listens(port), f"listen on port {port}")
+        wait_ready(
+            floor, errfile, "the floor server", lambda: listens(port), f"listen on port {port}"
+        )
         yield f"http://127.0.0.1:{port}/token", floor.pid
     finally:
         stop_process(floor, signal.SIGTERM, group=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,15 @@ from dataclasses import dataclass, field
 from benchmarks.histogram import Histogram
 
 OK_STATUS = 200
+# A 200 from a token endpoint carries a JWT access token (RFC 9068: three base64url parts); one
+# that does not is counted as an error under this key, so that a peer or a target answering 200
+# with something else cannot pass as served (wrk_token.lua checks the same).
+NO_JWT = "200 no_jwt_access_token"
+_JWT_ACCESS_TOKEN = re.compile(rb'"access_token"\s*:\s*"[\w-]+\.[\w-]+\.[\w-]+"')
+
+
+def has_jwt_access_token(body: bytes) -> bool:
+    return _JWT_ACCESS_TOKEN.search(body) is not None
 
 
 def error_code(body: bytes) -> str:

@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from benchmarks.generators.common import OK_STATUS, Interval, Outcome, error_code
+from benchmarks.generators.common import (
+    NO_JWT,
+    OK_STATUS,
+    Interval,
+    Outcome,
+    error_code,
+    has_jwt_access_token,
+)
 from benchmarks.generators.connpool import ConnectionPool
 from benchmarks.generators.httpclient import (
     ConnectionLost,
@@ -71,6 +78,8 @@ class _Stats:
         if status != OK_STATUS:
             key = f"{status} {error_code(body)}"
             self.errors[key] = self.errors.get(key, 0) + 1
+        elif not has_jwt_access_token(body):
+            self.errors[NO_JWT] = self.errors.get(NO_JWT, 0) + 1
         b = bucket(int(seconds * 1e6))
         self.hist[b] = self.hist.get(b, 0) + 1
 

@@ -93,6 +93,9 @@ function response(status, headers, body)
     local code = body:match('"error"%s*:%s*"([^"]*)"') or "-"
     local key = status .. " " .. code
     errors[key] = (errors[key] or 0) + 1
+  elseif not body:find('"access_token"%s*:%s*"[%w_-]+%.[%w_-]+%.[%w_-]+"') then
+    -- a 200 without a JWT access token is not served (generators/common.py: NO_JWT)
+    errors["200 no_jwt_access_token"] = (errors["200 no_jwt_access_token"] or 0) + 1
   end
 end
 

@@ -104,7 +104,8 @@ def _phase(name: str, rps: int, latency_us: int) -> PhaseResult:
     return PhaseResult(name, "closed", "wrk", concurrency=32, outcome=outcome)
 
 
-def _report(*phases: PhaseResult) -> dict[str, Any]:
+def _report(*phases: PhaseResult, **extra: Any) -> dict[str, Any]:
+    """The report of `phases`, with `extra` in its meta."""
     meta = {
         "started_at": "2026-12-02 00:00:00 UTC",
         "commit": "abc1234",
@@ -114,6 +115,7 @@ def _report(*phases: PhaseResult) -> dict[str, Any]:
         "config": {"duration_s": 1, "warmup_s": 0},
         "notes": [],
         "profiles": [],
+        **extra,
     }
     ctx = {
         "server_capacity": 1,
