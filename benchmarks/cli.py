@@ -58,6 +58,7 @@ from benchmarks.prepare import (
     GRANTS,
     OPT_IN,
     REGISTERED,
+    REUSED,
     TRACED,
     Client,
     Issuer,
@@ -70,11 +71,12 @@ from benchmarks.prepare import (
     code_pools,
     floor_line,
     register_clients,
+    register_reusing_client,
 )
 from benchmarks.resources import ResourceClients
 from benchmarks.runner import PhaseResult, Runner
 
-MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE, *DPOP)
+MIXABLE = (*GRANTS, *CLIENT_AUTH, *FOR_RESOURCE, *DPOP, *REUSED)
 WORKLOADS = (*MIXABLE, *TRACED, "mix")
 
 
@@ -522,6 +524,10 @@ def _main(args: argparse.Namespace) -> int:
             peer = external(args.peer_url, Client(args.peer_client_id, secret, args.auth_method))
         peer_issuer = issuer_of(peer) if peer is not None else None
         peer_phases = [phase_name(g) for g in workloads if peer is not None and g in peer.grants]
+        reusing = None
+        if in_use & set(REUSED):
+            assert database_url is not None  # --spawn, or --database-url (checked above)
+            reusing = register_reusing_client(database_url)
         issuer = Issuer(token_url, internal_url, internal_token)
         traced_issuer = Issuer(traced_url) if traced else None
         prover = dpop.DpopProver(issuer_url + "/token")
@@ -537,6 +543,7 @@ def _main(args: argparse.Namespace) -> int:
             live,
             args,
             (peer, peer_issuer, _params(args.peer_param)) if peer and peer_issuer else None,
+            reusing,
         )
         checks = {**resources.CHECKS, "cc_dpop": dpop.check_dpop_bound(prover)}
         elsewhere: dict[str, Issuer] = {n: peer_issuer for n in peer_phases if peer_issuer}
@@ -743,6 +750,7 @@ def _pools(
     live: Live,
     args: argparse.Namespace,
     peer: tuple[Peer, Issuer, dict[str, str]] | None = None,
+    reusing: Client | None = None,
 ) -> dict[str, Pool]:
     names = {
         "authorization_code": "authorization codes",
@@ -792,6 +800,8 @@ def _pools(
             announce,
             max_age=lambda: max_age(ASSERTION_LIFETIME),
         )
+    if reusing is not None:  # one request line, sent again and again: the cache answers it
+        pools["cc_reused"] = StaticPool("cc_reused", client_credentials_line(reusing, params))
     if resource_clients is not None:
         pools["cc_resource"] = StaticPool("cc_resource", resource_clients.resource_line())
     if resource_clients is not None and resource_clients.exchanger is not None:
@@ -835,7 +845,8 @@ def _samples(
         check = checks.get(grant)
         if check is not None:
             check(grant, body)
-        tokens[grant] = attribution.jwts_in(body)
+        # cc_reused: the cache answers, nothing is signed per request
+        tokens[grant] = {} if grant in REUSED else attribution.jwts_in(body)
         live.say(
             f"   {grant}: a request works ({', '.join(tokens[grant]) or 'no JWT'} in the response)"
         )

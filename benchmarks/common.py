@@ -38,6 +38,7 @@ ALIASES = {
     "exchange": "token_exchange",
     "dpop": "cc_dpop",
     "traced": "cc_traced",
+    "reused": "cc_reused",
 }
 BACKGROUND_BUSY = 0.15  # a core busier than this before the start gets a note
 SECRET_OPTIONS = (

@@ -52,7 +52,10 @@ DPOP = ("cc_dpop",)
 # untraced one in the same run; --spawn only
 TRACED = ("cc_traced",)
 # workloads whose clients the kit registers: --spawn, or --target with --database-url
-REGISTERED = (*CLIENT_AUTH, *FOR_RESOURCE)
+# client_credentials by a `--reuse-access-token` client (the opt-in machine-token cache): after
+# its first request, the token comes from the cache. Against `client_credentials`; never a target.
+REUSED = ("cc_reused",)
+REGISTERED = (*CLIENT_AUTH, *FOR_RESOURCE, *REUSED)
 # selectable with --grants, not in the default run (RFC 8693 is not in the service yet)
 OPT_IN: tuple[str, ...] = ()  # workloads left out of the default run (none today)
 PERSON_SCOPE = "openid profile email offline_access"
@@ -175,6 +178,21 @@ def register_clients(database_url: str) -> tuple[Client, Client]:
         Client(machine["client_id"], machine["client_secret"]),
         Client(web["client_id"], web["client_secret"]),
     )
+
+
+def register_reusing_client(database_url: str) -> Client:
+    """A client_credentials client with `--reuse-access-token` (workload cc_reused)."""
+    reusing = add_client(
+        database_url,
+        "--name",
+        "bench-reusing",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "api:read",
+        "--reuse-access-token",
+    )
+    return Client(reusing["client_id"], reusing["client_secret"])
 
 
 # --------------------------------------------------------------------------- lines

@@ -298,6 +298,7 @@ def cmd_client_add(args: argparse.Namespace) -> None:
         resources=args.resource or (),
         dpop_bound=args.dpop_bound,
         require_par=args.require_par,
+        reuse_access_token=args.reuse_access_token,
         post_logout_redirect_uris=args.post_logout_redirect_uri or (),
         backchannel_logout_uri=args.backchannel_logout_uri,
     )
@@ -546,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-par",
         action="store_true",
         help="authorization requests only through /par (RFC 9126 §6)",
+    )
+    add.add_argument(
+        "--reuse-access-token",
+        action="store_true",
+        help="client_credentials may answer the still-valid bearer token last issued for the "
+        "same scope and audience while half its lifetime is left (off by default)",
     )
     add.add_argument(
         "--rate-limit",

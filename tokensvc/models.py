@@ -80,6 +80,10 @@ class Client:
     dpop_bound: bool = False
     # RFC 9126 §6 `require_pushed_authorization_requests`: /authorize only through /par.
     require_par: bool = False
+    # `client add --reuse-access-token` (opt-in, ory/hydra#2046): a client_credentials request
+    # may get the bearer token last issued for the same scope and audience while at least half
+    # its lifetime is left (tokensvc.grants.reuse).
+    reuse_access_token: bool = False
     # Secret rotation with an overlap (admin API): the replaced secret's hash, accepted until
     # `previous_secret_expires_at` (epoch seconds). Both None, or both set.
     previous_secret_hash: str | None = None

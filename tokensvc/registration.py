@@ -192,6 +192,7 @@ def new_client(
     resources: Iterable[str] = (),
     dpop_bound: bool = False,
     require_par: bool = False,
+    reuse_access_token: bool = False,
     post_logout_redirect_uris: Iterable[str] = (),
     backchannel_logout_uri: str | None = None,
     entropy: Entropy = secrets.token_bytes,
@@ -250,6 +251,7 @@ def new_client(
         resources=allowed,
         dpop_bound=dpop_bound,
         require_par=require_par,
+        reuse_access_token=reuse_access_token,
         post_logout_redirect_uris=after_logout,
         backchannel_logout_uri=backchannel_logout_uri,
     )

@@ -18,6 +18,7 @@ from tokensvc.config import Settings
 from tokensvc.limits.buckets import MemoryBuckets, RateLimiter
 from tokensvc.limits.failures import FailureLimiter, MemoryFailureLimiter
 from tokensvc.limits.lockout import Lockouts, MemoryLockouts
+from tokensvc.machinetokens import MachineTokens
 from tokensvc.metrics import Metrics, time_calls
 from tokensvc.models import Client
 from tokensvc.opaque import Entropy
@@ -105,6 +106,8 @@ class TokenService:
     # Our access tokens whose signature verified (introspection, userinfo, token exchange).
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     tracing: Tracing | None = None  # None: OTEL_EXPORTER_OTLP_ENDPOINT unset (tokensvc.tracing)
+    # Bearer tokens of `--reuse-access-token` clients, reused while half their life is left.
+    machine_tokens: MachineTokens = field(default_factory=MachineTokens)
 
     def __post_init__(self) -> None:
         observe_stores(self.stores, self.metrics, self.tracing)

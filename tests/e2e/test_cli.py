@@ -258,6 +258,18 @@ def test_client_add_public_has_no_secret(env: dict[str, str], db: str) -> None:
     assert listed[0]["redirect_uris"] == ["https://x/cb"]
 
 
+def test_client_add_reuse_access_token_is_opt_in(env: dict[str, str], db: str) -> None:
+    base = ["client", "add", "--grant-type", "client_credentials", "--scope", "api:read"]
+    reusing = run([*base, "--name", "Batch", "--reuse-access-token"], env).ok().json()
+    fresh = run([*base, "--name", "Batch 2"], env).ok().json()
+    assert reusing["reuse_access_token"] is True and "reuse_access_token" not in fresh
+    rows = query(db, "SELECT client_id, reuse_access_token FROM clients")
+    assert {r["client_id"]: r["reuse_access_token"] for r in rows} == {
+        reusing["client_id"]: True,
+        fresh["client_id"]: False,
+    }
+
+
 def test_client_list_empty(env: dict[str, str]) -> None:
     assert run(["client", "list"], env).ok().json() == []
 

@@ -94,6 +94,7 @@ def client_fields(body: object) -> ClientFields:
         resources=_texts(doc, "resources", []),
         dpop_bound=_flag(doc, "dpop_bound_access_tokens"),
         require_par=_flag(doc, "require_pushed_authorization_requests"),
+        reuse_access_token=_flag(doc, "reuse_access_token"),
         post_logout_redirect_uris=_texts(doc, "post_logout_redirect_uris", []),
         backchannel_logout_uri=_text(doc, "backchannel_logout_uri"),
     )
@@ -115,6 +116,7 @@ def client_metadata(client: Client) -> dict[str, Any]:
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "dpop_bound_access_tokens": client.dpop_bound,
         "require_pushed_authorization_requests": client.require_par,
+        "reuse_access_token": client.reuse_access_token,
         "require_consent": client.require_consent,
     }
     optional: dict[str, Any] = {

@@ -42,6 +42,7 @@ class ClientFields(TypedDict, total=False):
     resources: Iterable[str]
     dpop_bound: bool
     require_par: bool
+    reuse_access_token: bool
     post_logout_redirect_uris: Iterable[str]
     backchannel_logout_uri: str | None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tokensvc import scope as scopes
-from tokensvc.binding import Binding
+from tokensvc.binding import NO_BINDING, Binding
 from tokensvc.errors import InvalidScope
 from tokensvc.grants.common import GrantType, token_response
 from tokensvc.grants.target import scope_for, target
@@ -27,18 +27,44 @@ async def handle(
     allowed = tuple(sorted(client.scopes - scopes.PERSON_SCOPES))
     scope = await scope_for(svc, client, to, requested, allowed, person=False)
     ttl = to.lifetime(svc.minter.access_ttl)
+    audience = to.audience(svc.minter.audience)
+    now = int(svc.clock())
+    if client.reuse_access_token and binding is NO_BINDING:
+        return _reused(svc, client, scope, audience, ttl, now)
     access = svc.minter.access_token(
         sub=client.client_id,
         client_id=client.client_id,
         scope=scope,
-        now=int(svc.clock()),
+        now=now,
         binding=binding,
-        audience=to.audience(svc.minter.audience),
+        audience=audience,
         ttl=ttl,
     )
     return token_response(
         svc, token_type=binding.token_type, access_token=access, scope=scope, expires_in=ttl
     )
+
+
+def _reused(
+    svc: TokenService, client: Client, scope: str, audience: str | list[str], ttl: int, now: int
+) -> bytes:
+    """The opt-in machine-token cache (tokensvc.machinetokens): the token last issued for this
+    scope and audience while half its lifetime is left, `expires_in` what is left of it."""
+    key = audience if isinstance(audience, str) else tuple(audience)
+    signer = svc.minter.keys.signer_at(now)
+    held = svc.machine_tokens.get(client, scope, key, signer, now)
+    if held is not None:
+        return token_response(svc, access_token=held[0], scope=scope, expires_in=held[1])
+    access = svc.minter.access_token(
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=scope,
+        now=now,
+        audience=audience,
+        ttl=ttl,
+    )
+    svc.machine_tokens.put(client, scope, key, signer, access, now, now + ttl)
+    return token_response(svc, access_token=access, scope=scope, expires_in=ttl)
 
 
 GRANT = GrantType("client_credentials", frozenset({"scope", "resource"}), handle)

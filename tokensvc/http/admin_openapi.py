@@ -30,6 +30,7 @@ _METADATA: dict[str, Any] = {
     "backchannel_logout_uri": {"type": "string", "format": "uri"},
     "dpop_bound_access_tokens": _BOOL,
     "require_pushed_authorization_requests": _BOOL,
+    "reuse_access_token": _BOOL,
     "require_consent": _BOOL,
     "rate_limit": {"type": "number", "exclusiveMinimum": 0},
     "rate_burst": {"type": "integer", "minimum": 1},

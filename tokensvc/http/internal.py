@@ -71,6 +71,8 @@ def client_view(client: Client) -> dict[str, Any]:
         # RFC 9449 §5.2 and RFC 9126 §6, as discovery and registration metadata name them.
         **({"dpop_bound_access_tokens": True} if client.dpop_bound else {}),
         **({"require_pushed_authorization_requests": True} if client.require_par else {}),
+        # `client add --reuse-access-token` (tokensvc.machinetokens), only when set.
+        **({"reuse_access_token": True} if client.reuse_access_token else {}),
         # OIDC RP-Initiated Logout 1.0 §3.1: where the login front-end may send people after.
         **(
             {"post_logout_redirect_uris": list(client.post_logout_redirect_uris)}

@@ -31,6 +31,11 @@ async def revoke(request: web.Request) -> web.Response:
             checked = None
         if checked is not None and checked.claims["client_id"] == client.client_id:
             await svc.stores.revoked.add(checked.claims["jti"], checked.claims["exp"])
+            svc.machine_tokens.forget(token)
+            if client.reuse_access_token:
+                # the token may be held for reuse on any replica: a change of its client
+                # reaches their client caches, and a reloaded client misses their token caches
+                await svc.stores.clients.touch(client.client_id)
     else:
         state = await svc.stores.grants.inspect(lookup_hash(token))
         if state is not None and state.grant.client_id == client.client_id:

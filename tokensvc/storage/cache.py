@@ -166,6 +166,11 @@ class CachedClients(Cached[Client]):
         self._inflight.pop(client.client_id, None)
         return await cast("ClientStore", self._inner).replace(client)
 
+    async def touch(self, client_id: str) -> None:
+        """`ClientStore.touch`: forgotten here at once, elsewhere through the change feed."""
+        self.forget(client_id)
+        await cast("ClientStore", self._inner).touch(client_id)
+
 
 class CachedResources(Cached[Resource]):
     def _key(self, record: Resource) -> str:

@@ -47,6 +47,9 @@ class MemoryClients(InProcess):
         self._clients[client.client_id] = replace(client, created_at=old.created_at)
         return True
 
+    async def touch(self, client_id: str) -> None:
+        """One process holds every cache: nothing to announce."""
+
     async def list(self) -> list[Client]:
         return sorted(self._clients.values(), key=lambda c: (c.created_at, c.client_id))
 

@@ -90,6 +90,11 @@ class ClientStore(Protocol):
         registration time (`created_at`) of the old record; `False` (and nothing written) if
         there is none. Its grants and refresh tokens stay."""
 
+    async def touch(self, client_id: str) -> None:
+        """Announce a change of the client without changing it: every replica's caches
+        reload it (a revoked reused token, tokensvc.machinetokens, is then handed out by none).
+        """
+
     async def list(self) -> list[Client]: ...
 
     async def remove(self, client_id: str) -> bool:

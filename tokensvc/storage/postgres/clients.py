@@ -36,6 +36,7 @@ _COLUMNS = (
     "previous_secret_expires_at",
     "post_logout_redirect_uris",
     "backchannel_logout_uri",
+    "reuse_access_token",
 )
 _CLIENT_COLUMNS = ", ".join(_COLUMNS)
 _CLIENT_GET = f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE client_id = $1"  # noqa: S608
@@ -55,6 +56,8 @@ _CLIENT_REPLACE = (
 # Grants, their refresh tokens and the consents given to the client go with it (ON DELETE
 # CASCADE).
 _CLIENT_REMOVE = "DELETE FROM clients WHERE client_id = $1"
+# A write that changes nothing still fires the change-feed trigger (schema/0009_change_feed.sql)
+_CLIENT_TOUCH = "UPDATE clients SET name = name WHERE client_id = $1"
 
 
 def _client(row: asyncpg.Record) -> Client:
@@ -86,6 +89,7 @@ def _client(row: asyncpg.Record) -> Client:
         previous_secret_expires_at=to_epoch(row["previous_secret_expires_at"]),
         post_logout_redirect_uris=tuple(row["post_logout_redirect_uris"]),
         backchannel_logout_uri=row["backchannel_logout_uri"],
+        reuse_access_token=row["reuse_access_token"],
     )
 
 
@@ -128,6 +132,7 @@ def _row(client: Client) -> tuple[object, ...]:
         None if previous_until is None else to_timestamp(previous_until),
         list(client.post_logout_redirect_uris),
         client.backchannel_logout_uri,
+        client.reuse_access_token,
     )
 
 
@@ -147,6 +152,10 @@ class PostgresClients(PoolStore):
             row = _row(client)
             status = await conn.execute(_CLIENT_REPLACE, *row[:_CREATED], *row[_CREATED + 1 :])
         return status == "UPDATE 1"
+
+    async def touch(self, client_id: str) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(_CLIENT_TOUCH, client_id)
 
     async def list(self) -> list[Client]:
         async with self._db.connection() as conn:
