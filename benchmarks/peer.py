@@ -20,7 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +66,19 @@ def cache_dir() -> Path:
     return Path(base) / "tokensvc-benchmarks" / f"node-oidc-provider-{PEER_VERSION}"
 
 
-def node_major(binary: str) -> int | None:
+def node_version(binary: str) -> str:
+    """What `node --version` prints ("v22.23.5"); "" when it cannot run."""
     try:
-        out = subprocess.run(  # noqa: S603 - a node binary, --version
+        return subprocess.run(  # noqa: S603 - a node binary, --version
             [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-        return int(out.strip().lstrip("v").split(".")[0])
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def node_major(binary: str) -> int:
+    major = node_version(binary).lstrip("v").split(".")[0]
+    return int(major) if major.isdigit() else 0
 
 
 def _installed_version(where: Path) -> str | None:
@@ -90,7 +95,7 @@ def install(live: Live) -> tuple[str, Path]:
     PEER_VERSION installed; npm runs only when something is missing."""
     where = cache_dir()
     system = shutil.which("node")
-    use_system = system is not None and (node_major(system) or 0) >= MIN_NODE
+    use_system = system is not None and node_major(system) >= MIN_NODE
     arch = {"x86_64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
     bundled = where / "node_modules" / ".bin" / "node"
     wanted = [f"oidc-provider@{PEER_VERSION}"]
@@ -190,9 +195,7 @@ def node_oidc_provider(
             lambda: spawn.listens(port) and spawn.listens(prepare_port),
             "listen",
         )
-        version = subprocess.run(  # noqa: S603 - the node binary, --version
-            [node, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout.strip()
+        version = node_version(node)
         public = KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
         yield Peer(
             label=f"{NODE_OIDC_PROVIDER} {PEER_VERSION} (Node {version})",
@@ -259,15 +262,3 @@ def verify_tokens(peer: Peer) -> Callable[[str, dict[str, Any]], None]:
                 raise PrepareError(f"{grant}: the peer's {name} does not verify: {exc}") from exc
 
     return check
-
-
-def ratios(phases: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """tokensvc's closed-loop phase of each grant against its peer phase, by grant."""
-    closed = {p["name"]: p for p in phases if p["mode"] == "closed"}
-    out: dict[str, dict[str, Any]] = {}
-    for name, p in closed.items():
-        grant = grant_of(name)
-        ours = closed.get(grant) if grant else None
-        if ours is not None and "vs_peer" in ours:
-            out[grant] = {"tokensvc": ours, "peer": p}  # type: ignore[index]
-    return out

@@ -22,8 +22,8 @@ from benchmarks.generators.common import NO_JWT, has_jwt_access_token
 from benchmarks.generators.wrk import Wrk
 from benchmarks.peer import TARGET_VS_PEER, Peer, phase_name, verify_tokens
 from benchmarks.prepare import Client, PrepareError, client_credentials_line
-from tests.bench.kit import run_kit, spawned
-from tests.bench.test_resources import _phase, _report
+from tests.bench.kit import run_kit
+from tests.bench.test_resources import _phase, _report, _run
 from tests.servers import free_port
 
 OPAQUE = {"access_token": "2YotnFZFEjr1zCsicMWpAA", "token_type": "Bearer", "expires_in": 60}
@@ -150,28 +150,19 @@ def test_the_peer_needs_a_spawned_stack_and_the_peer_url_a_client() -> None:
 def test_a_spawned_run_measures_node_oidc_provider_on_every_grant(
     tmp_path: Path, redis_url: str, postgres_admin_url: str
 ) -> None:
-    out = tmp_path / "bench"
-    result = run_kit(
-        *spawned(redis_url, postgres_admin_url, out),
+    data, summary = _run(
+        tmp_path,
+        redis_url,
+        postgres_admin_url,
+        "cc,code,refresh",
         "--peer",
         "node-oidc-provider",
-        "--grants",
-        "cc,code,refresh",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--concurrency",
-        "4",
         "--rate",
         "off",
         "--batch",
         "300",
-        "--no-floor",
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    data = json.loads((out / "report.json").read_text())
     assert data["peer"]["label"].startswith("node-oidc-provider 9.13.3 (Node v2")
     phases = {p["name"]: p for p in data["phases"]}
     for grant in ("client_credentials", "authorization_code", "refresh_token"):
@@ -187,5 +178,4 @@ def test_a_spawned_run_measures_node_oidc_provider_on_every_grant(
     assert jwts[phase_name("client_credentials")] == {"access_token": 1}
     assert jwts[phase_name("authorization_code")] == {"access_token": 1, "id_token": 1}
     assert jwts[phase_name("refresh_token")] == {"access_token": 1, "id_token": 1}
-    summary = (out / "summary.txt").read_text()
     assert "against the peer, closed loop, same core and concurrency" in summary

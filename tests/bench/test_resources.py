@@ -171,8 +171,14 @@ def test_no_comparison_table_without_the_baseline() -> None:
 
 
 def _run(
-    tmp_path: Path, redis_url: str, postgres_admin_url: str, grants: str
+    tmp_path: Path,
+    redis_url: str,
+    postgres_admin_url: str,
+    grants: str,
+    *extra: str,
+    timeout: float = 180,
 ) -> tuple[dict[str, Any], str]:
+    """A short spawned run of `grants` (`extra` options last: they win), its JSON and table."""
     out = tmp_path / "bench"
     result = run_kit(
         *spawned(redis_url, postgres_admin_url, out),
@@ -187,6 +193,8 @@ def _run(
         "--rate",
         "100",
         "--no-floor",
+        *extra,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((out / "report.json").read_text()), (out / "summary.txt").read_text()

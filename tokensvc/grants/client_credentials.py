@@ -29,8 +29,14 @@ async def handle(
     ttl = to.lifetime(svc.minter.access_ttl)
     audience = to.audience(svc.minter.audience)
     now = int(svc.clock())
-    if client.reuse_access_token and binding is NO_BINDING:
-        return _reused(svc, client, scope, audience, ttl, now)
+    # the opt-in machine-token cache (tokensvc.machinetokens): bearer tokens only
+    reuse = client.reuse_access_token and binding is NO_BINDING
+    if reuse:
+        key = audience if isinstance(audience, str) else tuple(audience)
+        signer = svc.minter.keys.signer_at(now)
+        held = svc.machine_tokens.get(client, scope, key, signer, now)
+        if held is not None:  # what is left of it is its expires_in
+            return token_response(svc, access_token=held[0], scope=scope, expires_in=held[1])
     access = svc.minter.access_token(
         sub=client.client_id,
         client_id=client.client_id,
@@ -40,31 +46,11 @@ async def handle(
         audience=audience,
         ttl=ttl,
     )
+    if reuse:
+        svc.machine_tokens.put(client, scope, key, signer, access, now, now + ttl)
     return token_response(
         svc, token_type=binding.token_type, access_token=access, scope=scope, expires_in=ttl
     )
-
-
-def _reused(
-    svc: TokenService, client: Client, scope: str, audience: str | list[str], ttl: int, now: int
-) -> bytes:
-    """The opt-in machine-token cache (tokensvc.machinetokens): the token last issued for this
-    scope and audience while half its lifetime is left, `expires_in` what is left of it."""
-    key = audience if isinstance(audience, str) else tuple(audience)
-    signer = svc.minter.keys.signer_at(now)
-    held = svc.machine_tokens.get(client, scope, key, signer, now)
-    if held is not None:
-        return token_response(svc, access_token=held[0], scope=scope, expires_in=held[1])
-    access = svc.minter.access_token(
-        sub=client.client_id,
-        client_id=client.client_id,
-        scope=scope,
-        now=now,
-        audience=audience,
-        ttl=ttl,
-    )
-    svc.machine_tokens.put(client, scope, key, signer, access, now, now + ttl)
-    return token_response(svc, access_token=access, scope=scope, expires_in=ttl)
 
 
 GRANT = GrantType("client_credentials", frozenset({"scope", "resource"}), handle)
