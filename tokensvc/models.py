@@ -82,7 +82,7 @@ class Client:
     require_par: bool = False
     # `client add --reuse-access-token` (opt-in, ory/hydra#2046): a client_credentials request
     # may get the bearer token last issued for the same scope and audience while at least half
-    # its lifetime is left (tokensvc.grants.reuse).
+    # its lifetime is left (tokensvc.machinetokens).
     reuse_access_token: bool = False
     # Secret rotation with an overlap (admin API): the replaced secret's hash, accepted until
     # `previous_secret_expires_at` (epoch seconds). Both None, or both set.
