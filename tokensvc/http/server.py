@@ -29,6 +29,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from tokensvc import collector
 from tokensvc.errors import InvalidRequest, ServerError
 from tokensvc.http.responses import NO_STORE
 
@@ -205,6 +206,7 @@ async def serve(
                 reuse_port=reuse_port,
                 ssl_context=app.get(TLS_CONTEXT),  # HTTPS where the app asks for it
             ).start()
+        collector.settle()  # start-up is over: its objects are never scanned again
         if started is not None:
             result = started()
             if result is not None:
