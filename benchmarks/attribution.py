@@ -39,6 +39,8 @@ STORE_BACKENDS = {
     "users": "postgres",
     "grants": "postgres",
 }
+# The hot path's Postgres writes: each batch of them is one durable commit.
+POSTGRES_WRITES = frozenset({("grants", "issue"), ("grants", "rotate")})
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -50,6 +52,7 @@ class Scrape:
     stores: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # [sum, count]
     token_requests: float = 0.0
     token_latency: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [sum, count]
+    batches: dict[tuple[str, str], float] = field(default_factory=dict)  # round trips made
 
     def minus(self, before: Scrape) -> Scrape:
         out = Scrape(
@@ -62,6 +65,9 @@ class Scrape:
             b = before.stores.get(key, [0.0, 0.0])
             if count - b[1] > 0:
                 out.stores[key] = [total - b[0], count - b[1]]
+        for key, made in self.batches.items():
+            if made - before.batches.get(key, 0.0) > 0:
+                out.batches[key] = made - before.batches.get(key, 0.0)
         return out
 
     def add(self, other: Scrape) -> Scrape:
@@ -73,6 +79,8 @@ class Scrape:
             mine = self.stores.setdefault(key, [0.0, 0.0])
             mine[0] += total
             mine[1] += count
+        for key, made in other.batches.items():
+            self.batches[key] = self.batches.get(key, 0.0) + made
         return self
 
 
@@ -96,6 +104,9 @@ def parse_metrics(text: str) -> Scrape:
                 scrape.token_latency[0] += value
             elif name.endswith("_count"):
                 scrape.token_latency[1] += value
+        elif name == "tokensvc_store_batches_total":
+            key = (labels.get("store", "?"), labels.get("operation", "?"))
+            scrape.batches[key] = scrape.batches.get(key, 0.0) + value
         elif name.startswith("tokensvc_store_duration_seconds_"):
             key = (labels.get("store", "?"), labels.get("operation", "?"))
             slot = scrape.stores.setdefault(key, [0.0, 0.0])
@@ -315,6 +326,14 @@ def breakdown(
                 "calls_per_request": round(count / requests, 3),
                 "us_per_call": round(total / count * 1e6, 1) if count else None,
             }
+            made = metrics.batches.get((store, op))
+            if made is not None:
+                out["operations"][f"{store}.{op}"]["round_trips_per_request"] = round(
+                    made / requests, 3
+                )
+        writes = [metrics.batches[key] for key in POSTGRES_WRITES if key in metrics.batches]
+        if writes:
+            out["postgres_commits_per_request"] = round(sum(writes) / requests, 3)
         out["redis_wait_us"] = round(waits["redis"] / requests * 1e6, 1)
         out["postgres_wait_us"] = round(waits["postgres"] / requests * 1e6, 1)
         if waits["other"]:

@@ -514,6 +514,13 @@ def table(report: dict[str, Any]) -> str:
                 f"{_f(t['server_latency_ms'], '{:.2f}'):>7}"
             )
         add("(svc ms: the service's own mean time per /token request, from its histogram)")
+        commits = [
+            f"{p['name']} {p['mode']} {p['time_per_request_us']['postgres_commits_per_request']}"
+            for p in timed
+            if "postgres_commits_per_request" in p["time_per_request_us"]
+        ]
+        if commits:  # tokensvc_store_batches_total: one durable commit per batch of writes
+            add(f"Postgres commits per request (batched writes): {', '.join(commits)}")
     errors = [
         (p, k, v)
         for p in report["phases"]

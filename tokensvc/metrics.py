@@ -60,6 +60,14 @@ class Metrics:
             buckets=STORE_BUCKETS,
             registry=r,
         )
+        self.store_batches = Counter(
+            "tokensvc_store_batches",
+            "Round trips made for store calls batched per event-loop turn: divided by the "
+            "operation's calls, what batching saved; for grants.issue and grants.rotate, one "
+            "Postgres commit each.",
+            ["store", "operation"],
+            registry=r,
+        )
         self.rotations = Counter(
             "tokensvc_refresh_rotations", "Refresh tokens rotated.", ["client_id"], registry=r
         )

@@ -137,6 +137,8 @@ def observe_stores(stores: Stores, metrics: Metrics, tracing: Tracing | None = N
             store.instrument(observe)
         else:
             observe(store)
+        for operation, batcher in getattr(store, "batchers", {}).items():
+            batcher.on_batch = metrics.store_batches.labels(f.name, operation).inc
 
 
 def _observed(store: S, name: str, metrics: Metrics, tracing: Tracing | None) -> S:

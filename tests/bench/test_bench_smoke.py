@@ -72,7 +72,14 @@ def test_every_grant_runs_without_errors_and_reports(
         phase = phases[(name, "closed")]
         assert phase["vs_client_credentials"]["rps"] > 0, name
         assert set(phase["target_vs_client_credentials"]) == {"rps_at_least", "met"}, name
+    for name in ("authorization_code", "refresh_token"):  # one commit per batch of writes
+        spent = phases[(name, "closed")]["time_per_request_us"]
+        assert 0 < spent["postgres_commits_per_request"] <= 1, name
+        write = "grants.issue" if name == "authorization_code" else "grants.rotate"
+        assert spent["operations"][write]["round_trips_per_request"] > 0, name
+    assert "postgres_commits_per_request" not in phases[GRANTS[0], "closed"]["time_per_request_us"]
     summary = (out / "summary.txt").read_text()
+    assert "Postgres commits per request (batched writes): authorization_code closed" in summary
     assert "client authentication, closed loop" in summary
     assert "resources, closed loop" in summary
     assert report["generator"]["floor_rps"] > 0

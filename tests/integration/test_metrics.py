@@ -118,6 +118,41 @@ async def test_counters_move(harness: Harness) -> None:
     )
 
 
+async def test_batched_store_calls_count_their_round_trips(harness: Harness, backend: str) -> None:
+    """`tokensvc_store_batches_total`: one per round trip a batch made, so that calls over
+    batches is what batching saved (for grants.rotate, refreshes per Postgres commit)."""
+    client, secret = await harness.client()
+    tokens = []
+    for _ in range(8):
+        code, verifier = await harness.mint_code(client)
+        tokens.append((await harness.exchange(client, secret, code, verifier)).body)
+    before = await scrape(harness)
+    answers = await asyncio.gather(
+        *(
+            harness.token(
+                client, secret, grant_type="refresh_token", refresh_token=t["refresh_token"]
+            )
+            for t in tokens
+        )
+    )
+    assert [a.status for a in answers] == [200] * 8
+    after = await scrape(harness)
+
+    def moved(name: str, op: str) -> float:
+        labels = {"store": "grants", "operation": op}
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    calls = moved("tokensvc_store_duration_seconds_count", "rotate")
+    batches = moved("tokensvc_store_batches_total", "rotate")
+    assert calls == 8
+    if backend == "memory":  # nothing to batch: no round trips
+        assert batches == 0
+    else:
+        assert 1 <= batches <= calls
+        issued = value(after, "tokensvc_store_batches_total", store="grants", operation="issue")
+        assert issued == 8  # the exchanges above, one at a time: a batch of one each
+
+
 async def test_rate_limit_rejections_are_counted(harness: Harness) -> None:
     client, secret = await harness.client(
         grant_types=["client_credentials"], scope_list=["a"], rate_limit=0.01, rate_burst=2

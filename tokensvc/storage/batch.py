@@ -33,6 +33,9 @@ class Batcher(Generic[T, R]):
         self._max_size = max_size
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told of every batch that leaves (`tokensvc_store_batches_total`): per request, the
+        # round trips, and for a Postgres write the commits, that batching left.
+        self.on_batch: Callable[[], object] = _unobserved
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -47,6 +50,7 @@ class Batcher(Generic[T, R]):
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
+            self.on_batch()
             task = asyncio.ensure_future(self._serve(batch))
             self._tasks.add(task)  # keep a reference until it is done
             task.add_done_callback(self._tasks.discard)
@@ -73,3 +77,7 @@ class Batcher(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+def _unobserved() -> None:
+    return None

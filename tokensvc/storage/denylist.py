@@ -40,7 +40,8 @@ class MemoryDenyList:
 class RedisDenyList:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self._contains = self._one if is_cluster(client) else Batcher(self._many).submit
+        self.batchers = {} if is_cluster(client) else {"contains": Batcher(self._many)}
+        self._contains = self.batchers["contains"].submit if self.batchers else self._one
 
     async def add(self, jti: str, until: float) -> None:
         if until <= time.time():

@@ -50,9 +50,8 @@ class RedisCodes(RedisStore):
         # Exchanges that arrive together share one script call: one round trip for the batch.
         # On a cluster each code is its own call: a script may only touch one hash slot, and
         # one code's key is one slot (its read and its "used" marker are one key).
-        self._submit = (
-            self._consume_one if is_cluster(client) else Batcher(self._consume_many).submit
-        )
+        self.batchers = {} if is_cluster(client) else {"consume": Batcher(self._consume_many)}
+        self._submit = self.batchers["consume"].submit if self.batchers else self._consume_one
 
     @classmethod
     def from_url(cls, url: str) -> RedisCodes:

@@ -52,7 +52,8 @@ class RedisReplay(RedisStore):
     def __init__(self, client: RedisClient) -> None:
         super().__init__(client)
         self._script: Any = client.register_script(_FIRST_USES)
-        self._submit = self._one if is_cluster(client) else Batcher(self._many).submit
+        self.batchers = {} if is_cluster(client) else {"first_use": Batcher(self._many)}
+        self._submit = self.batchers["first_use"].submit if self.batchers else self._one
 
     async def first_use(self, key: bytes, until: float) -> bool:
         # Whole seconds, rounded up: the key never goes before `until`.

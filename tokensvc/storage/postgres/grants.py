@@ -177,6 +177,7 @@ class PostgresGrants(PoolStore):
         self._issues: Batcher[_IssueRow, bool] = Batcher(self._issue_many)
         self._states: Batcher[bytes, asyncpg.Record | None] = Batcher(self._states_many)
         self._rotations: Batcher[_RotateRow, bool] = Batcher(self._rotate_many)
+        self.batchers = {"issue": self._issues, "inspect": self._states, "rotate": self._rotations}
 
     async def issue(
         self, grant: Grant, token_hash: bytes | None, expires_at: float, now: float
