@@ -36,8 +36,9 @@ _SECRET_FIELDS = frozenset(
 
 
 def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    for key in _SECRET_FIELDS.intersection(event):
-        event[key] = "[redacted]"
+    if not _SECRET_FIELDS.isdisjoint(event):  # no set built on the usual, clean path
+        for key in _SECRET_FIELDS.intersection(event):
+            event[key] = "[redacted]"
     return event
 
 
@@ -73,8 +74,16 @@ class BufferedLines:
 
     def msg(self, message: bytes) -> None:
         self._pending.append(message + b"\n")
-        if self._scheduled:
-            return
+        if not self._scheduled:
+            self._schedule()
+
+    def line(self, message: bytes) -> None:
+        """`message` ends with its newline already (orjson's OPT_APPEND_NEWLINE)."""
+        self._pending.append(message)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
         try:
             asyncio.get_running_loop().call_soon(self.flush)
             self._scheduled = True
@@ -101,12 +110,13 @@ def _structlog_request_line(event: dict[str, Any]) -> None:
 def _json_request_line(sink: Any, stamp: _Timestamp) -> Callable[[dict[str, Any]], None]:
     """The per-request line without structlog's processor chain (a tenth of its cost, and it
     runs on every request). It writes what the JSON chain would: same fields, same redaction."""
-    dumps, write = orjson.dumps, sink.msg
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    write = sink.line if isinstance(sink, BufferedLines) else lambda data: sink.msg(data[:-1])
 
     def line(event: dict[str, Any]) -> None:
         event["event"] = "request"
         event["level"] = "info"
-        write(dumps(_drop_secrets(None, "", stamp(None, "", event))))
+        write(dumps(_drop_secrets(None, "", stamp(None, "", event)), option=newline))
 
     return line
 

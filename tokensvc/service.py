@@ -7,7 +7,6 @@ the real code with a fake clock or a fresh set of stores. The stores arrive asse
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -21,7 +20,7 @@ from tokensvc.limits.lockout import Lockouts, MemoryLockouts
 from tokensvc.machinetokens import MachineTokens
 from tokensvc.metrics import Metrics, time_calls
 from tokensvc.models import Client
-from tokensvc.opaque import Entropy
+from tokensvc.opaque import Entropy, random_bytes
 from tokensvc.readiness import readiness
 from tokensvc.signing.keys import KeySet
 from tokensvc.signing.tokens import TokenMinter
@@ -99,7 +98,7 @@ class TokenService:
     stores: Stores
     keys: KeySet
     clock: Callable[[], float] = time.time
-    entropy: Entropy = secrets.token_bytes
+    entropy: Entropy = random_bytes
     metrics: Metrics = field(default_factory=Metrics)
     minter: TokenMinter = field(init=False)
     workloads: WorkloadTokens | None = None  # None: jwt subject tokens are not accepted

@@ -17,7 +17,7 @@ from tokensvc.http.introspect import introspect
 from tokensvc.http.middleware import METRICS, canonical
 from tokensvc.http.par import par
 from tokensvc.http.revoke import revoke
-from tokensvc.http.token import token
+from tokensvc.http.token import token_endpoint
 from tokensvc.http.userinfo import userinfo
 from tokensvc.metrics import CONTENT_TYPE
 from tokensvc.service import TokenService
@@ -34,7 +34,7 @@ def public_app(svc: TokenService) -> web.Application:
     app[CLIENT_AUTH] = client_auth(app, svc)
     tls.configure(app, svc.settings)  # HTTPS and client certificates (RFC 8705)
     app[DPOP] = Dpop.from_settings(svc.settings)
-    app.router.add_post("/token", token)
+    app.router.add_post("/token", token_endpoint(app[DPOP]))
     app.router.add_get("/.well-known/openid-configuration", discovery.discovery)
     app.router.add_get("/.well-known/oauth-authorization-server", discovery.discovery)
     app.router.add_get("/jwks.json", discovery.jwks)

@@ -15,6 +15,8 @@ are the lockout's and the ingress's to stop. A client without a limit skips it e
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -30,7 +32,7 @@ from tokensvc.errors import (
 )
 from tokensvc.grants import REGISTRY
 from tokensvc.http.appkeys import CLIENT_AUTH, CLIENT_CERTS, DPOP, SERVICE
-from tokensvc.http.dpop import HEADER, proof_of
+from tokensvc.http.dpop import HEADER, Dpop, proof_of
 from tokensvc.http.forms import read_form
 from tokensvc.http.middleware import LOG_FIELDS
 from tokensvc.http.responses import NO_STORE
@@ -39,22 +41,28 @@ from tokensvc.http.responses import NO_STORE
 TOKEN_HEADERS = CIMultiDict({**NO_STORE, "Content-Type": "application/json"})
 
 
+def token_endpoint(dpop: Dpop) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of `POST /token`: with server nonces on, the next nonce on every answer
+    (RFC 9449 §8), so a client never needs a failed request; without them `token` itself,
+    one coroutine less per request."""
+    nonces = dpop.nonces
+    if nonces is None:
+        return token
+
+    async def with_nonce(request: web.Request) -> web.Response:
+        nonce = nonces.current(request.app[SERVICE].clock())
+        try:
+            response = await token(request)
+        except OAuthError as exc:
+            exc.headers.setdefault("DPoP-Nonce", nonce)
+            raise
+        response.headers["DPoP-Nonce"] = nonce
+        return response
+
+    return with_nonce
+
+
 async def token(request: web.Request) -> web.Response:
-    dpop = request.app[DPOP]
-    if dpop.nonces is None:
-        return await _token(request)
-    # RFC 9449 §8: the next nonce on every answer, so a client never needs a failed request.
-    nonce = dpop.nonces.current(request.app[SERVICE].clock())
-    try:
-        response = await _token(request)
-    except OAuthError as exc:
-        exc.headers.setdefault("DPoP-Nonce", nonce)
-        raise
-    response.headers["DPoP-Nonce"] = nonce
-    return response
-
-
-async def _token(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     params = await read_form(request)
     fields = request[LOG_FIELDS]
