@@ -28,6 +28,7 @@ class Metrics:
         r = self.registry
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._issued: dict[tuple[str, str], Any] = {}
+        self._rotated: dict[str, Any] = {}
         self.requests = Counter(
             "tokensvc_http_requests",
             "HTTP requests handled.",
@@ -155,6 +156,13 @@ class Metrics:
         child = self._issued.get(key)
         if child is None:
             child = self._issued[key] = self.issued.labels(grant_type, client_id)
+        return child
+
+    def rotated_by(self, client_id: str) -> Any:
+        """`rotations` for one client, looked up once (a rotation is every refresh)."""
+        child = self._rotated.get(client_id)
+        if child is None:
+            child = self._rotated[client_id] = self.rotations.labels(client_id)
         return child
 
     def exposition(self) -> bytes:

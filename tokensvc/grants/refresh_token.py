@@ -69,7 +69,7 @@ async def handle(
         svc.stores.grants, token_hash, now, svc.settings.refresh_grace, successor
     )
     if isinstance(outcome, Rotated):
-        svc.metrics.rotations.labels(client.client_id).inc()
+        svc.metrics.rotated_by(client.client_id).inc()
         return body
     if isinstance(outcome, Repeated):
         if outcome.grant is not None:
