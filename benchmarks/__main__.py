@@ -1,8 +1,9 @@
-"""`python -m benchmarks [soak | tls | tracing | render] ...`: the load test (benchmarks/cli.py),
-the soak (benchmarks/soak/cli.py), `/token` over mutual TLS with ApacheBench (benchmarks/tls.py),
-tracing's cost in alternating rounds (benchmarks/tracing.py) or a report.json's HTML page
-(benchmarks/render.py). See benchmarks/README.md. The commands are
-imported here, when chosen: none imports another."""
+"""`python -m benchmarks [soak | tls | tracing | render | flames] ...`: the load test
+(benchmarks/cli.py), the soak (benchmarks/soak/cli.py), `/token` over mutual TLS with
+ApacheBench (benchmarks/tls.py), tracing's cost in alternating rounds (benchmarks/tracing.py),
+a report.json's HTML page (benchmarks/render.py) or a flame graph as text
+(benchmarks/flames.py). See benchmarks/README.md. The commands are imported here, when chosen:
+none imports another."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.tracing import main as tracing
 
         return tracing(rest)
+    if command == "flames":
+        from benchmarks.flames import main as flames
+
+        return flames(rest)
     if command == "render":
         from benchmarks.render import main as render
 

@@ -31,6 +31,7 @@ from benchmarks import (
     common,
     cpu,
     dpop,
+    flames,
     plot,
     report,
     resources,
@@ -328,6 +329,9 @@ class Profiler:
         proc, self.proc = self.proc, None
         if proc is not None:  # SIGINT: py-spy writes the flame graph out
             spawn.stop_process(proc, signal.SIGINT, timeout=30)
+            text = flames.write_summary(self.outdir / f"profile-{name}.svg")
+            if text is not None:  # small enough to commit with the run
+                self.files.append(text.name)
 
 
 # --------------------------------------------------------------------------- the run

@@ -547,7 +547,12 @@ def table(report: dict[str, Any]) -> str:
     notes = [f"{p['name']} {p['mode']}: {n}" for p in report["phases"] for n in p["notes"]]
     notes += report.get("notes", [])
     if report.get("profiles"):
-        notes.append(f"py-spy flame graphs of the service: {', '.join(report['profiles'])}")
+        graphs = [f for f in report["profiles"] if not f.endswith(".txt")]
+        texts = [f for f in report["profiles"] if f.endswith(".txt")]
+        note = f"py-spy flame graphs of the service: {', '.join(graphs)}"
+        notes.append(
+            note + (f"; as text (committed with the run): {', '.join(texts)}" if texts else "")
+        )
     if notes:
         add("")
         add("notes:")
