@@ -66,8 +66,9 @@ class Scrape:
             if count - b[1] > 0:
                 out.stores[key] = [total - b[0], count - b[1]]
         for key, made in self.batches.items():
-            if made - before.batches.get(key, 0.0) > 0:
-                out.batches[key] = made - before.batches.get(key, 0.0)
+            moved = made - before.batches.get(key, 0.0)
+            if moved > 0:
+                out.batches[key] = moved
         return out
 
     def add(self, other: Scrape) -> Scrape:

@@ -70,12 +70,17 @@ def summary(svg: str, name: str, frames: int = 30, modules: int = 20) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_of(svg_path: Path) -> str:
+    """The summary of `profile-X.svg`, named X."""
+    return summary(svg_path.read_text(), svg_path.stem.removeprefix("profile-"))
+
+
 def write_summary(svg_path: Path) -> Path | None:
     """`profile-X.svg` -> `profile-X.txt` beside it; None when py-spy wrote no graph."""
     if not svg_path.exists():
         return None
     out = svg_path.with_suffix(".txt")
-    out.write_text(summary(svg_path.read_text(), svg_path.stem.removeprefix("profile-")))
+    out.write_text(summary_of(svg_path))
     return out
 
 
@@ -85,5 +90,5 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m benchmarks flames PROFILE.svg...", file=sys.stderr)
         return 2
     for path in paths:
-        sys.stdout.write(summary(Path(path).read_text(), Path(path).stem.removeprefix("profile-")))
+        sys.stdout.write(summary_of(Path(path)))
     return 0

@@ -73,9 +73,7 @@ class BufferedLines:
         self._scheduled = False
 
     def msg(self, message: bytes) -> None:
-        self._pending.append(message + b"\n")
-        if not self._scheduled:
-            self._schedule()
+        self.line(message + b"\n")
 
     def line(self, message: bytes) -> None:
         """`message` ends with its newline already (orjson's OPT_APPEND_NEWLINE)."""

@@ -81,3 +81,19 @@ class Batcher(Generic[T, R]):
 
 def _unobserved() -> None:
     return None
+
+
+def batched_or_one(
+    operation: str,
+    many: Callable[[list[T]], Awaitable[Sequence[R]]],
+    one: Callable[[T], Awaitable[R]],
+    *,
+    batch: bool,
+) -> tuple[dict[str, Batcher[T, R]], Callable[[T], Awaitable[R]]]:
+    """A store's `batchers` (observed as `tokensvc_store_batches_total`) and the call to make
+    for `operation`: a batcher's `submit` when `batch`, else `one` (a Redis Cluster, where a
+    script may touch one hash slot only) and no batchers."""
+    if not batch:
+        return {}, one
+    batcher = Batcher(many)
+    return {operation: batcher}, batcher.submit

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from tokensvc.errors import StoreUnavailable
 from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, is_cluster
-from tokensvc.storage.batch import Batcher
+from tokensvc.storage.batch import batched_or_one
 
 KEY_PREFIX = "tokensvc:revoked:"
 
@@ -40,8 +40,9 @@ class MemoryDenyList:
 class RedisDenyList:
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self.batchers = {} if is_cluster(client) else {"contains": Batcher(self._many)}
-        self._contains = self.batchers["contains"].submit if self.batchers else self._one
+        self.batchers, self._contains = batched_or_one(
+            "contains", self._many, self._one, batch=not is_cluster(client)
+        )
 
     async def add(self, jti: str, until: float) -> None:
         if until <= time.time():

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from tokensvc.errors import StoreUnavailable
 from tokensvc.models import CodeRecord, CodeReplayed
 from tokensvc.redis_client import RedisClient, RedisStore, connect, is_cluster
-from tokensvc.storage.batch import Batcher
+from tokensvc.storage.batch import batched_or_one
 from tokensvc.storage.codec import dump_code, load_code
 from tokensvc.storage.protocols import USED_CODE_MEMORY
 
@@ -50,8 +50,9 @@ class RedisCodes(RedisStore):
         # Exchanges that arrive together share one script call: one round trip for the batch.
         # On a cluster each code is its own call: a script may only touch one hash slot, and
         # one code's key is one slot (its read and its "used" marker are one key).
-        self.batchers = {} if is_cluster(client) else {"consume": Batcher(self._consume_many)}
-        self._submit = self.batchers["consume"].submit if self.batchers else self._consume_one
+        self.batchers, self._submit = batched_or_one(
+            "consume", self._consume_many, self._consume_one, batch=not is_cluster(client)
+        )
 
     @classmethod
     def from_url(cls, url: str) -> RedisCodes:

@@ -18,7 +18,7 @@ from tokensvc.errors import StoreUnavailable
 from tokensvc.expiring import ExpiringDict
 from tokensvc.inprocess import InProcess
 from tokensvc.redis_client import DRIVER_ERRORS, RedisClient, RedisStore, is_cluster
-from tokensvc.storage.batch import Batcher
+from tokensvc.storage.batch import batched_or_one
 
 KEY_PREFIX = "tokensvc:once:"
 
@@ -52,8 +52,9 @@ class RedisReplay(RedisStore):
     def __init__(self, client: RedisClient) -> None:
         super().__init__(client)
         self._script: Any = client.register_script(_FIRST_USES)
-        self.batchers = {} if is_cluster(client) else {"first_use": Batcher(self._many)}
-        self._submit = self.batchers["first_use"].submit if self.batchers else self._one
+        self.batchers, self._submit = batched_or_one(
+            "first_use", self._many, self._one, batch=not is_cluster(client)
+        )
 
     async def first_use(self, key: bytes, until: float) -> bool:
         # Whole seconds, rounded up: the key never goes before `until`.
