@@ -112,7 +112,7 @@ def _sentinel_master(url: str, pool: dict[str, Any]) -> aioredis.Redis:
     sentinel_auth = (
         {"password": options["sentinel_password"]} if "sentinel_password" in options else {}
     )
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         hosts, sentinel_kwargs={**TIMEOUTS, **sentinel_auth}, **TIMEOUTS
     )
     master: _SentinelMaster = sentinel.master_for(
