@@ -6,6 +6,12 @@ network round trip, and for Postgres one commit shared by every request of the b
 "commits shared across concurrent requests" that durability allows: each request still
 answers only after its own row is committed). A lone request pays nothing extra: its batch
 of one leaves at the end of the very turn that made it.
+
+A batcher may also hold a turn's batch while `max_in_flight` of its batches are out: the
+held requests leave together the moment one lands (group commit, done in the client). For
+Postgres this is what keeps the commits per request low when requests arrive one by one
+(open loop): without it every lone request is its own statement and commit, and the
+backends contending for the same pages cost more CPU than the statements themselves.
 """
 
 from __future__ import annotations
@@ -27,10 +33,16 @@ MAX_BATCH = 16
 
 class Batcher(Generic[T, R]):
     def __init__(
-        self, run: Callable[[list[T]], Awaitable[Sequence[R]]], max_size: int = MAX_BATCH
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R]]],
+        max_size: int = MAX_BATCH,
+        max_in_flight: int | None = None,
     ) -> None:
+        """`max_in_flight`: how many batches may be out at once before a turn's batch waits
+        for one to land (None: no limit). A full batch (`max_size`) always leaves at once."""
         self._run = run
         self._max_size = max_size
+        self._max_in_flight = max_in_flight if max_in_flight is not None else 1 << 62
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # Told of every batch that leaves (`tokensvc_store_batches_total`): per request, the
@@ -42,10 +54,15 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush_at_turn_end)
         elif len(self._pending) >= self._max_size:
             self._flush()
         return await future
+
+    def _flush_at_turn_end(self) -> None:
+        if len(self._tasks) >= self._max_in_flight:
+            return  # the batch in flight takes this one along when it lands (`_landed`)
+        self._flush()
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -53,7 +70,12 @@ class Batcher(Generic[T, R]):
             self.on_batch()
             task = asyncio.ensure_future(self._serve(batch))
             self._tasks.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._pending and len(self._tasks) < self._max_in_flight:
+            self._flush()
 
     async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

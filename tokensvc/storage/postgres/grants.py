@@ -170,13 +170,18 @@ _RotateRow = tuple[bytes, float, bytes, bytes, float]
 
 
 class PostgresGrants(PoolStore):
-    """Issue and rotate are batched per event-loop turn (`tokensvc.storage.batch`)."""
+    """Issue, inspect and rotate are batched per event-loop turn (`tokensvc.storage.batch`),
+    one batch of each out at a time: the next turn's requests wait for it and leave together
+    (measured with `python -m benchmarks`: half the Postgres CPU per refresh, fewer commits,
+    more requests per second closed and open loop than a batch per turn regardless)."""
 
     def __init__(self, db: Pool) -> None:
         super().__init__(db)
-        self._issues: Batcher[_IssueRow, bool] = Batcher(self._issue_many)
-        self._states: Batcher[bytes, asyncpg.Record | None] = Batcher(self._states_many)
-        self._rotations: Batcher[_RotateRow, bool] = Batcher(self._rotate_many)
+        self._issues: Batcher[_IssueRow, bool] = Batcher(self._issue_many, max_in_flight=1)
+        self._states: Batcher[bytes, asyncpg.Record | None] = Batcher(
+            self._states_many, max_in_flight=1
+        )
+        self._rotations: Batcher[_RotateRow, bool] = Batcher(self._rotate_many, max_in_flight=1)
         self.batchers = {"issue": self._issues, "inspect": self._states, "rotate": self._rotations}
 
     async def issue(
