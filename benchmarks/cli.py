@@ -462,7 +462,8 @@ def _main(args: argparse.Namespace) -> int:
                 f"tokensvc spawned here ({st.workers} worker{'s' if st.workers > 1 else ''}"
                 f" on core {cpu.describe_cores(service_cores)}; generator, Redis and "
                 f"Postgres on core {cpu.describe_cores(other_cores)}; Postgres fsync and "
-                "synchronous_commit on; ES256; JSON request logs to /dev/null)"
+                "synchronous_commit on, new WAL segments not zero-filled; ES256; JSON request "
+                "logs to /dev/null)"
             )
             if args.redis_url or args.postgres_url:
                 desc += "; Redis/Postgres given on the command line (not pinned)"

@@ -1,7 +1,8 @@
 """`--spawn`: the whole stack on this machine, started and stopped by the benchmark.
 
-* a throwaway redis-server and a throwaway Postgres (fsync and synchronous_commit on), on
-  free loopback ports (tests/servers.py), unless `--redis-url` / `--postgres-url` name
+* a throwaway redis-server and a throwaway Postgres (fsync and synchronous_commit on; new WAL
+  segments not zero-filled, see POSTGRES_SETTINGS), on free loopback ports
+  (tests/servers.py), unless `--redis-url` / `--postgres-url` name
   servers to use (never the machine's own on 6379/5432 by default);
 * a fresh database, migrated with `tokensvc migrate`; an ES256 key file from
   `tokensvc keys generate`;
@@ -196,6 +197,14 @@ def plan_cores(service: str | None, other: str | None) -> tuple[list[int], list[
     return service_cores, other_cores, ""
 
 
+# A fresh cluster has no WAL segments to recycle: at these write rates it creates one every
+# ~6 s, and zero-filling its 16 MB (the default) stalled every commit for 60-120 ms (seen with a
+# probe committing every 5 ms beside the kit), which is the open-loop p99 of code exchange and
+# refresh. A long-running server recycles old segments instead, so the stall measures the
+# cluster's age, not the service. fsync and durable commits are unchanged.
+POSTGRES_SETTINGS = {"wal_init_zero": "off"}
+
+
 @contextlib.contextmanager
 def spawn(
     workdir: Path,
@@ -230,7 +239,7 @@ def spawn(
             redis_url = redis.url
             redis_pid = redis._proc.pid if redis._proc else None
         if postgres_url is None:
-            pg = stack.enter_context(PostgresServer())
+            pg = stack.enter_context(PostgresServer(settings=POSTGRES_SETTINGS))
             postgres_url = pg.url
             with contextlib.suppress(OSError, ValueError, IndexError):
                 postgres_pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -380,9 +380,11 @@ class PostgresServer(_Server):
     unix socket lives in the server's temp dir, not in /var/run/postgresql.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: Mapping[str, str] | None = None) -> None:
+        """`settings`: more `-c name=value` server settings (the benchmark kit's)."""
         super().__init__(port)
         self.url = f"postgresql://postgres@{HOST}:{self.port}/postgres"
+        self._settings = dict(settings or {})
         self._user = _unprivileged_user()
         self._initialised = False
         self._running = False
@@ -445,6 +447,7 @@ class PostgresServer(_Server):
                 f"-c listen_addresses={HOST}",
                 "-c fsync=on",
                 "-c synchronous_commit=on",
+                *(f"-c {name}={shlex.quote(value)}" for name, value in self._settings.items()),
             ]
         )
         self._running = True  # set first, so a half-started server still gets stopped

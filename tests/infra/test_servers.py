@@ -101,6 +101,18 @@ async def test_postgres_select_1(postgres: PostgresServer) -> None:
 
 
 @pytest.mark.asyncio
+async def test_postgres_takes_more_settings_and_keeps_durability() -> None:
+    """The benchmark kit's cluster: its own settings on top, fsync and durable commits kept."""
+    from benchmarks.spawn import POSTGRES_SETTINGS
+
+    with PostgresServer(settings=POSTGRES_SETTINGS) as server:
+        for name, value in POSTGRES_SETTINGS.items():
+            assert await pg_fetchval(server.url, f"SHOW {name}") == value
+        assert await pg_fetchval(server.url, "SHOW fsync") == "on"
+        assert await pg_fetchval(server.url, "SHOW synchronous_commit") == "on"
+
+
+@pytest.mark.asyncio
 async def test_postgres_stop_restart_keeps_data(postgres: PostgresServer) -> None:
     url = await create_database_async(postgres.url, "restart_check")
     conn = await asyncpg.connect(url)
