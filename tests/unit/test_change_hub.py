@@ -145,6 +145,16 @@ async def test_end_streams_wakes_every_subscriber() -> None:
         assert await asyncio.wait_for(waiting, 1) == [] and sub.ended
 
 
+async def test_a_stream_opened_after_the_streams_ended_ends_at_once() -> None:
+    """The front-end reconnecting while the listener shuts down (its `on_shutdown` already
+    ran): that stream must not hold the shutdown until its timeout either."""
+    hub = ChangeHub()
+    hub.end_streams()
+    with hub.subscribe() as sub:
+        assert sub.ended
+        assert await asyncio.wait_for(sub.next(30), 1) == []
+
+
 async def test_the_feed_state_is_a_gauge_once_a_feed_runs() -> None:
     hub, metrics = ChangeHub(), Metrics()
     hub.observe(metrics)

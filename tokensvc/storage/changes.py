@@ -112,6 +112,7 @@ class ChangeHub:
         self._metrics: Metrics | None = None
         self._mode: str | None = None  # the feed's, once one runs
         self._connected = False
+        self._streams_ended = False
 
     def watch(self, kind: str, cache: Cached[Any]) -> None:
         """`cache` forgets records of `kind` ('client', 'resource') as they change."""
@@ -152,8 +153,11 @@ class ChangeHub:
 
     @contextmanager
     def subscribe(self) -> Iterator[Subscription]:
-        """A subscription for as long as the `with` block lasts."""
+        """A subscription for as long as the `with` block lasts; already ended once the
+        streams were ended (a stream opened while the listener shuts down must not hold it)."""
         subscription = Subscription()
+        if self._streams_ended:
+            subscription.end()
         self._subscribers.add(subscription)
         try:
             yield subscription
@@ -162,7 +166,9 @@ class ChangeHub:
 
     def end_streams(self) -> None:
         """End every current subscription (the internal listener shuts down): the streams
-        finish their responses instead of holding the shutdown until its timeout."""
+        finish their responses instead of holding the shutdown until its timeout, and so
+        does any opened after this."""
+        self._streams_ended = True
         for subscription in self._subscribers:
             subscription.end()
 
